@@ -1,0 +1,85 @@
+"""The request-reply protocol without an event loop per request.
+
+The SDK's RequestReplyHandler.handle_sync runs asyncio.run() for every request (110-150 us of a
+130-190 us call here) even when the function is synchronous. This dispatcher does the same protocol steps
+with the SDK's own building blocks, calling sync functions directly; async functions still go through
+the SDK. It also tells a malformed body and an unknown function apart, so the app can answer 4xx.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from statefun import RequestReplyHandler, StatefulFunctions
+from statefun.messages import Message
+from statefun.request_reply_pb2 import ToFunction
+from statefun.request_reply_v3 import UserFacingContext, collect_failure, collect_success, sdk_address_from_pb
+from statefun.storage import resolve
+
+
+class InvalidRequest(ValueError):
+    """The body is not a ToFunction invocation batch."""
+
+
+class UnknownFunction(LookupError):
+    """The batch targets a function type this service does not serve."""
+
+    def __init__(self, typename: str) -> None:
+        super().__init__(f"no function of type {typename!r} is served here")
+        self.typename = typename
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: bytes
+    # The address the batch was for, e.g. example/greeter/alice.
+    address: str
+    # Invocations carried by the batch; 0 when the reply asks the runtime for missing state.
+    invocations: int
+
+
+def _message(typename: str, address_id: str, typed_value: Any) -> Message:
+    # Message.__init__ rejects an empty id with ValueError; the function dead-letters such records instead.
+    message: Message = Message.__new__(Message)
+    message.target_typename = typename
+    message.target_id = address_id
+    message.typed_value = typed_value
+    return message
+
+
+class Dispatcher:
+    def __init__(self, functions: StatefulFunctions) -> None:
+        self._functions = functions
+        self._sdk_handler = RequestReplyHandler(functions)
+
+    def handle(self, body: bytes) -> Reply:
+        to_function = ToFunction()
+        try:
+            to_function.ParseFromString(body)
+        except DecodeError as error:
+            raise InvalidRequest(f"body is not a ToFunction message: {error}") from None
+        if not to_function.HasField("invocation"):
+            raise InvalidRequest("body is not a ToFunction invocation batch")
+        batch = to_function.invocation
+        address = sdk_address_from_pb(batch.target)
+        if address is None or not address.namespace or not address.name:
+            raise InvalidRequest("the invocation batch names no target function")
+        try:
+            target = self._functions.for_typename(address.typename)
+        except KeyError:
+            raise UnknownFunction(address.typename) from None
+        address_text = f"{address.typename}/{address.id}"
+        if target.is_async:
+            return Reply(self._sdk_handler.handle_sync(body), address_text, len(batch.invocations))
+
+        resolution = resolve(target.storage_spec, address.typename, batch.state)
+        if resolution.missing_specs:
+            return Reply(collect_failure(resolution.missing_specs).SerializeToString(), address_text, 0)
+        context = UserFacingContext(address, resolution.storage)
+        function = target.fun
+        typename, address_id = address.typename, address.id
+        for invocation in batch.invocations:
+            # Ingress records have no caller: skip building an empty address for each of them.
+            context._caller = sdk_address_from_pb(invocation.caller) if invocation.HasField("caller") else None
+            function(context, _message(typename, address_id, invocation.argument))
+        return Reply(collect_success(context).SerializeToString(), address_text, len(batch.invocations))

@@ -1,0 +1,36 @@
+"""A self-test of the function path: one canned request through the real dispatcher."""
+
+from statefun.request_reply_pb2 import FromFunction
+
+from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
+
+from .dispatch import Dispatcher
+from .greeting import compute_greeting
+from .harness import build_request, kafka_records, typed_value
+from .settings import Settings
+from .types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
+from .wiring import FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
+
+# One character: fits every name bound (GREETER_MAX_NAME_LENGTH is at least 1).
+_PROBE_NAME = "?"
+
+
+class SelfTestFailed(RuntimeError):
+    pass
+
+
+def self_test(dispatcher: Dispatcher, settings: Settings) -> None:
+    request = build_request(
+        FUNCTION_TYPE,
+        _PROBE_NAME,
+        [typed_value(GREET_REQUEST_TYPE.typename, GreetRequest(name=_PROBE_NAME).SerializeToString())],
+        {seen_count_state_name(settings.seen_count_ttl_seconds): typed_value(SEEN_COUNT_TYPE.typename, None)},
+    )
+    reply = FromFunction()
+    reply.ParseFromString(dispatcher.handle(request).body)
+    records = kafka_records(reply)
+    greeting = GreetResponse()
+    if len(records) == 1 and records[0].topic == GREETINGS_TOPIC:
+        greeting.ParseFromString(records[0].value)
+    if greeting.greeting != compute_greeting(_PROBE_NAME, 1):
+        raise SelfTestFailed(f"the function did not greet the probe as expected: {reply}")

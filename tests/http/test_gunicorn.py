@@ -1,0 +1,162 @@
+"""The greeter as deployed: greeter-serve (gunicorn + KeepAliveWorker) as a real process on loopback."""
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from greeter.harness import RuntimeHarness, build_request
+from tests.protocol.messages import greet, greetings
+from tests.support.net import free_port, wait_for_http
+
+SERVE = Path(sys.executable).with_name("greeter-serve")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def post(self, body: bytes) -> tuple[int, str, bytes]:
+        connection = self.connection()
+        try:
+            connection.request("POST", "/statefun", body, {"Content-Type": "application/octet-stream"})
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type", ""), response.read()
+        finally:
+            connection.close()
+
+
+def start(tmp_path: Path, workers: int = 2, **env: str) -> Server:
+    port = free_port()
+    log = tmp_path / "greeter.log"
+    process = subprocess.Popen(
+        [str(SERVE), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), **env},
+        start_new_session=True,
+    )
+    server = Server(process, port, log)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", 20, alive=lambda: process.poll() is None)
+    except AssertionError:
+        stop(server)
+        raise AssertionError(log.read_text()) from None
+    return server
+
+
+def stop(server: Server) -> int:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            return server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+    return server.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start(tmp_path)
+    yield running
+    stop(running)
+
+
+def test_greets_over_http_with_state_kept_by_the_caller(server: Server) -> None:
+    def send(body: bytes) -> bytes:
+        status, content_type, reply = server.post(body)
+        assert (status, content_type) == (200, "application/octet-stream")
+        return reply
+
+    runtime = RuntimeHarness(send=send, function_type="example/greeter")
+    assert greetings(runtime.invoke("Zoë", [greet("Zoë")])) == [("Zoë", "Welcome Zoë")]
+    assert greetings(runtime.invoke("Zoë", [greet("Zoë")] * 2)) == [
+        ("Zoë", "Nice to see you again Zoë"),
+        ("Zoë", "Third time is a charm Zoë"),
+    ]
+
+
+def test_connections_are_kept_alive(server: Server) -> None:
+    connection = server.connection()
+    body = build_request("example/greeter", "Ada", [greet("Ada")], {})
+    try:
+        connection.request("POST", "/statefun", body)
+        first = connection.getresponse()
+        first.read()
+        sock = connection.sock
+        for _ in range(20):
+            connection.request("POST", "/statefun", body)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            assert response.getheader("Connection") == "keep-alive"
+        assert connection.sock is sock, "the server closed a kept-alive connection"
+    finally:
+        connection.close()
+
+
+def test_bad_bodies_get_4xx_never_500(server: Server) -> None:
+    assert server.post(b"\xff" * 100)[0] == 400
+    assert server.post(b"")[0] == 400
+    assert server.post(build_request("example/nobody", "x", []))[0] == 404
+
+
+def test_metrics_are_summed_over_workers(server: Server) -> None:
+    body = build_request("example/greeter", "Ada", [greet("Ada")], {})
+    for _ in range(30):
+        server.post(body)  # a new connection each time: spread over both workers
+    connection = server.connection()
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    assert "greeter_missing_state_replies_total 30.0" in text
+
+
+def test_oversized_body_is_413(tmp_path: Path) -> None:
+    server = start(tmp_path, workers=1, GREETER_MAX_REQUEST_BYTES="2048")
+    try:
+        assert server.post(b"\x00" * 4096)[0] == 413
+        assert server.post(build_request("example/greeter", "Ada", [greet("Ada")], {}))[0] == 200
+    finally:
+        stop(server)
+
+
+def test_sigterm_stops_gracefully_and_leaves_no_worker(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    workers: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(workers) < 2 and time.monotonic() < deadline:  # the second worker may still be booting
+        time.sleep(0.1)
+        workers = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+    assert len(workers) == 2
+    started = time.monotonic()
+    assert stop(server) == 0
+    assert time.monotonic() - started < 10
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived its master"
+
+
+def test_a_bad_setting_fails_start_up_naming_the_variable() -> None:
+    result = subprocess.run(
+        [str(SERVE), "--bind", "127.0.0.1:1"],
+        env={**os.environ, "GREETER_SEEN_COUNT_TTL": "soon"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "GREETER_SEEN_COUNT_TTL='soon' is not an integer" in result.stderr

@@ -1,0 +1,84 @@
+"""HTTP behaviour of the app: status codes, content types, limits, probes, metrics."""
+
+import logging
+
+import pytest
+from flask import Flask
+
+from greeter.harness import build_request
+
+from .messages import greet
+
+GOOD = build_request("example/greeter", "Ada", [greet("Ada")], {})
+
+
+def test_reply_content_type_is_exactly_octet_stream(app: Flask) -> None:
+    response = app.test_client().post("/statefun", data=GOOD)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not protobuf at all \xff\xfe", b"\x08\x96\x01", b"\x0a\x05hello"],
+    ids=["empty", "random bytes", "valid protobuf, not a ToFunction", "unknown field only"],
+)
+def test_a_body_that_is_not_a_to_function_is_400_with_one_line(app: Flask, body: bytes) -> None:
+    response = app.test_client().post("/statefun", data=body)
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert text.count("\n") == 1 and text.strip()
+    assert "Traceback" not in text
+
+
+def test_a_batch_without_a_target_is_400(app: Flask) -> None:
+    response = app.test_client().post("/statefun", data=build_request("/", "Ada", [greet("Ada")]))
+    assert response.status_code == 400
+    assert b"names no target function" in response.data
+
+
+def test_an_unknown_function_is_404_and_logged(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("greeter")
+    logger.propagate = True  # let caplog see the JSON logger's records
+    try:
+        with caplog.at_level(logging.ERROR, logger="greeter"):
+            response = app.test_client().post("/statefun", data=build_request("example/stranger", "x", []))
+    finally:
+        logger.propagate = False
+    assert response.status_code == 404
+    assert b"example/stranger" in response.data
+    assert any(getattr(r, "function", None) == "example/stranger" for r in caplog.records)
+
+
+def test_a_body_over_the_limit_is_413(app: Flask) -> None:
+    response = app.test_client().post("/statefun", data=b"\x00" * (64 * 1024 + 1))
+    assert response.status_code == 413
+
+
+def test_get_on_the_function_path_is_405(app: Flask) -> None:
+    response = app.test_client().get("/statefun")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+
+
+def test_probes(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_count_invocations_dead_letters_batches_and_latency(app: Flask) -> None:
+    client = app.test_client()
+    client.post("/statefun", data=build_request("example/greeter", "Ada", [greet("Ada")], {}))  # asks for state
+    state = {"seen_count": greet("unused")}
+    state["seen_count"].typename = "type.googleapis.com/example.SeenCount"
+    state["seen_count"].has_value = False
+    client.post("/statefun", data=build_request("example/greeter", "Ada", [greet("Ada"), greet("Bob")], state))
+    client.post("/statefun", data=b"junk")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "greeter_invocations_total 2.0" in text
+    assert 'greeter_dead_letters_total{reason="NAME_MISMATCH"} 1.0' in text
+    assert "greeter_missing_state_replies_total 1.0" in text
+    assert 'greeter_batch_size_bucket{le="2.0"} 1.0' in text
+    assert "greeter_request_seconds_count 2.0" in text  # both answered 200, the state request included
+    assert 'greeter_rejected_requests_total{status="400"} 1.0' in text
