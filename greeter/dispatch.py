@@ -6,8 +6,7 @@ with the SDK's own building blocks, calling sync functions directly; async funct
 the SDK. It also tells a malformed body and an unknown function apart, so the app can answer 4xx.
 """
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 from statefun import RequestReplyHandler, StatefulFunctions
@@ -29,11 +28,11 @@ class UnknownFunction(LookupError):
         self.typename = typename
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):  # a tuple: built once per request, on the hot path
     body: bytes
-    # The address the batch was for, e.g. example/greeter/alice.
-    address: str
+    # The function type and id the batch was for.
+    typename: str
+    address_id: str
     # Invocations carried by the batch; 0 when the reply asks the runtime for missing state.
     invocations: int
 
@@ -68,18 +67,17 @@ class Dispatcher:
             target = self._functions.for_typename(address.typename)
         except KeyError:
             raise UnknownFunction(address.typename) from None
-        address_text = f"{address.typename}/{address.id}"
+        typename, address_id = address.typename, address.id
         if target.is_async:
-            return Reply(self._sdk_handler.handle_sync(body), address_text, len(batch.invocations))
+            return Reply(self._sdk_handler.handle_sync(body), typename, address_id, len(batch.invocations))
 
         resolution = resolve(target.storage_spec, address.typename, batch.state)
         if resolution.missing_specs:
-            return Reply(collect_failure(resolution.missing_specs).SerializeToString(), address_text, 0)
+            return Reply(collect_failure(resolution.missing_specs).SerializeToString(), typename, address_id, 0)
         context = UserFacingContext(address, resolution.storage)
         function = target.fun
-        typename, address_id = address.typename, address.id
         for invocation in batch.invocations:
             # Ingress records have no caller: skip building an empty address for each of them.
             context._caller = sdk_address_from_pb(invocation.caller) if invocation.HasField("caller") else None
             function(context, _message(typename, address_id, invocation.argument))
-        return Reply(collect_success(context).SerializeToString(), address_text, len(batch.invocations))
+        return Reply(collect_success(context).SerializeToString(), typename, address_id, len(batch.invocations))

@@ -74,7 +74,10 @@ class StatefunEndpoint:
             metrics.state_requests.inc()
         metrics.latency.observe(time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("served a batch", extra={"address": reply.address, "invocations": reply.invocations})
+            log.debug(
+                "served a batch",
+                extra={"address": f"{reply.typename}/{reply.address_id}", "invocations": reply.invocations},
+            )
         start_response("200 OK", [*_OCTET_STREAM, ("Content-Length", str(len(reply.body)))])
         return [reply.body]
 

@@ -3,6 +3,7 @@
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,3 +161,39 @@ def test_a_bad_setting_fails_start_up_naming_the_variable() -> None:
     )
     assert result.returncode == 2
     assert "GREETER_SEEN_COUNT_TTL='soon' is not an integer" in result.stderr
+
+
+def raw_exchange(server: Server, payload: bytes) -> bytes:
+    """Send raw bytes and read until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(payload)
+        chunks = []
+        sock.settimeout(1.0)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+    return b"".join(chunks)
+
+
+def test_malformed_http_is_400(server: Server) -> None:
+    reply = raw_exchange(server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
+    first = build_request("example/greeter", "Ada", [greet("Ada")], {})
+    request = b"POST /statefun HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(first), first)
+    reply = raw_exchange(server, request + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.count(b"HTTP/1.1 200 OK") == 2
+    assert reply.index(b"application/octet-stream") < reply.index(b"ok\n")
+
+
+def test_chunked_request_bodies_are_read(server: Server) -> None:
+    body = build_request("example/greeter", "Ada", [greet("Ada")], {})
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    request = b"POST /statefun HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    reply = raw_exchange(server, request + chunked)
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert b"Content-Type: application/octet-stream" in reply
