@@ -68,7 +68,6 @@ class StatefunEndpoint:
             return self._plain(start_response, "404 Not Found", str(error))
         metrics = self._metrics
         if reply.invocations:
-            metrics.invocations.inc(reply.invocations)
             metrics.batch_size.observe(reply.invocations)
         else:
             metrics.state_requests.inc()

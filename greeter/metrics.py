@@ -32,7 +32,6 @@ class GreeterMetrics:
             ["status"],
             registry=self.registry,
         )
-        self.invocations = Counter("greeter_invocations", "Messages delivered to the function.", registry=self.registry)
         self.dead_letters = Counter(
             "greeter_dead_letters",
             "Records sent to the dead-letter topic.",
@@ -44,8 +43,12 @@ class GreeterMetrics:
             "Batches answered with a request for state the runtime did not send.",
             registry=self.registry,
         )
+        # Its _sum is the number of messages delivered to the function, its _count the batches.
         self.batch_size = Histogram(
-            "greeter_batch_size", "Messages per request.", buckets=_BATCH_BUCKETS, registry=self.registry
+            "greeter_invocations_per_request",
+            "Messages per /statefun request (batches asking for state excluded).",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.latency = Histogram(
             "greeter_request_seconds",

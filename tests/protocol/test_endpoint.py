@@ -76,9 +76,10 @@ def test_metrics_count_invocations_dead_letters_batches_and_latency(app: Flask) 
     client.post("/statefun", data=build_request("example/greeter", "Ada", [greet("Ada"), greet("Bob")], state))
     client.post("/statefun", data=b"junk")
     text = client.get("/metrics").get_data(as_text=True)
-    assert "greeter_invocations_total 2.0" in text
+    assert "greeter_invocations_per_request_sum 2.0" in text
     assert 'greeter_dead_letters_total{reason="NAME_MISMATCH"} 1.0' in text
     assert "greeter_missing_state_replies_total 1.0" in text
-    assert 'greeter_batch_size_bucket{le="2.0"} 1.0' in text
+    assert 'greeter_invocations_per_request_bucket{le="2.0"} 1.0' in text
+    assert 'greeter_invocations_per_request_bucket{le="1.0"} 0.0' in text
     assert "greeter_request_seconds_count 2.0" in text  # both answered 200, the state request included
     assert 'greeter_rejected_requests_total{status="400"} 1.0' in text
