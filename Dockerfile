@@ -1,0 +1,42 @@
+# The greeter image. The generator and the consumer run from the same image with another command
+# (`greeter-generator`, `greeter-consumer`), so there is one install of the locked dependencies.
+FROM python:3.11.14-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+
+RUN pip install --no-cache-dir uv==0.13.9
+
+WORKDIR /app
+# Dependencies first, from the lock file alone: this layer is reused until uv.lock changes.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+
+# The project itself. The generated protobuf code is committed (protos/generated), checked by a test.
+COPY README.md ./
+COPY protos ./protos
+COPY greeter ./greeter
+COPY generator ./generator
+COPY consumer ./consumer
+COPY clitools ./clitools
+COPY stack ./stack
+RUN uv sync --frozen --no-dev --no-editable
+
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin greeter
+USER 10001
+
+ENV PATH=/app/.venv/bin:$PATH \
+    GREETER_BIND=0.0.0.0:8000 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/greeter-metrics
+EXPOSE 8000
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+
+# gunicorn's graceful stop: SIGTERM lets in-flight batches finish (GREETER_GRACEFUL_TIMEOUT, 20 s);
+# give the container longer than that before SIGKILL (compose: stop_grace_period).
+STOPSIGNAL SIGTERM
+CMD ["greeter-serve"]
