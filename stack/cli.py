@@ -1,0 +1,170 @@
+"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | status | logs)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from dataclasses import fields, replace
+from pathlib import Path
+from types import FrameType
+
+from .config import ENV_SETTINGS, ConfigError, Extra, Ports, StackConfig, from_env, port_env_var
+from .fetch import PrerequisiteError, fetch
+from .local import LocalStack
+from .logs import follow, log_files, print_logs
+from .readiness import Interrupted, StartError
+from .status import format_status
+from .supervise import watch
+
+_ENV = dict(ENV_SETTINGS)
+_HELP = {
+    "checkpoint_interval_ms": "Flink checkpoint interval; exactly-once output is committed at this pace",
+    "heartbeat_interval_ms": "Flink heartbeat interval",
+    "heartbeat_timeout_ms": "Flink heartbeat timeout: how fast a dead TaskManager is noticed",
+    "parallelism": "job parallelism (= TaskManager slots)",
+    "greeter_workers": "gunicorn workers of the greeter",
+    "seen_count_ttl": "seconds before the greeter forgets a user; unset = inherit",
+    "partitions": "partitions of each topic",
+    "start_timeout_s": "deadline for each process to become ready",
+    "stop_timeout_s": "SIGTERM grace before SIGKILL",
+}
+
+
+def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greeter-stack", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=defaults.run_dir,
+        help=f"the one folder for logs, state and PIDs (env {_ENV['run_dir']})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help="resolve the jars with Maven (up does it too)")
+    up = sub.add_parser(
+        "up",
+        help="start everything and wait until the job runs",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    up.add_argument("--fresh", action="store_true", help="wipe Kafka data and checkpoints first")
+    up.add_argument(
+        "--foreground", action="store_true", help="stay attached: stop everything on Ctrl-C or when a process dies"
+    )
+    for name, _ in ENV_SETTINGS[1:]:
+        up.add_argument(
+            "--" + name.replace("_", "-"),
+            default=getattr(defaults, name),
+            type=type(getattr(defaults, name)) if name != "seen_count_ttl" else str,
+            help=f"{_HELP[name]} (env {_ENV[name]})",
+        )
+    for port in fields(Ports):
+        up.add_argument(
+            f"--port-{port.name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults.ports, port.name),
+            help=f"env {port_env_var(port.name)}",
+        )
+    for tool in ("generator", "consumer"):
+        up.add_argument(f"--with-{tool}", action="store_true", help=f"also run greeter-{tool}")
+        up.add_argument(
+            f"--{tool}-args",
+            default="",
+            help=f"extra arguments for greeter-{tool}, with = when they start with a dash: --{tool}-args='--count 10'",
+        )
+    up.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another command to run after the job (log run/NAME.log)",
+    )
+    sub.add_parser("down", help="stop every recorded process (SIGTERM, then SIGKILL)")
+    sub.add_parser("status", help="processes, job, last checkpoint, ingress lag")
+    logs = sub.add_parser("logs", help="print (or -f follow) the log files, prefixed by process")
+    logs.add_argument("name", nargs="?", help="one process (kafka, greeter, jobmanager, taskmanager, ...)")
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    logs.add_argument("-f", "--follow", action="store_true")
+    return parser
+
+
+def _config(args: argparse.Namespace, defaults: StackConfig) -> StackConfig:
+    values = {name: getattr(args, name) for name, _ in ENV_SETTINGS[1:]}
+    ports = Ports(**{p.name: getattr(args, "port_" + p.name) for p in fields(Ports)})
+    extras = []
+    bootstrap = ["--bootstrap-servers", f"127.0.0.1:{ports.kafka}"]
+    for tool in ("generator", "consumer"):
+        if getattr(args, f"with_{tool}"):
+            command = [str(defaults.venv_bin / f"greeter-{tool}"), *bootstrap]
+            extras.append(Extra(tool, (*command, *shlex.split(getattr(args, f"{tool}_args")))))
+    for spec in args.extra:
+        name, sep, command = spec.partition("=")
+        if not sep or not name or not command:
+            raise ConfigError(f"--extra {spec!r}: expected NAME=COMMAND")
+        extras.append(Extra(name, tuple(shlex.split(command))))
+    return replace(defaults, run_dir=args.run_dir.resolve(), ports=ports, extras=tuple(extras), **values)
+
+
+def _install_signals(stop: threading.Event) -> dict[str, int]:
+    """First Ctrl-C/SIGTERM asks for a clean stop; a second one forces (KeyboardInterrupt)."""
+    received: dict[str, int] = {}
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        received["signal"] = signum
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return received
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        defaults = from_env()
+    except ConfigError as error:
+        print(f"greeter-stack: {error}", file=sys.stderr)
+        return 2
+    args = _parser(defaults).parse_args(argv)
+    stop = threading.Event()
+    received = _install_signals(stop)
+    try:
+        code = _run(args, defaults, stop)
+        return 128 + received["signal"] if "signal" in received and code == 0 else code
+    except (Interrupted, KeyboardInterrupt):
+        return 128 + received.get("signal", signal.SIGINT)
+    except (ConfigError, PrerequisiteError, StartError, RuntimeError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else error  # KeyError's str() adds quotes
+        print(f"greeter-stack: {message}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1
+
+
+def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event) -> int:
+    run_dir: Path = args.run_dir.resolve()
+    if args.command == "fetch":
+        print("fetched" if fetch(replace(defaults, run_dir=run_dir)) else "up to date", file=sys.stderr)
+        return 0
+    if args.command == "up":
+        stack = LocalStack(_config(args, defaults), stop=stop)
+        stack.up(fresh=args.fresh)
+        return watch(stack) if args.foreground else 0
+    if args.command == "logs":
+        files = log_files(run_dir, args.name)
+        print_logs(files, args.lines, sys.stdout)
+        if args.follow:
+            follow(files, sys.stdout, stop)
+        return 0
+    if not (run_dir / "stack.json").exists():
+        print(f"no stack recorded in {run_dir}", file=sys.stderr)
+        return 0 if args.command == "down" else 1
+    stack = LocalStack.attach(run_dir, stop=stop)
+    if args.command == "down":
+        stack.down()
+        return 0
+    status = stack.status()
+    print(format_status(status))
+    return 0 if status.healthy else 1

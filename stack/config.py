@@ -1,0 +1,219 @@
+"""Ports, paths and versions of the local stack: the one place they are named.
+
+Everything binds to 127.0.0.1 and every port is pinned, so two stacks (say, a developer's and the e2e
+tests') can run side by side on different ports. Environment variables are read only by `from_env()`,
+at start-up, never at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# Versions: stack/jvm/pom.xml carries the same values as defaults; the fetch passes these with -D, so this
+# module wins, and tests/unit/test_stack_fetch.py holds the pom to them.
+FLINK_VERSION = "1.16.2"
+STATEFUN_VERSION = "3.3.0"  # runs on Flink 1.16.2
+KAFKA_VERSION = "3.9.1"  # last 3.x: KRaft without --standalone, speaks StateFun's kafka-clients 3.2.3
+
+HOST = "127.0.0.1"
+STACK_DIR = Path(__file__).resolve().parent
+REPO_ROOT = STACK_DIR.parent
+JVM_DIR = STACK_DIR / "jvm"
+
+INGRESS_TOPIC = "names"
+EGRESS_TOPIC = "greetings"
+DLQ_TOPIC = "names-dlq"
+TOPICS = (INGRESS_TOPIC, EGRESS_TOPIC, DLQ_TOPIC)
+INGRESS_GROUP = "greeter"  # module.yaml's consumerGroupId
+JOB_ENTRY_CLASS = "org.apache.flink.statefun.flink.core.StatefulFunctionsJob"
+JOB_JAR_GLOB = "statefun-flink-core-*.jar"
+# The hosts of the repository's module.yaml (the container stack's); the local stack renders its own.
+MODULE_GREETER_URL = "http://greeter:8000/statefun"
+MODULE_KAFKA_ADDRESS = "kafka:9092"
+
+ENV_PREFIX = "GREETER_STACK_"
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the variable or flag."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    greeter: int = 8000
+    flink_rest: int = 8081
+    jobmanager_rpc: int = 6123
+    blob_server: int = 6124
+    # metrics.internal.query-service.port: each JVM runs one, so each gets its own port.
+    jobmanager_metrics: int = 6125
+    taskmanager_metrics: int = 6126
+    taskmanager_rpc: int = 6122
+    taskmanager_data: int = 6121
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports the OS reports free right now (for tests): all bound at once, so they are distinct."""
+        sockets = [socket.socket() for _ in fields(cls)]
+        try:
+            for sock in sockets:
+                sock.bind((HOST, 0))
+            return cls(*(sock.getsockname()[1] for sock in sockets))
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An extra command started after the job runs (generator, consumer); its log is run/<name>.log."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    run_dir: Path = REPO_ROOT / "run"
+    ports: Ports = field(default_factory=Ports)
+    module_yaml: Path = REPO_ROOT / "module.yaml"
+    venv_bin: Path = REPO_ROOT / ".venv" / "bin"
+    jvm_dir: Path = JVM_DIR
+    # Exactly-once egress commits on each checkpoint, so this bounds end-to-end latency; 2 s measured well.
+    checkpoint_interval_ms: int = 2000
+    retained_checkpoints: int = 3
+    # Flink's defaults (10 s / 50 s) took 21-23 s to recover from a TaskManager kill; these took 11 s.
+    heartbeat_interval_ms: int = 1000
+    heartbeat_timeout_ms: int = 5000
+    parallelism: int = 1
+    jobmanager_memory: str = "1024m"
+    taskmanager_memory: str = "1536m"
+    kafka_heap: str = "512m"
+    greeter_workers: int = 2
+    seen_count_ttl: str | None = None  # None: GREETER_SEEN_COUNT_TTL passes through from the environment
+    partitions: int = 4
+    max_message_bytes: int = 1024 * 1024  # a 60 KiB poison record must fit; bounded so one cannot be huge
+    start_timeout_s: float = 120.0  # per process; the job takes 12-17 s on this machine
+    stop_timeout_s: float = 20.0  # SIGTERM, then SIGKILL
+    extras: tuple[Extra, ...] = ()
+
+    @property
+    def lib_flink(self) -> Path:
+        return self.jvm_dir / "lib" / "flink"
+
+    @property
+    def lib_kafka(self) -> Path:
+        return self.jvm_dir / "lib" / "kafka"
+
+    @property
+    def lib_job(self) -> Path:
+        return self.jvm_dir / "lib" / "job"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.run_dir / "conf"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.run_dir / "kafka-data"
+
+    @property
+    def flink_work_dir(self) -> Path:
+        return self.run_dir / "flink"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{HOST}:{self.ports.kafka}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{HOST}:{self.ports.flink_rest}"
+
+    @property
+    def greeter_url(self) -> str:
+        return f"http://{HOST}:{self.ports.greeter}"
+
+    def log_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        result: dict[str, Any] = json.loads(json.dumps(data, default=str))  # Paths to strings
+        return result
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StackConfig:
+        values = dict(data)
+        values["ports"] = Ports(**values["ports"])
+        values["extras"] = tuple(Extra(e["name"], tuple(e["argv"])) for e in values.get("extras", ()))
+        for name in ("run_dir", "module_yaml", "venv_bin", "jvm_dir"):
+            values[name] = Path(values[name])
+        return cls(**values)
+
+
+# Settings read from the environment: (field, variable). Ports are GREETER_STACK_PORT_<NAME>.
+ENV_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("run_dir", ENV_PREFIX + "RUN_DIR"),
+    ("checkpoint_interval_ms", ENV_PREFIX + "CHECKPOINT_INTERVAL_MS"),
+    ("heartbeat_interval_ms", ENV_PREFIX + "HEARTBEAT_INTERVAL_MS"),
+    ("heartbeat_timeout_ms", ENV_PREFIX + "HEARTBEAT_TIMEOUT_MS"),
+    ("parallelism", ENV_PREFIX + "PARALLELISM"),
+    ("greeter_workers", ENV_PREFIX + "GREETER_WORKERS"),
+    ("seen_count_ttl", "GREETER_SEEN_COUNT_TTL"),
+    ("partitions", ENV_PREFIX + "PARTITIONS"),
+    ("start_timeout_s", ENV_PREFIX + "START_TIMEOUT_S"),
+    ("stop_timeout_s", ENV_PREFIX + "STOP_TIMEOUT_S"),
+)
+
+
+def port_env_var(name: str) -> str:
+    return f"{ENV_PREFIX}PORT_{name.upper()}"
+
+
+def _parse(kind: Any, text: str, variable: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            value: Any = int(text)
+            if value < 0:
+                raise ValueError("negative")
+            return value
+        if kind in (float, "float"):
+            return float(text)
+        if kind in (Path, "Path"):
+            return Path(text).expanduser().resolve()
+    except ValueError as error:
+        raise ConfigError(f"{variable}={text!r}: {error}") from None
+    return text
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> StackConfig:
+    """The defaults overridden by the environment; a bad value fails naming its variable."""
+    env = os.environ if environ is None else environ
+    kinds = {f.name: f.type for f in fields(StackConfig)}
+    values: dict[str, Any] = {}
+    for name, variable in ENV_SETTINGS:
+        if env.get(variable, "") != "":
+            kind = "Path" if name == "run_dir" else kinds[name]
+            values[name] = _parse(kind, env[variable], variable)
+    ports = {
+        p.name: _parse(int, env[port_env_var(p.name)], port_env_var(p.name))
+        for p in fields(Ports)
+        if env.get(port_env_var(p.name), "") != ""
+    }
+    return StackConfig(ports=Ports(**ports), **values)

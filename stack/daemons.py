@@ -1,0 +1,68 @@
+"""The four daemons of the stack: their command lines, environments and readiness checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from . import flink, kafka, procs
+from .config import HOST, StackConfig
+from .readiness import StartError, http_ok
+from .rest import FlinkRest
+
+DAEMONS = ("kafka", "greeter", "jobmanager", "taskmanager")
+"""The start order. The greeter comes before the job, which calls it; `down` stops in reverse."""
+
+
+def argv(java: str, config: StackConfig, name: str) -> list[str]:
+    if name == "kafka":
+        return kafka.argv(java, config)
+    if name == "greeter":
+        serve = config.venv_bin / "greeter-serve"
+        if not serve.exists():
+            raise StartError(f"{serve} not found: create the virtualenv (uv sync)")
+        # gunicorn writes its own pid file: the readiness check uses it to know the answer is ours.
+        return [str(serve), "--bind", f"{HOST}:{config.ports.greeter}", "--workers", str(config.greeter_workers),
+                "--pid", str(config.run_dir / "greeter.pid")]  # fmt: skip
+    return flink.argv(java, config, name, flink.resource_params(java, config, name))
+
+
+def env(config: StackConfig, name: str) -> dict[str, str]:
+    values = dict(os.environ)
+    if name == "greeter":
+        if config.seen_count_ttl is not None:
+            values["GREETER_SEEN_COUNT_TTL"] = config.seen_count_ttl
+        # prometheus multi-process files under the run folder, not in /tmp
+        values["PROMETHEUS_MULTIPROC_DIR"] = str(config.run_dir / "greeter-metrics")
+    return values
+
+
+def ready_check(config: StackConfig, rest: FlinkRest, name: str, proc: procs.Proc) -> Callable[[], str | None]:
+    """Real readiness, and that what answers is ours, not another stack's on the same port."""
+    if name == "kafka":
+        return lambda: kafka.broker_ready(config)  # checks the cluster id too
+    if name == "greeter":
+        return lambda: http_ok(f"{config.greeter_url}/readyz") or _greeter_is(config, proc)
+    if name == "jobmanager":
+        return lambda: _jobmanager_is_ours(config, rest)
+
+    def taskmanager() -> str | None:
+        overview = rest.overview()
+        if overview["taskmanagers"] < 1 or overview["slots-total"] < config.parallelism:
+            return f"{overview['taskmanagers']} TaskManagers, {overview['slots-total']} slots registered"
+        return None
+
+    return taskmanager
+
+
+def _greeter_is(config: StackConfig, proc: procs.Proc) -> str | None:
+    pid_file = config.run_dir / "greeter.pid"
+    pid = pid_file.read_text().strip() if pid_file.exists() else "none"
+    return None if pid == str(proc.pid) else f"gunicorn's pid file says {pid}, we started {proc.pid}"
+
+
+def _jobmanager_is_ours(config: StackConfig, rest: FlinkRest) -> str | None:
+    settings = {entry["key"]: entry["value"] for entry in rest.get("/jobmanager/config")}
+    ours = str(config.flink_work_dir / "web-upload")
+    found = settings.get("web.upload.dir")
+    return None if found == ours else f"the JobManager answering has web.upload.dir {found}, not {ours}"

@@ -1,0 +1,107 @@
+"""The JobManager and TaskManager command lines, as Flink's bin scripts would build them.
+
+Started by hand, the JVMs need the memory flags the scripts compute with BashJavaUtils, or the
+TaskManager dies with "'taskmanager.cpu.cores' ... is not set".
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+from .config import StackConfig
+
+JOBMANAGER_CLASS = "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"
+TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+BASH_JAVA_UTILS = "org.apache.flink.runtime.util.bash.BashJavaUtils"
+RESULT_PREFIX = "BASH_JAVA_UTILS_EXEC_RESULT:"
+
+# Flink 1.18's default env.java.opts.all: 1.16 on Java 17 needs at least sun.net.util (else both JVMs die at
+# start) and java.util/lang/concurrent opened (else the job submission fails); this is the safer superset.
+JAVA17_OPTS = (
+    "--add-exports=java.base/sun.net.util=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.net=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/java.text=ALL-UNNAMED",
+    "--add-opens=java.base/java.time=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent.locks=ALL-UNNAMED",
+)
+
+
+@dataclass(frozen=True)
+class ResourceParams:
+    jvm_flags: list[str]  # -Xmx, -Xms, -XX:MaxDirectMemorySize, -XX:MaxMetaspaceSize
+    dynamic: list[str]  # "-D key=value" pairs for the entry point, as computed by Flink
+
+
+def parse_resource_params(output: str) -> ResourceParams:
+    """BashJavaUtils prints its results on lines prefixed BASH_JAVA_UTILS_EXEC_RESULT: (JVM flags, then -D)."""
+    results = [line[len(RESULT_PREFIX) :] for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
+    if len(results) < 2:
+        raise RuntimeError(f"BashJavaUtils printed no memory settings:\n{output[-3000:]}")
+    return ResourceParams(shlex.split(results[-2]), shlex.split(results[-1]))
+
+
+def classpath(config: StackConfig) -> str:
+    return str(config.lib_flink / "*")
+
+
+def resource_params(java: str, config: StackConfig, role: str) -> ResourceParams:
+    command = "GET_JM_RESOURCE_PARAMS" if role == "jobmanager" else "GET_TM_RESOURCE_PARAMS"
+    argv = [
+        java,
+        *_logging(config, f"{role}-bash-java-utils"),
+        "-cp",
+        classpath(config),
+        BASH_JAVA_UTILS,
+        command,
+        "--configDir",
+        str(config.conf_dir),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    return parse_resource_params(result.stdout)
+
+
+def _logging(config: StackConfig, name: str) -> list[str]:
+    log4j = f"file:{config.conf_dir}/log4j-console.properties"
+    return [
+        f"-Dlog.file={config.log_file(name)}",
+        f"-Dlog4j.configuration={log4j}",
+        f"-Dlog4j.configurationFile={log4j}",
+    ]
+
+
+def argv(java: str, config: StackConfig, role: str, params: ResourceParams) -> list[str]:
+    """The JVM command for role 'jobmanager' or 'taskmanager'."""
+    main_class, metrics_port = (
+        (JOBMANAGER_CLASS, config.ports.jobmanager_metrics)
+        if role == "jobmanager"
+        else (TASKMANAGER_CLASS, config.ports.taskmanager_metrics)
+    )
+    return [
+        java,
+        *params.jvm_flags,
+        *JAVA17_OPTS,
+        *_logging(config, role),
+        "-classpath",
+        classpath(config),
+        main_class,
+        "--configDir",
+        str(config.conf_dir),
+        *params.dynamic,
+        # one port per JVM for the metric query service: the shared flink-conf cannot pin two
+        "-D",
+        f"metrics.internal.query-service.port={metrics_port}",
+    ]

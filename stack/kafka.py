@@ -1,0 +1,197 @@
+"""The single-node KRaft broker: its properties, storage, command line, topics and the ingress lag."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+
+# re-exported by confluent_kafka.admin without __all__
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+
+from .config import HOST, INGRESS_GROUP, INGRESS_TOPIC, TOPICS, StackConfig
+from .readiness import port_open
+
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+def server_properties(config: StackConfig) -> str:
+    p = config.ports
+    settings = [
+        ("process.roles", "broker,controller", "one KRaft node is both"),
+        ("node.id", "1", "the only voter"),
+        ("controller.quorum.voters", f"1@{HOST}:{p.kafka_controller}", "a quorum of one"),
+        ("listeners", f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
+        ("advertised.listeners", f"PLAINTEXT://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
+        ("controller.listener.names", "CONTROLLER", "required in KRaft"),
+        ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
+        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
+        ("log.dirs", str(config.kafka_data_dir), "under the run folder"),
+        ("num.partitions", str(config.partitions), "the stack creates its topics explicitly; same count"),
+        ("auto.create.topics.enable", "false", "a typo in a topic name must fail, not create a topic"),
+        ("offsets.topic.replication.factor", "1", "one broker: the default 3 cannot be met"),
+        ("offsets.topic.num.partitions", "4", "the default 50 slows the first group join on one node"),
+        ("transaction.state.log.replication.factor", "1", "one broker: exactly-once needs the txn log"),
+        ("transaction.state.log.min.isr", "1", "one broker"),
+        ("transaction.state.log.num.partitions", "4", "the default 50 slows the first transaction"),
+        (
+            "transaction.max.timeout.ms",
+            str(30 * 60 * 1000),
+            "module.yaml's egress asks 15min; headroom so raising it does not fail the producers",
+        ),
+        ("group.initial.rebalance.delay.ms", "0", "no 3 s wait before the first consumer gets partitions"),
+        ("message.max.bytes", str(config.max_message_bytes + 1024), "topic limit plus batch overhead"),
+    ]
+    lines = ["# Rendered by stack/kafka.py for the local stack."]
+    for key, value, why in settings:
+        lines += [f"# {why}", f"{key}={value}"]
+    return "\n".join(lines) + "\n"
+
+
+def cluster_id() -> str:
+    """A Kafka Uuid string as StorageTool random-uuid prints it: base64url of 16 bytes, no padding."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka avoids ids a command line would read as an option
+            return text
+
+
+def write_properties(config: StackConfig) -> None:
+    config.conf_dir.mkdir(parents=True, exist_ok=True)
+    (config.conf_dir / "server.properties").write_text(server_properties(config))
+
+
+def classpath(config: StackConfig) -> str:
+    return str(config.lib_kafka / "*")
+
+
+def format_storage(java: str, config: StackConfig) -> bool:
+    """Format the log dir once (KRaft needs it); True if it was formatted now."""
+    if (config.kafka_data_dir / "meta.properties").exists():
+        return False
+    command = [
+        java,
+        "-cp",
+        classpath(config),
+        f"-Dlog4j.configuration=file:{config.conf_dir}/kafka-log4j.properties",
+        STORAGE_TOOL,
+        "format",
+        "-t",
+        cluster_id(),
+        "-c",
+        str(config.conf_dir / "server.properties"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"Kafka storage format failed: {' '.join(command)}\n{result.stdout}{result.stderr}")
+    return True
+
+
+def argv(java: str, config: StackConfig) -> list[str]:
+    return [
+        java,
+        f"-Xms{config.kafka_heap}",
+        f"-Xmx{config.kafka_heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",  # kafka-server-start's GC settings
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{config.conf_dir}/kafka-log4j.properties",
+        "-cp",
+        classpath(config),
+        MAIN_CLASS,
+        str(config.conf_dir / "server.properties"),
+    ]
+
+
+def admin(config: StackConfig) -> AdminClient:
+    # log_level 3: errors only; librdkafka info lines on stderr would garble `status`
+    return AdminClient({"bootstrap.servers": config.bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 3})
+
+
+def broker_ready(config: StackConfig) -> str | None:
+    """Ready when the port answers and the broker serves metadata."""
+    closed = port_open(HOST, config.ports.kafka)
+    if closed:
+        return closed
+    metadata = admin(config).list_topics(timeout=3)
+    if not metadata.brokers:
+        return "no broker in the metadata yet"
+    ours = formatted_cluster_id(config)
+    if metadata.cluster_id != ours:  # someone else's broker on our port
+        return f"the broker on port {config.ports.kafka} is cluster {metadata.cluster_id}, ours is {ours}"
+    return None
+
+
+def formatted_cluster_id(config: StackConfig) -> str | None:
+    """The cluster.id StorageTool wrote into our log dir."""
+    meta = config.kafka_data_dir / "meta.properties"
+    for line in meta.read_text().splitlines() if meta.exists() else ():
+        if line.startswith("cluster.id="):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
+def ensure_topics(config: StackConfig) -> None:
+    """Create the topics that are missing (idempotent)."""
+    client = admin(config)
+    existing = client.list_topics(timeout=5).topics
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=config.partitions,
+            replication_factor=1,
+            config={"max.message.bytes": str(config.max_message_bytes)},
+        )
+        for name in TOPICS
+        if name not in existing
+    ]
+    for name, future in client.create_topics(wanted, request_timeout=15).items() if wanted else ():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise RuntimeError(f"creating topic {name!r} failed: {error}") from error
+
+
+def topics_ready(config: StackConfig) -> str | None:
+    topics = admin(config).list_topics(timeout=3).topics
+    for name in TOPICS:
+        if name not in topics:
+            return f"topic {name!r} missing"
+        partitions = topics[name].partitions
+        if len(partitions) < 1 or any(p.leader < 0 for p in partitions.values()):
+            return f"topic {name!r} has partitions without a leader"
+    return None
+
+
+@dataclass(frozen=True)
+class Lag:
+    total: int
+    per_partition: dict[int, int]
+    committed: bool  # False: the group has committed nothing yet, the lag is the topic's size
+
+
+def ingress_lag(config: StackConfig, group: str = INGRESS_GROUP, topic: str = INGRESS_TOPIC) -> Lag:
+    """End offsets minus the group's committed offsets. StateFun's FlinkKafkaConsumer commits them to
+    Kafka on each completed checkpoint (for monitoring only: it restores from its checkpoint)."""
+    closed = port_open(HOST, config.ports.kafka)
+    if closed:  # else librdkafka retries and logs a line every 50 ms
+        raise RuntimeError(closed)
+    client = admin(config)
+    partitions = sorted(client.list_topics(topic, timeout=5).topics[topic].partitions)
+    request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])]
+    committed_result: Any = client.list_consumer_group_offsets(request)[group].result()
+    committed = {tp.partition: tp.offset for tp in committed_result.topic_partitions}
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    ends = client.list_offsets({TopicPartition(topic, p): latest for p in partitions})
+    lag: dict[int, int] = {}
+    for tp, future in ends.items():
+        end = future.result().offset
+        done = committed.get(tp.partition, -1)
+        lag[tp.partition] = end - done if done >= 0 else end
+    return Lag(sum(lag.values()), lag, any(offset >= 0 for offset in committed.values()))

@@ -1,0 +1,200 @@
+"""LocalStack: start Kafka, the greeter, Flink and the StateFun job in order, each ready before the next;
+stop them in reverse. The API the CLI and the e2e tests share."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from . import daemons, kafka, procs
+from .config import HOST, JOB_ENTRY_CLASS, Ports, StackConfig, port_env_var
+from .fetch import check_prerequisites, fetch, is_fresh, job_jar
+from .flinkconf import write_flink_conf
+from .readiness import StartError, port_free, wait_until
+from .render import write_logging_configs, write_module_yaml
+from .rest import Checkpoint, FlinkRest
+from .state import StackState, latest_retained_checkpoint, run_lock
+from .status import StackStatus, collect_status
+
+
+def _stderr(line: str) -> None:
+    print(f"[stack] {line}", file=sys.stderr, flush=True)
+
+
+class LocalStack:
+    def __init__(
+        self, config: StackConfig, *, stop: threading.Event | None = None, report: Callable[[str], None] = _stderr
+    ) -> None:
+        self.config = config
+        self.stop_event = stop or threading.Event()
+        self.report = report
+        self.state = StackState.load(config.run_dir) or StackState(config)
+        self.rest = FlinkRest(config.rest_url)
+        self._java = ""
+
+    @classmethod
+    def attach(
+        cls, run_dir: Path, *, stop: threading.Event | None = None, report: Callable[[str], None] = _stderr
+    ) -> LocalStack:
+        """The stack recorded in a run folder (for down/status/logs from another process)."""
+        state = StackState.load(run_dir)
+        if state is None:
+            raise RuntimeError(f"no stack recorded in {run_dir} (no {run_dir / 'stack.json'})")
+        return cls(state.config, stop=stop, report=report)
+
+    @property
+    def job_id(self) -> str | None:
+        return self.state.job_id
+
+    def running(self) -> list[procs.Proc]:
+        return [p for p in self.state.procs if procs.is_running(p)]
+
+    # ---- up ----
+    def up(self, fresh: bool = False) -> None:
+        """Start everything; on any failure or interrupt, stop what was started and re-raise."""
+        with run_lock(self.config.run_dir):
+            alive = self.running()
+            if alive:
+                names = ", ".join(p.name for p in alive)
+                raise RuntimeError(
+                    f"stack in {self.config.run_dir} is already up ({names}): run `greeter-stack down` first"
+                )
+            self.state = StackState(self.config)
+            try:
+                self._start(fresh)
+            except BaseException:
+                self.report("start failed: stopping what was started")
+                self._stop_all()
+                raise
+
+    def _start(self, fresh: bool) -> None:
+        cfg = self.config
+        self._java = check_prerequisites(need_maven=not is_fresh(cfg.jvm_dir))
+        if fetch(cfg):
+            self.report(f"fetched the jars into {cfg.jvm_dir / 'lib'}")
+        if fresh:
+            self._wipe()
+        self._check_ports()
+        write_logging_configs(cfg)
+        kafka.write_properties(cfg)
+        write_flink_conf(cfg, write_module_yaml(cfg))
+        if kafka.format_storage(self._java, cfg):
+            self.report("formatted the Kafka storage")
+        for name in daemons.DAEMONS:
+            self._start_daemon(name)
+        self._submit_job(resume=not fresh)
+        for extra in cfg.extras:
+            self._spawn(extra.name, list(extra.argv))
+        self.report(
+            f"up: Kafka {cfg.bootstrap_servers}, Flink {cfg.rest_url}, greeter {cfg.greeter_url}, "
+            f"job {self.state.job_id}"
+        )
+
+    def _wipe(self) -> None:
+        cfg = self.config
+        for path in (cfg.kafka_data_dir, cfg.checkpoint_dir, cfg.flink_work_dir, cfg.conf_dir):
+            shutil.rmtree(path, ignore_errors=True)
+        for log in cfg.run_dir.glob("*.log"):
+            log.unlink()
+        self.report(f"wiped the state in {cfg.run_dir}")
+
+    def _check_ports(self) -> None:
+        busy = [
+            f"{getattr(self.config.ports, f.name)} ({f.name}, env {port_env_var(f.name)})"
+            for f in fields(Ports)
+            if not port_free(HOST, getattr(self.config.ports, f.name))
+        ]
+        if busy:
+            raise StartError(
+                f"ports in use on {HOST}: {'; '.join(busy)}. Another stack or service holds them: "
+                "stop it or pick other ports"
+            )
+
+    def _spawn(self, name: str, argv: list[str]) -> procs.Proc:
+        proc = procs.spawn(
+            name, argv, self.config.log_file(name), env=daemons.env(self.config, name), cwd=self.config.run_dir
+        )
+        self.state.replace(proc)
+        self.state.save()
+        self.report(f"started {name} (pid {proc.pid}, log {proc.log})")
+        return proc
+
+    def _wait(self, name: str, check: Callable[[], str | None], proc: procs.Proc) -> None:
+        wait_until(
+            name,
+            check,
+            timeout=self.config.start_timeout_s,
+            log=Path(proc.log),
+            alive=lambda: procs.is_running(proc),
+            stop=self.stop_event,
+        )
+
+    def _start_daemon(self, name: str) -> None:
+        proc = self._spawn(name, daemons.argv(self._java, self.config, name))
+        self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
+        if name == "kafka":
+            kafka.ensure_topics(self.config)
+            self._wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
+        self.report(f"{name} ready")
+
+    def _submit_job(self, resume: bool) -> None:
+        checkpoint = latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+        jm = self.state.proc("jobmanager")
+        self.state.jar_id = self.rest.upload_jar(job_jar(self.config))
+        self.state.job_id = self.rest.run_jar(
+            self.state.jar_id, JOB_ENTRY_CLASS, self.config.parallelism, str(checkpoint) if checkpoint else None
+        )
+        self.state.save()
+        self.report(f"submitted job {self.state.job_id}" + (f", resuming from {checkpoint}" if checkpoint else ""))
+        job_id = self.state.job_id
+        self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), jm)
+        self.report("job RUNNING")
+
+    # ---- down and faults ----
+    def down(self) -> dict[str, str]:
+        with run_lock(self.config.run_dir):
+            return self._stop_all()
+
+    def _stop_all(self) -> dict[str, str]:
+        results = procs.stop_all(self.state.procs, self.config.stop_timeout_s, report=self.report)
+        self.state.procs = []
+        self.state.save()
+        busy = [
+            str(getattr(self.config.ports, f.name))
+            for f in fields(Ports)
+            if not port_free(HOST, getattr(self.config.ports, f.name))
+        ]
+        if busy:
+            self.report(f"warning: ports still in use after down: {', '.join(busy)}")
+        return results
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one recorded process (and its group): fault injection for tests."""
+        if not procs.send(self.state.proc(name), sig):
+            raise RuntimeError(f"{name} is not running")
+
+    def respawn(self, name: str) -> None:
+        """Start one daemon again (after kill) with its recorded command; waits until it is ready."""
+        old = self.state.proc(name)
+        procs.stop(old, self.config.stop_timeout_s)
+        proc = self._spawn(name, list(old.argv))
+        self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
+
+    def restart_count(self) -> int:
+        return self.rest.restart_count(self._require_job())
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        return self.rest.latest_checkpoint(self._require_job())
+
+    def _require_job(self) -> str:
+        if not self.state.job_id:
+            raise RuntimeError("no job submitted")
+        return self.state.job_id
+
+    def status(self) -> StackStatus:
+        return collect_status(self.state, self.rest)

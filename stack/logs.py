@@ -1,0 +1,61 @@
+"""`logs [NAME]`: the run folder's log files, each line prefixed with its process name; -f follows them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from .readiness import tail
+
+
+def log_files(run_dir: Path, name: str | None = None) -> list[Path]:
+    files = sorted(run_dir.glob("*.log"))
+    if name is None:
+        return files
+    chosen = [f for f in files if f.stem == name]
+    if not chosen:
+        known = ", ".join(f.stem for f in files) or "none"
+        raise KeyError(f"no log named {name!r} in {run_dir} (known: {known})")
+    return chosen
+
+
+def print_logs(files: list[Path], lines: int, out: TextIO) -> None:
+    width = max((len(f.stem) for f in files), default=0)
+    for f in files:
+        for line in tail(f, lines).splitlines():
+            out.write(f"{f.stem:<{width}} | {line}\n")
+    out.flush()
+
+
+class Follower:
+    """Prints what is appended to the files after it was created (like tail -f, prefixed)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.width = max((len(f.stem) for f in files), default=0)
+        self.offsets = {f: f.stat().st_size if f.exists() else 0 for f in files}
+        self.partial = dict.fromkeys(files, "")
+
+    def poll(self, out: TextIO) -> None:
+        for f in self.files:
+            size = f.stat().st_size if f.exists() else 0
+            if size < self.offsets[f]:  # truncated (a --fresh start): read from the top
+                self.offsets[f] = 0
+            if size > self.offsets[f]:
+                with f.open("rb") as handle:
+                    handle.seek(self.offsets[f])
+                    data = handle.read()
+                self.offsets[f] += len(data)
+                *complete, self.partial[f] = (self.partial[f] + data.decode("utf-8", "replace")).split("\n")
+                for line in complete:
+                    out.write(f"{f.stem:<{self.width}} | {line}\n")
+        out.flush()
+
+
+def follow(files: list[Path], out: TextIO, stop: threading.Event, interval: float = 0.5) -> None:
+    """Follow the files until `stop` is set."""
+    follower = Follower(files)
+    while not stop.is_set():
+        follower.poll(out)
+        stop.wait(interval)

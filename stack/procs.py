@@ -1,0 +1,158 @@
+"""Daemons by recorded PID: spawn in a session of their own, check, signal and stop them.
+
+Never by name: a stack's processes are the PIDs it recorded. Each daemon leads its own session and process
+group (start_new_session=True), so signalling the group also reaches its children (gunicorn's workers).
+The PID's start time, from /proc, is recorded too, so a reused PID is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The Popen objects of children started by this Python process, so their exit codes are collected
+# (a zombie would otherwise look alive).
+_children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}  # by (pid, start ticks)
+
+
+@dataclass(frozen=True)
+class Proc:
+    name: str
+    pid: int
+    start_ticks: int  # /proc/<pid>/stat field 22: tells this process from a later one with the same PID
+    log: str
+    argv: tuple[str, ...]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return text[text.rindex(")") + 2 :].split()  # after "pid (comm) ", comm may contain spaces
+
+
+def start_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def spawn(name: str, argv: list[str], log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Proc:
+    """Start `argv` in a new session, stdout and stderr appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(argv)}\n".encode())
+        out.flush()
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    proc = Proc(name, child.pid, start_ticks(child.pid) or 0, str(log), tuple(argv))
+    _children[proc.pid, proc.start_ticks] = child
+    return proc
+
+
+def exit_code(proc: Proc) -> int | None:
+    """The exit code if this process started it and it has exited."""
+    child = _children.get((proc.pid, proc.start_ticks))
+    return child.poll() if child is not None else None
+
+
+def is_running(proc: Proc) -> bool:
+    child = _children.get((proc.pid, proc.start_ticks))
+    if child is not None:  # our child: poll() answers exactly and reaps it (no zombie left behind)
+        return child.poll() is None
+    fields = _stat_fields(proc.pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return proc.start_ticks == 0 or int(fields[19]) == proc.start_ticks
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, found through /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+def _impostor(proc: Proc) -> bool:
+    """Another process holds the PID now: the group with that id (if any) is not ours either.
+    While a group of ours has members, the kernel gives no new process its id."""
+    fields = _stat_fields(proc.pid)
+    return fields is not None and proc.start_ticks != 0 and int(fields[19]) != proc.start_ticks
+
+
+def send(proc: Proc, sig: int, group: bool = True) -> bool:
+    """Signal the process (and its group); False when it is gone already."""
+    if _impostor(proc) or (not is_running(proc) and not (group and group_members(proc.pid))):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+        return True
+    return False
+
+
+def _gone(proc: Proc) -> bool:
+    exit_code(proc)  # reap our own child
+    return _impostor(proc) or (not is_running(proc) and not group_members(proc.pid))
+
+
+def stop(
+    proc: Proc,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """SIGTERM the group, SIGKILL it after `timeout`: 'gone', 'stopped' or 'killed'."""
+    if _gone(proc):
+        return "gone"
+    send(proc, signal.SIGTERM)
+    deadline = clock() + timeout
+    while clock() < deadline:
+        if _gone(proc):
+            return "stopped"
+        sleep(0.05)
+    send(proc, signal.SIGKILL)
+    deadline = clock() + 10.0
+    while not _gone(proc) and clock() < deadline:
+        sleep(0.05)
+    return "killed"
+
+
+def stop_all(
+    procs: Iterable[Proc],
+    timeout: float,
+    *,
+    stopper: Callable[[Proc, float], str] | None = None,
+    report: Callable[[str], None] = lambda _: None,
+) -> dict[str, str]:
+    """Stop in reverse start order (the job before the greeter, Kafka last); every one, whatever fails."""
+    do_stop = stopper or (lambda p, t: stop(p, t))
+    results: dict[str, str] = {}
+    for proc in reversed(list(procs)):
+        try:
+            results[proc.name] = do_stop(proc, timeout)
+        except OSError as error:
+            results[proc.name] = f"error: {error}"
+        report(f"{proc.name} (pid {proc.pid}): {results[proc.name]}")
+        _children.pop((proc.pid, proc.start_ticks), None)
+    return results

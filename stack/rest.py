@@ -1,0 +1,105 @@
+"""The few Flink REST calls the stack needs: upload and run the job jar, job state, checkpoints, restarts."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class RestError(RuntimeError):
+    """A Flink REST call failed; the message carries Flink's own error text."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    completed_at_ms: int
+    path: str
+
+
+class FlinkRest:
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Any:
+        request = urllib.request.Request(self.base_url + path, data=body, method=method)
+        if body is not None:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")
+            raise RestError(f"{method} {path} -> {error.code}: {detail[-3000:]}") from error
+        return json.loads(text) if text else None
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def overview(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/overview")
+        return result
+
+    def upload_jar(self, jar: Path) -> str:
+        """POST /jars/upload; returns the jar id for /jars/<id>/run."""
+        boundary = uuid.uuid4().hex
+        body = b"".join(
+            [
+                f"--{boundary}\r\n".encode(),
+                f'Content-Disposition: form-data; name="jarfile"; filename="{jar.name}"\r\n'.encode(),
+                b"Content-Type: application/x-java-archive\r\n\r\n",
+                jar.read_bytes(),
+                f"\r\n--{boundary}--\r\n".encode(),
+            ]
+        )
+        reply = self._call("POST", "/jars/upload", body, f"multipart/form-data; boundary={boundary}", timeout=60)
+        if reply.get("status") != "success":
+            raise RestError(f"jar upload failed: {reply}")
+        return str(reply["filename"]).rsplit("/", 1)[-1]
+
+    def run_jar(self, jar_id: str, entry_class: str, parallelism: int, savepoint: str | None = None) -> str:
+        """POST /jars/<id>/run; with a savepoint (or retained checkpoint) path the job resumes from it."""
+        request: dict[str, Any] = {"entryClass": entry_class, "parallelism": parallelism}
+        if savepoint:
+            # allowNonRestoredState: an operator removed since the checkpoint must not block the resume.
+            request.update(savepointPath=savepoint, allowNonRestoredState=True)
+        reply = self._call("POST", f"/jars/{jar_id}/run", json.dumps(request).encode(), timeout=120)
+        return str(reply["jobid"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/jobs/{job_id}")
+        return result
+
+    def job_running(self, job_id: str) -> str | None:
+        """None when the job and all its tasks run (the ingress consumes only then)."""
+        job = self.job(job_id)
+        if job["state"] != "RUNNING":
+            return f"job {job_id} is {job['state']}"
+        pending = [v["name"] for v in job.get("vertices", []) if v["status"] != "RUNNING"]
+        return f"tasks not running yet: {', '.join(pending)}" if pending else None
+
+    def latest_checkpoint(self, job_id: str) -> Checkpoint | None:
+        latest = (self.get(f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
+        if not latest:
+            return None
+        return Checkpoint(int(latest["id"]), int(latest["latest_ack_timestamp"]), str(latest.get("external_path", "")))
+
+    def restart_count(self, job_id: str) -> int:
+        metrics = self.get(f"/jobs/{job_id}/metrics?get=numRestarts")
+        return int(float(metrics[0]["value"])) if metrics else 0
+
+    def cancel(self, job_id: str) -> None:
+        self._call("PATCH", f"/jobs/{job_id}?mode=cancel")

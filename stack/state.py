@@ -1,0 +1,82 @@
+"""The run folder's bookkeeping: the state file (config, PIDs, job id), a lock, retained checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import StackConfig
+from .procs import Proc
+
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class StackState:
+    config: StackConfig
+    procs: list[Proc] = field(default_factory=list)
+    job_id: str | None = None
+    jar_id: str | None = None
+
+    def save(self) -> None:
+        """Written after every start, so a supervisor that dies mid-`up` still leaves what `down` needs."""
+        data: dict[str, Any] = {
+            "config": self.config.to_json(),
+            "procs": [asdict(p) for p in self.procs],
+            "job_id": self.job_id,
+            "jar_id": self.jar_id,
+        }
+        path = self.config.state_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+    @classmethod
+    def load(cls, run_dir: Path) -> StackState | None:
+        path = run_dir / STATE_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        procs = [Proc(p["name"], p["pid"], p["start_ticks"], p["log"], tuple(p["argv"])) for p in data["procs"]]
+        return cls(StackConfig.from_json(data["config"]), procs, data.get("job_id"), data.get("jar_id"))
+
+    def proc(self, name: str) -> Proc:
+        for proc in self.procs:
+            if proc.name == name:
+                return proc
+        raise KeyError(
+            f"no process named {name!r} in {self.config.state_file}; known: "
+            f"{', '.join(p.name for p in self.procs) or 'none'}"
+        )
+
+    def replace(self, proc: Proc) -> None:
+        self.procs = [proc if p.name == proc.name else p for p in self.procs]
+        if proc not in self.procs:
+            self.procs.append(proc)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One `up`/`down` at a time per run folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".stack.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `greeter-stack` is working on {run_dir}") from None
+        yield
+
+
+def latest_retained_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint (chk-N with its _metadata) of any earlier job in this run folder."""
+    candidates = list(checkpoint_dir.glob("*/chk-*/_metadata"))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p.stat().st_mtime, int(p.parent.name[4:]))).parent

@@ -1,0 +1,85 @@
+"""What `status` shows: each process, the job, its last checkpoint and the ingress lag."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import kafka, procs
+from .daemons import DAEMONS
+from .kafka import Lag
+from .rest import Checkpoint, FlinkRest
+from .state import StackState
+
+
+@dataclass(frozen=True)
+class ProcStatus:
+    name: str
+    pid: int
+    up: bool
+    log: str
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    run_dir: str
+    procs: list[ProcStatus]
+    job_id: str | None
+    job_state: str | None  # None: Flink did not answer
+    restarts: int | None
+    checkpoint: Checkpoint | None
+    lag: Lag | None
+    notes: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        """The daemons up and the job running; an extra (a generator with --count) may have finished."""
+        required = [p for p in self.procs if p.name in DAEMONS]
+        return len(required) == len(DAEMONS) and all(p.up for p in required) and self.job_state == "RUNNING"
+
+
+def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
+    notes: list[str] = []
+    proc_status = [ProcStatus(p.name, p.pid, procs.is_running(p), p.log) for p in state.procs]
+    job_state = restarts = checkpoint = lag = None
+    if state.job_id:
+        try:
+            job_state = str(rest.job(state.job_id)["state"])
+            restarts = rest.restart_count(state.job_id)
+            checkpoint = rest.latest_checkpoint(state.job_id)
+        except Exception as error:  # a stopped cluster is a status, not a crash
+            notes.append(f"Flink REST {state.config.rest_url}: {error}")
+    try:
+        lag = kafka.ingress_lag(state.config)
+        if not lag.committed:
+            notes.append(
+                "the group has committed no offsets yet (StateFun commits them on completed "
+                "checkpoints): the lag shown is the topic's size"
+            )
+    except Exception as error:
+        notes.append(f"Kafka {state.config.bootstrap_servers}: lag unavailable ({error})")
+    return StackStatus(
+        str(state.config.run_dir), proc_status, state.job_id, job_state, restarts, checkpoint, lag, notes
+    )
+
+
+def format_status(status: StackStatus, now_ms: float | None = None) -> str:
+    now = time.time() * 1000 if now_ms is None else now_ms
+    lines = [f"run folder   {status.run_dir}"]
+    if not status.procs:
+        lines.append("processes    none running")
+    for p in status.procs:
+        lines.append(f"{p.name:<12} pid {p.pid:<8} {'up' if p.up else 'DOWN':<5} log {p.log}")
+    if status.job_id:
+        restarts = "?" if status.restarts is None else status.restarts
+        lines.append(f"job          {status.job_id} {status.job_state or 'unknown'} (restarts: {restarts})")
+    if status.checkpoint:
+        age = (now - status.checkpoint.completed_at_ms) / 1000
+        lines.append(f"checkpoint   #{status.checkpoint.id}, completed {age:.1f} s ago, {status.checkpoint.path}")
+    elif status.job_state:
+        lines.append("checkpoint   none completed yet")
+    if status.lag:
+        parts = " ".join(f"p{p}={n}" for p, n in sorted(status.lag.per_partition.items()))
+        lines.append(f"lag          group greeter on names: {status.lag.total} ({parts})")
+    lines += [f"note         {note}" for note in status.notes]
+    return "\n".join(lines)

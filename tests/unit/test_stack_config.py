@@ -1,0 +1,67 @@
+"""stack/config.py: defaults, environment parsing, serialisation of the one config object."""
+
+from pathlib import Path
+
+import pytest
+
+from stack.config import REPO_ROOT, ConfigError, Extra, Ports, StackConfig, from_env, port_env_var
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    config = StackConfig()
+    assert config.run_dir == REPO_ROOT / "run"
+    assert config.ports.kafka == 9092 and config.ports.greeter == 8000 and config.ports.flink_rest == 8081
+    assert config.jobmanager_memory == "1024m" and config.taskmanager_memory == "1536m"
+    assert (config.heartbeat_interval_ms, config.heartbeat_timeout_ms) == (1000, 5000)
+    assert config.max_message_bytes >= 60 * 1024
+
+
+def test_every_port_is_distinct() -> None:
+    ports = list(vars(Ports()).values())
+    assert len(set(ports)) == len(ports)
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = list(vars(Ports.free()).values())
+    assert len(set(ports)) == len(ports)
+    assert all(port > 0 for port in ports)
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {
+        "GREETER_STACK_RUN_DIR": str(tmp_path),
+        "GREETER_STACK_CHECKPOINT_INTERVAL_MS": "500",
+        port_env_var("kafka"): "19092",
+        "GREETER_SEEN_COUNT_TTL": "60",
+    }
+    config = from_env(env)
+    assert config.run_dir == tmp_path.resolve()
+    assert config.checkpoint_interval_ms == 500
+    assert config.ports.kafka == 19092
+    assert config.ports.greeter == 8000
+    assert config.seen_count_ttl == "60"
+
+
+def test_empty_variables_mean_default() -> None:
+    assert from_env({"GREETER_STACK_PARTITIONS": ""}).partitions == StackConfig().partitions
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("GREETER_STACK_PARTITIONS", "four"), ("GREETER_STACK_PORT_KAFKA", "-1"), ("GREETER_STACK_STOP_TIMEOUT_S", "x")],
+)
+def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        from_env({variable: value})
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path, ports=Ports.free(), extras=(Extra("gen", ("a", "b")),), seen_count_ttl="5")
+    assert StackConfig.from_json(config.to_json()) == config
+
+
+def test_paths_derive_from_the_run_folder(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path)
+    for path in (config.conf_dir, config.checkpoint_dir, config.kafka_data_dir, config.state_file):
+        assert path.is_relative_to(tmp_path)
+    assert config.log_file("kafka") == tmp_path / "kafka.log"

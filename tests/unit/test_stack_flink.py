@@ -1,0 +1,42 @@
+"""stack/flink.py: the JVM command lines, as Flink's bin scripts would build them."""
+
+from pathlib import Path
+
+import pytest
+
+from stack.config import Ports, StackConfig
+from stack.flink import JAVA17_OPTS, argv, parse_resource_params
+
+OUTPUT = """\
+INFO some log line
+BASH_JAVA_UTILS_EXEC_RESULT:-Xmx536870920 -Xms536870920 -XX:MaxDirectMemorySize=268435458 -XX:MaxMetaspaceSize=268435456
+BASH_JAVA_UTILS_EXEC_RESULT:-D taskmanager.memory.network.min=134217730b -D taskmanager.cpu.cores=1.0
+"""
+
+
+def test_parse_resource_params() -> None:
+    params = parse_resource_params(OUTPUT)
+    assert params.jvm_flags[0] == "-Xmx536870920" and len(params.jvm_flags) == 4
+    assert params.dynamic == ["-D", "taskmanager.memory.network.min=134217730b", "-D", "taskmanager.cpu.cores=1.0"]
+
+
+def test_no_result_lines_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no memory settings"):
+        parse_resource_params("Exception in thread main\n")
+
+
+@pytest.mark.parametrize(
+    ("role", "main_class"), [("jobmanager", "StandaloneSessionClusterEntrypoint"), ("taskmanager", "TaskManagerRunner")]
+)
+def test_argv(tmp_path: Path, role: str, main_class: str) -> None:
+    ports = Ports.free()
+    config = StackConfig(run_dir=tmp_path, ports=ports)
+    command = argv("/usr/bin/java", config, role, parse_resource_params(OUTPUT))
+    assert command[0] == "/usr/bin/java"
+    assert "--add-exports=java.base/sun.net.util=ALL-UNNAMED" in command
+    assert set(JAVA17_OPTS) <= set(command)
+    assert any(part.endswith(main_class) for part in command)
+    assert command[command.index("--configDir") + 1] == str(tmp_path / "conf")
+    metrics = ports.jobmanager_metrics if role == "jobmanager" else ports.taskmanager_metrics
+    assert command[-2:] == ["-D", f"metrics.internal.query-service.port={metrics}"]
+    assert f"-Dlog.file={tmp_path / (role + '.log')}" in command

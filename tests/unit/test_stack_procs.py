@@ -1,0 +1,130 @@
+"""stack/procs.py with real but trivial children: SIGTERM then SIGKILL, groups, reverse order, PID reuse."""
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from stack import procs
+from stack.procs import Proc
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+# Ignores SIGTERM, like a daemon stuck in its shutdown; says so once it does (split: the log header holds argv).
+STUBBORN = [
+    sys.executable,
+    "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('sig' + 'nal ignored', flush=True); "
+    "time.sleep(60)",
+]
+
+
+def _wait_for_line(log: Path, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+
+
+def test_spawn_records_pid_and_logs(tmp_path: Path) -> None:
+    log = tmp_path / "echo.log"
+    proc = procs.spawn("echo", [sys.executable, "-c", "print('hello')"], log)
+    deadline = time.monotonic() + 10
+    while procs.is_running(proc):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert procs.exit_code(proc) == 0
+    assert "starting echo" in log.read_text() and "hello" in log.read_text()
+
+
+def test_sigterm_stops(tmp_path: Path) -> None:
+    proc = procs.spawn("sleeper", SLEEPER, tmp_path / "s.log")
+    assert procs.is_running(proc)
+    assert procs.stop(proc, timeout=5) == "stopped"
+    assert not procs.is_running(proc)
+    assert procs.exit_code(proc) == -signal.SIGTERM
+
+
+def test_sigkill_after_the_deadline(tmp_path: Path) -> None:
+    log = tmp_path / "stubborn.log"
+    proc = procs.spawn("stubborn", STUBBORN, log)
+    _wait_for_line(log, "signal ignored")
+    started = time.monotonic()
+    assert procs.stop(proc, timeout=0.5) == "killed"
+    assert time.monotonic() - started < 5
+    assert procs.exit_code(proc) == -signal.SIGKILL
+
+
+def test_stop_reaches_the_whole_group(tmp_path: Path) -> None:
+    # A parent that starts a grandchild (like gunicorn's workers) and ignores SIGTERM itself.
+    script = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print('grand' + 'child', c.pid, flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "tree.log"
+    proc = procs.spawn("tree", [sys.executable, "-c", script], log)
+    _wait_for_line(log, "grandchild ")
+    assert len(procs.group_members(proc.pid)) == 2
+    procs.stop(proc, timeout=0.5)
+    assert procs.group_members(proc.pid) == []
+
+
+def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
+    proc = procs.spawn("sleeper", SLEEPER, tmp_path / "s.log")
+    try:
+        impostor = Proc("sleeper", proc.pid, proc.start_ticks + 1, proc.log, proc.argv)
+        assert not procs.is_running(impostor)
+        assert procs.stop(impostor, timeout=1) == "gone"
+        assert procs.is_running(proc)  # the real one was left alone
+    finally:
+        procs.stop(proc, timeout=5)
+
+
+def test_stop_of_a_gone_process_is_harmless(tmp_path: Path) -> None:
+    proc = procs.spawn("quick", [sys.executable, "-c", "pass"], tmp_path / "q.log")
+    procs.stop(proc, timeout=5)
+    assert procs.stop(proc, timeout=5) == "gone"
+    assert not procs.send(proc, signal.SIGTERM)
+
+
+def test_stop_all_in_reverse_order_even_when_one_fails() -> None:
+    started = [Proc(name, 100 + i, 1, f"{name}.log", ()) for i, name in enumerate(["kafka", "greeter", "jm", "tm"])]
+    order: list[str] = []
+
+    def fake_stop(proc: Proc, timeout: float) -> str:
+        order.append(proc.name)
+        if proc.name == "greeter":
+            raise PermissionError("not allowed")
+        return "stopped"
+
+    results = procs.stop_all(started, 3.0, stopper=fake_stop)
+    assert order == ["tm", "jm", "greeter", "kafka"]
+    assert results["greeter"].startswith("error") and results["kafka"] == "stopped"
+
+
+def test_stop_uses_sigterm_then_sigkill_with_a_fake_clock(monkeypatch: object) -> None:
+    sent: list[int] = []
+    now = [0.0]
+    proc = Proc("fake", 999_999_999, 1, "fake.log", ())
+    alive = {"value": True}
+
+    def fake_send(p: Proc, sig: int, group: bool = True) -> bool:
+        sent.append(sig)
+        if sig == signal.SIGKILL:
+            alive["value"] = False
+        return True
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    import pytest
+
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(procs, "send", fake_send)
+        mp.setattr(procs, "_gone", lambda p: not alive["value"])
+        assert procs.stop(proc, timeout=2.0, clock=lambda: now[0], sleep=sleep) == "killed"
+    finally:
+        mp.undo()
+    assert sent == [signal.SIGTERM, signal.SIGKILL]
+    assert 2.0 <= now[0] < 2.2

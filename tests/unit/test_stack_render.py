@@ -1,0 +1,121 @@
+"""What the stack renders into its run folder: module.yaml (hosts only), flink-conf.yaml, server.properties."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stack.config import REPO_ROOT, Ports, StackConfig
+from stack.flinkconf import render_flink_conf
+from stack.kafka import cluster_id, server_properties
+from stack.render import RenderError, render_module_yaml, write_module_yaml
+
+SOURCE = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8")
+
+
+def _replace_hosts(node: Any, greeter: str, kafka: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _replace_hosts(v, greeter, kafka) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_hosts(v, greeter, kafka) for v in node]
+    if node == "http://greeter:8000/statefun":
+        return greeter
+    return kafka if node == "kafka:9092" else node
+
+
+def test_module_yaml_changes_only_the_hosts() -> None:
+    rendered = render_module_yaml(SOURCE, 18000, 19092)
+    assert "greeter:8000" not in rendered and "kafka:9092" not in rendered
+    assert "http://127.0.0.1:18000/statefun" in rendered
+    assert rendered.count("127.0.0.1:19092") == SOURCE.count("kafka:9092") == 2
+    expected = [
+        _replace_hosts(d, "http://127.0.0.1:18000/statefun", "127.0.0.1:19092") for d in yaml.safe_load_all(SOURCE)
+    ]
+    assert list(yaml.safe_load_all(rendered)) == expected
+
+
+@pytest.mark.parametrize("missing", ["http://greeter:8000/statefun", "kafka:9092"])
+def test_module_yaml_without_the_expected_host_fails(missing: str) -> None:
+    with pytest.raises(RenderError, match=re.escape(missing)):
+        render_module_yaml(SOURCE.replace(missing, "elsewhere:1"), 1, 2)
+
+
+def test_module_yaml_is_written_into_the_run_folder(tmp_path: Path) -> None:
+    url = write_module_yaml(StackConfig(run_dir=tmp_path))
+    assert url == (tmp_path / "conf" / "module.yaml").as_uri()
+    assert "127.0.0.1:8000" in (tmp_path / "conf" / "module.yaml").read_text()
+
+
+def _flink_conf(config: StackConfig) -> dict[str, str]:
+    text = render_flink_conf(config, "file:///x/module.yaml")
+    lines = text.splitlines()
+    settings = [line for line in lines if line and not line.startswith("#")]
+    for index, line in enumerate(lines):
+        if line in settings:
+            assert lines[index - 1].startswith("# "), f"no why above {line}"
+    return dict(line.split(": ", 1) for line in settings)
+
+
+def test_flink_conf_exactly_once_and_retained(tmp_path: Path) -> None:
+    conf = _flink_conf(StackConfig(run_dir=tmp_path, checkpoint_interval_ms=1500))
+    assert conf["execution.checkpointing.interval"] == "1500ms"
+    assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
+    assert conf["state.checkpoints.dir"] == (tmp_path / "checkpoints").as_uri()
+    assert conf["state.backend"] == "rocksdb" and conf["state.backend.incremental"] == "true"
+    assert conf["state.backend.rocksdb.log.dir"].startswith(str(tmp_path))
+    assert conf["statefun.remote.module-name"] == "file:///x/module.yaml"
+    assert conf["heartbeat.interval"] == "1000" and conf["heartbeat.timeout"] == "5000"
+    assert conf["jobmanager.memory.process.size"] == "1024m"
+    assert conf["taskmanager.memory.process.size"] == "1536m"
+    assert conf["pipeline.auto-generate-uids"] == "false"
+    assert "org.apache.flink.statefun" in conf["classloader.parent-first-patterns.additional"]
+
+
+def test_flink_conf_binds_loopback_and_pins_ports(tmp_path: Path) -> None:
+    ports = Ports.free()
+    conf = _flink_conf(StackConfig(run_dir=tmp_path, ports=ports))
+    for key in (
+        "jobmanager.rpc.address",
+        "jobmanager.bind-host",
+        "taskmanager.host",
+        "taskmanager.bind-host",
+        "rest.address",
+        "rest.bind-address",
+    ):
+        assert conf[key] == "127.0.0.1"
+    assert conf["rest.port"] == conf["rest.bind-port"] == str(ports.flink_rest)
+    assert conf["jobmanager.rpc.port"] == str(ports.jobmanager_rpc)
+    assert conf["taskmanager.rpc.port"] == str(ports.taskmanager_rpc)
+    assert conf["taskmanager.data.port"] == str(ports.taskmanager_data)
+    assert conf["blob.server.port"] == str(ports.blob_server)
+    for key in (
+        "io.tmp.dirs",
+        "web.tmpdir",
+        "web.upload.dir",
+        "state.backend.rocksdb.localdir",
+        "taskmanager.state.local.root-dirs",
+    ):
+        assert conf[key].startswith(str(tmp_path)), key
+
+
+def test_server_properties_for_one_transactional_node(tmp_path: Path) -> None:
+    ports = Ports.free()
+    text = server_properties(StackConfig(run_dir=tmp_path, ports=ports))
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}"
+    assert props["controller.quorum.voters"] == f"1@127.0.0.1:{ports.kafka_controller}"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["transaction.state.log.min.isr"] == "1"
+    assert int(props["transaction.max.timeout.ms"]) >= 15 * 60 * 1000  # module.yaml's transactionTimeout
+    assert props["log.dirs"] == str(tmp_path / "kafka-data")
+
+
+def test_cluster_id_looks_like_kafkas() -> None:
+    ids = {cluster_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) and not i.startswith("-") for i in ids)
