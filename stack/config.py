@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
+
 # Versions: stack/jvm/pom.xml carries the same values as defaults; the fetch passes these with -D, so this
 # module wins, and tests/unit/test_stack_fetch.py holds the pom to them.
 FLINK_VERSION = "1.16.2"
@@ -27,10 +29,7 @@ STACK_DIR = Path(__file__).resolve().parent
 REPO_ROOT = STACK_DIR.parent
 JVM_DIR = STACK_DIR / "jvm"
 
-INGRESS_TOPIC = "names"
-EGRESS_TOPIC = "greetings"
-DLQ_TOPIC = "names-dlq"
-TOPICS = (INGRESS_TOPIC, EGRESS_TOPIC, DLQ_TOPIC)
+TOPICS = (NAMES_TOPIC, GREETINGS_TOPIC, DEAD_LETTER_TOPIC)
 INGRESS_GROUP = "greeter"  # module.yaml's consumerGroupId
 JOB_ENTRY_CLASS = "org.apache.flink.statefun.flink.core.StatefulFunctionsJob"
 JOB_JAR_GLOB = "statefun-flink-core-*.jar"

@@ -13,7 +13,9 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 # re-exported by confluent_kafka.admin without __all__
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
-from .config import HOST, INGRESS_GROUP, INGRESS_TOPIC, TOPICS, StackConfig
+from greeter.wiring import NAMES_TOPIC
+
+from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import port_open
 
 MAIN_CLASS = "kafka.Kafka"
@@ -176,7 +178,7 @@ class Lag:
     committed: bool  # False: the group has committed nothing yet, the lag is the topic's size
 
 
-def ingress_lag(config: StackConfig, group: str = INGRESS_GROUP, topic: str = INGRESS_TOPIC) -> Lag:
+def ingress_lag(config: StackConfig, group: str = INGRESS_GROUP, topic: str = NAMES_TOPIC) -> Lag:
     """End offsets minus the group's committed offsets. StateFun's FlinkKafkaConsumer commits them to
     Kafka on each completed checkpoint (for monitoring only: it restores from its checkpoint)."""
     closed = port_open(HOST, config.ports.kafka)

@@ -3,108 +3,50 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from greeter.greeting import compute_greeting
-from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
-from stack.config import EGRESS_TOPIC, INGRESS_TOPIC
 from stack.local import LocalStack
+
+from .kafka_io import count_partitions, produce, read_greetings, requests, unique_names
 
 pytestmark = pytest.mark.e2e
 
-UNICODE_NAMES = ["Zoë", "José", "Łukasz", "李雷", "Ἀθηνᾶ", "Ørjan 😀"]
 PER_NAME = 20
 
 
-def _names(token: str) -> list[str]:
-    """50 names, unique to this test run so tests sharing the session's stack do not mix."""
-    plain = [f"user-{i:02d}" for i in range(50 - len(UNICODE_NAMES))]
-    return [f"{name}-{token}" for name in plain + UNICODE_NAMES]
-
-
-def _produce(bootstrap: str, names: list[str], rounds: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
-    errors: list[KafkaError] = []
-
-    def delivered(error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            errors.append(error)
-
-    for _ in range(rounds):  # round-robin, so every name's n-th request comes before its (n+1)-th
-        for name in names:
-            value = GreetRequest(name=name).SerializeToString()
-            producer.produce(INGRESS_TOPIC, key=name.encode("utf-8"), value=value, on_delivery=delivered)
-            producer.poll(0)
-    assert producer.flush(30) == 0, "records still queued after 30 s"
-    assert not errors, errors[:5]
-
-
-def _read_greetings(
-    bootstrap: str, names: set[str], expected: int, deadline_s: float, settle_s: float
-) -> dict[str, list[str]]:
-    """read_committed greetings for `names` until `expected` arrived, then `settle_s` more to catch extras."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"e2e-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([EGRESS_TOPIC])
-    got: dict[str, list[str]] = defaultdict(list)
-    count = 0
-    deadline = time.monotonic() + deadline_s
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < (settle_until or deadline):
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            assert message.error() is None, message.error()
-            key = (message.key() or b"").decode("utf-8")
-            if key not in names:
-                continue  # another test's
-            response = GreetResponse.FromString(message.value() or b"")
-            assert response.name == key, f"greeting for {response.name!r} under key {key!r}"
-            got[key].append(response.greeting)
-            count += 1
-            if count >= expected and settle_until is None:
-                settle_until = time.monotonic() + settle_s
-    finally:
-        consumer.close()
-    return dict(got)
+def settle_seconds(stack: LocalStack) -> float:
+    return 3 * stack.config.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
 
 
 @pytest.mark.timeout(900)
 def test_every_name_gets_the_walkthrough_sequence_exactly_once(stack: LocalStack) -> None:
-    names = _names(uuid.uuid4().hex[:8])
+    names = unique_names(50)
     started = time.monotonic()
-    _produce(stack.config.bootstrap_servers, names, PER_NAME)
-    settle = 3 * stack.config.checkpoint_interval_ms / 1000  # a duplicate would be committed by then
-    got = _read_greetings(stack.config.bootstrap_servers, set(names), len(names) * PER_NAME, 120, settle)
+    produce(stack.config.bootstrap_servers, "names", requests(names, PER_NAME))
+    report = read_greetings(stack.config.bootstrap_servers, names, PER_NAME, settle_seconds(stack))
     elapsed = time.monotonic() - started
+    assert report.ok, "\n".join([*report.summary(), f"after {elapsed:.1f} s; logs in {stack.config.run_dir}"])
+    assert report.records == len(names) * PER_NAME
 
-    wrong = {}
-    for name in names:
-        expected = [compute_greeting(name, n) for n in range(1, PER_NAME + 1)]
-        if got.get(name) != expected:
-            wrong[name] = got.get(name, [])
-    total = sum(len(v) for v in got.values())
-    assert not wrong, (
-        f"{len(wrong)} of {len(names)} names wrong after {elapsed:.1f} s ({total} greetings); "
-        f"e.g. {next(iter(wrong.items()))}; logs in {stack.config.run_dir}"
-    )
-    assert total == len(names) * PER_NAME
+
+@pytest.mark.timeout(300)
+def test_greetings_are_written_in_kafka_transactions(stack: LocalStack) -> None:
+    # Exactly-once silently degrades to no guarantee when checkpointing is off: then the egress writes
+    # plain records. Transactional writes leave a commit marker after each transaction, which takes an
+    # offset but is never returned to a consumer: so the topic's offsets outnumber its records.
+    names = unique_names(10)
+    produce(stack.config.bootstrap_servers, "names", requests(names, 3))
+    assert read_greetings(stack.config.bootstrap_servers, names, 3, settle_seconds(stack)).ok
+    counts = count_partitions(stack.config.bootstrap_servers, "greetings")
+    written = {p: c for p, c in counts.items() if c.records}
+    assert written, counts
+    for partition, count in written.items():
+        assert count.offsets > count.records, f"partition {partition}: {count}: no transaction markers"
 
 
 def test_status_shows_the_job_its_checkpoints_and_no_lag_once_caught_up(stack: LocalStack) -> None:
-    _produce(stack.config.bootstrap_servers, _names(uuid.uuid4().hex[:8])[:5], 2)
+    produce(stack.config.bootstrap_servers, "names", requests(unique_names(5), 2))
     deadline = time.monotonic() + 60
     while True:
         status = stack.status()

@@ -7,6 +7,7 @@ import yaml
 
 from greeter import wiring
 from greeter.types import GREET_REQUEST_TYPE
+from stack.config import INGRESS_GROUP
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,7 @@ def test_endpoint_serves_the_greeter_over_http() -> None:
 def test_ingress_reads_names_from_the_start_into_the_greeter() -> None:
     ingress = documents()["io.statefun.kafka.v1/ingress"]
     assert ingress["startupPosition"]["type"] == "earliest"
-    assert ingress["consumerGroupId"]
+    assert ingress["consumerGroupId"] == INGRESS_GROUP  # the group whose lag `greeter-stack status` shows
     (topic,) = ingress["topics"]
     assert topic["topic"] == wiring.NAMES_TOPIC
     assert topic["valueType"] == GREET_REQUEST_TYPE.typename == "type.googleapis.com/example.GreetRequest"

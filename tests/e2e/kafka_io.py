@@ -1,0 +1,142 @@
+"""Producing to and reading from the real broker for end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from consumer.verify import Report, verify
+from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
+
+UNICODE_NAMES = ["Zoë", "José", "Łukasz", "李雷", "Ἀθηνᾶ", "Ørjan 😀"]
+
+
+def unique_names(count: int) -> list[str]:
+    """`count` names (some unicode) unique to this call, so tests sharing one stack do not mix."""
+    token = uuid.uuid4().hex[:8]
+    plain = [f"user-{i:03d}" for i in range(max(count - len(UNICODE_NAMES), 0))]
+    return [f"{name}-{token}" for name in (plain + UNICODE_NAMES)[:count]]
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    """Send (key, value) records with the generator's guarantees; fail unless every one is acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    errors: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            errors.append(error)
+
+    sent = 0
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=delivered)
+        producer.poll(0)
+        sent += 1
+    assert producer.flush(30) == 0, "records still queued after 30 s"
+    assert not errors, errors[:5]
+    return sent
+
+
+def requests(names: list[str], rounds: int) -> list[tuple[bytes, bytes]]:
+    """Round-robin GreetRequests: every name's n-th request comes before its (n+1)-th."""
+    return [(name.encode(), GreetRequest(name=name).SerializeToString()) for _ in range(rounds) for name in names]
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes
+    value: bytes
+    partition: int
+    offset: int
+
+
+def read(
+    bootstrap: str,
+    topic: str,
+    keys: set[bytes],
+    expected: int,
+    deadline_s: float,
+    settle_s: float,
+    isolation: str = "read_committed",
+) -> list[Record]:
+    """Records of `topic` whose key is in `keys`, from the start, until `expected` arrived and then
+    `settle_s` more (to catch late extras), or until the deadline."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Record] = []
+    deadline = time.monotonic() + deadline_s
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < (settle_until or deadline):
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            key = message.key() or b""
+            if key in keys:
+                got.append(Record(key, message.value() or b"", message.partition(), message.offset()))
+                if len(got) >= expected and settle_until is None:
+                    settle_until = time.monotonic() + settle_s
+    finally:
+        consumer.close()
+    return got
+
+
+def greetings(records: list[Record]) -> list[tuple[str, str]]:
+    pairs = []
+    for record in records:
+        response = GreetResponse.FromString(record.value)
+        assert response.name == record.key.decode(), f"greeting for {response.name!r} under key {record.key!r}"
+        pairs.append((response.name, response.greeting))
+    return pairs
+
+
+def read_greetings(bootstrap: str, names: list[str], per_name: int, settle_s: float, deadline_s: float = 180) -> Report:
+    """Every committed greeting for `names`, checked: exactly 1..per_name each, in order, right strings."""
+    records = read(bootstrap, "greetings", {n.encode() for n in names}, len(names) * per_name, deadline_s, settle_s)
+    return verify(greetings(records), dict.fromkeys(names, per_name))
+
+
+@dataclass(frozen=True)
+class PartitionCount:
+    offsets: int  # high watermark - low watermark: records and transaction markers
+    records: int  # what a read_uncommitted consumer is handed: data records only
+
+
+def count_partitions(bootstrap: str, topic: str) -> dict[int, PartitionCount]:
+    """Read every partition of `topic` to its end (read_uncommitted) and compare records with offsets."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}", "isolation.level": "read_uncommitted"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _high) in marks.items()])
+        records = dict.fromkeys(marks, 0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = all(
+                tp.offset >= marks[tp.partition][1]
+                for tp in consumer.position([TopicPartition(topic, p) for p in marks])
+                if marks[tp.partition][1] > marks[tp.partition][0]
+            )
+            if done:
+                break
+            for message in consumer.consume(1000, 0.5):
+                assert message.error() is None, message.error()
+                records[message.partition()] += 1
+        return {p: PartitionCount(high - low, records[p]) for p, (low, high) in marks.items()}
+    finally:
+        consumer.close()

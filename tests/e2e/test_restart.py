@@ -1,0 +1,47 @@
+"""`down` then `up` mid-run: nothing left behind, and every count continues from the retained checkpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+
+import pytest
+
+from stack.config import HOST, Ports
+from stack.local import LocalStack
+from stack.readiness import port_free
+
+from .kafka_io import produce, read, read_greetings, requests, unique_names
+
+pytestmark = pytest.mark.e2e
+
+PER_NAME = 20
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z")  # a zombie is gone
+
+
+@pytest.mark.timeout(900)
+def test_down_leaves_nothing_and_up_continues_every_count(stack: LocalStack) -> None:
+    bootstrap = stack.config.bootstrap_servers
+    names = unique_names(20)
+    produce(bootstrap, "names", requests(names, PER_NAME // 2))
+    # Stop while the first half is still being processed: some greetings committed, some not yet.
+    read(bootstrap, "greetings", {n.encode() for n in names}, len(names) * PER_NAME // 6, deadline_s=120, settle_s=0)
+
+    pids = [proc.pid for proc in stack.state.procs]
+    assert len(pids) >= 4
+    stack.down()
+    assert [pid for pid in pids if alive(pid)] == [], "processes outlived down"
+    busy = [f.name for f in fields(Ports) if not port_free(HOST, getattr(stack.config.ports, f.name))]
+    assert busy == [], f"ports still listening after down: {busy}"
+
+    stack.up()  # resumes from the latest retained checkpoint
+    produce(bootstrap, "names", requests(names, PER_NAME - PER_NAME // 2))
+    report = read_greetings(bootstrap, names, PER_NAME, settle_s=3 * stack.config.checkpoint_interval_ms / 1000)
+    assert report.ok, "\n".join(report.summary())
