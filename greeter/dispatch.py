@@ -11,8 +11,14 @@ from typing import Any, NamedTuple
 from google.protobuf.message import DecodeError
 from statefun import RequestReplyHandler, StatefulFunctions
 from statefun.messages import Message
-from statefun.request_reply_pb2 import ToFunction
-from statefun.request_reply_v3 import UserFacingContext, collect_failure, collect_success, sdk_address_from_pb
+from statefun.request_reply_pb2 import FromFunction, ToFunction
+from statefun.request_reply_v3 import (
+    UserFacingContext,
+    collect_delayed,
+    collect_failure,
+    collect_messages,
+    sdk_address_from_pb,
+)
 from statefun.storage import resolve
 
 
@@ -44,6 +50,34 @@ def _message(typename: str, address_id: str, typed_value: Any) -> Message:
     message.target_id = address_id
     message.typed_value = typed_value
     return message
+
+
+_MODIFY = FromFunction.PersistedValueMutation.MODIFY
+_DELETE = FromFunction.PersistedValueMutation.DELETE
+
+
+def _collect(context: UserFacingContext) -> bytes:
+    """The SDK's collect_success, minus its per-record typename parsing and enum lookups by name."""
+    reply = FromFunction()
+    result = reply.invocation_result
+    result.SetInParent()  # an invocation result, even when the batch produced nothing
+    if context._outgoing_messages:
+        collect_messages(context._outgoing_messages, result)
+    if context._outgoing_delayed_messages:
+        collect_delayed(context._outgoing_delayed_messages, result)
+    egresses = result.outgoing_egresses
+    for message in context._outgoing_egress_messages:
+        namespace, _, name = message.typename.rpartition("/")
+        egresses.add(egress_namespace=namespace, egress_type=name, argument=message.typed_value)
+    mutations = result.state_mutations
+    for state_name, cell in context._storage._cells.items():
+        if cell.dirty:
+            if cell.typed_value is None:
+                mutations.add(state_name=state_name, mutation_type=_DELETE)
+            else:
+                mutations.add(state_name=state_name, mutation_type=_MODIFY, state_value=cell.typed_value)
+    body: bytes = reply.SerializeToString()
+    return body
 
 
 class Dispatcher:
@@ -80,4 +114,4 @@ class Dispatcher:
             # Ingress records have no caller: skip building an empty address for each of them.
             context._caller = sdk_address_from_pb(invocation.caller) if invocation.HasField("caller") else None
             function(context, _message(typename, address_id, invocation.argument))
-        return Reply(collect_success(context).SerializeToString(), typename, address_id, len(batch.invocations))
+        return Reply(_collect(context), typename, address_id, len(batch.invocations))
