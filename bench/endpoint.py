@@ -19,7 +19,8 @@ from pathlib import Path
 
 from statefun.request_reply_pb2 import FromFunction
 
-from bench.wrk import run_wrk
+from bench.procstats import peak_rss_mb
+from bench.wrk import WrkResult, run_wrk
 from greeter.harness import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 
@@ -36,23 +37,31 @@ class Server:
     name: str
     command: list[str]
     env: dict[str, str]
+    port: int
 
 
-def servers(port: int) -> list[Server]:
-    serve = [str(VENV_BIN / "greeter-serve"), "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+def servers(base_port: int) -> list[Server]:
+    serve = [str(VENV_BIN / "greeter-serve"), "--workers", "1", "--bind"]
     return [
         Server(
             "walkthrough as written (Flask dev server, handle_sync, pure-Python protobuf)",
-            [str(WALKTHROUGH_PYTHON), "bench/peers/walkthrough_app.py", "--port", str(port)],
+            [str(WALKTHROUGH_PYTHON), "bench/peers/walkthrough_app.py", "--port", str(base_port)],
             {},
+            base_port,
         ),
         Server(
             "playground way (aiohttp, handle_async, upb)",
-            [sys.executable, "bench/peers/aiohttp_app.py", "--port", str(port)],
+            [sys.executable, "bench/peers/aiohttp_app.py", "--port", str(base_port + 1)],
             {},
+            base_port + 1,
         ),
-        Server("greeter on gunicorn's stock sync worker", serve, {"GREETER_WORKER_CLASS": "sync"}),
-        Server("greeter (KeepAliveWorker)", serve, {}),
+        Server(
+            "greeter on gunicorn's stock sync worker",
+            [*serve, f"127.0.0.1:{base_port + 2}"],
+            {"GREETER_WORKER_CLASS": "sync"},
+            base_port + 2,
+        ),
+        Server("greeter (KeepAliveWorker)", [*serve, f"127.0.0.1:{base_port + 3}"], {}, base_port + 3),
     ]
 
 
@@ -78,21 +87,6 @@ def check_reply(port: int, body: bytes) -> None:
     assert GreetResponse.FromString(record.value).greeting == "Nice to see you at the 4-nth time alice!", reply
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of a process and its children (gunicorn master + workers)."""
-    pids, total = [pid], 0
-    while pids:
-        current = pids.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except FileNotFoundError:
-            continue
-        total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-        pids += [int(child) for child in children]
-    return total / 1024
-
-
 def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -106,9 +100,9 @@ def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server not ready after 30 s")
 
 
-def measure_server(server: Server, port: int, bodies: dict[int, Path], seconds: int, repeat: int) -> list[dict]:
-    log = (RESULTS / f"server-{port}.log").open("wb")
-    process = subprocess.Popen(
+def start(server: Server) -> subprocess.Popen[bytes]:
+    log = (RESULTS / f"server-{server.port}.log").open("wb")
+    return subprocess.Popen(
         ["taskset", "-c", str(SERVER_CPU), *server.command],
         cwd=ROOT,
         stdout=log,
@@ -116,13 +110,45 @@ def measure_server(server: Server, port: int, bodies: dict[int, Path], seconds: 
         env={**os.environ, **server.env},
         start_new_session=True,
     )
-    rows = []
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        wait_ready(port, process)
-        check_reply(port, bodies[1].read_bytes())
-        for batch, body in bodies.items():
-            runs = [run_wrk(f"http://127.0.0.1:{port}/statefun", body, seconds, 8, LOAD_CPU) for _ in range(repeat)]
-            rates = [r.requests_per_second for r in runs]
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: int, repeat: int) -> list[dict]:
+    """All servers run at once (an idle one costs nothing); the runs are interleaved, server after server,
+    so that drift of the host hits every peer alike."""
+    processes = {server.port: start(server) for server in all_servers}
+    runs: dict[tuple[int, int], list[WrkResult]] = {}
+    try:
+        for server in all_servers:
+            wait_ready(server.port, processes[server.port])
+            check_reply(server.port, bodies[1].read_bytes())
+        for round_number in range(repeat):
+            for batch, body in bodies.items():
+                for server in all_servers:
+                    result = run_wrk(f"http://127.0.0.1:{server.port}/statefun", body, seconds, 8, LOAD_CPU)
+                    runs.setdefault((server.port, batch), []).append(result)
+                    print(
+                        f"round {round_number + 1}: {server.name}, {batch}/request: "
+                        f"{result.requests_per_second:,.0f} req/s",
+                        file=sys.stderr,
+                    )
+        rss = {server.port: peak_rss_mb(processes[server.port].pid) for server in all_servers}
+    finally:
+        for process in processes.values():
+            stop(process)
+    rows = []
+    for server in all_servers:
+        for batch in bodies:
+            results = runs[(server.port, batch)]
+            rates = [r.requests_per_second for r in results]
             rows.append(
                 {
                     "server": server.name,
@@ -130,57 +156,44 @@ def measure_server(server: Server, port: int, bodies: dict[int, Path], seconds: 
                     "requests_per_s_median": statistics.median(rates),
                     "requests_per_s_min": min(rates),
                     "invocations_per_s_median": statistics.median(rates) * batch,
-                    "p50_ms": statistics.median(r.p50_ms for r in runs),
-                    "p99_ms": statistics.median(r.p99_ms for r in runs),
-                    "errors": sum(r.errors for r in runs),
+                    "p50_ms": statistics.median(r.p50_ms for r in results),
+                    "p99_ms": statistics.median(r.p99_ms for r in results),
+                    "errors": sum(r.errors for r in results),
+                    "peak_rss_mb": round(rss[server.port], 1),
                 }
             )
-            print(json.dumps(rows[-1]), file=sys.stderr)
-        rss = peak_rss_mb(process.pid)
-        for row in rows:
-            row["peak_rss_mb"] = round(rss, 1)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
     return rows
 
 
-def in_process(bodies: dict[int, Path], seconds: float) -> list[dict]:
+IN_PROCESS_TARGETS = (
+    ("walkthrough", WALKTHROUGH_PYTHON),
+    ("sdk", Path(sys.executable)),
+    ("dispatcher", Path(sys.executable)),
+)
+
+
+def in_process(bodies: dict[int, Path], seconds: float, repeat: int) -> list[dict]:
+    """Each target in its own process on the server core, interleaved over `repeat` rounds; the median round."""
+    samples: dict[tuple[str, int], list[dict]] = {}
+    for _ in range(repeat):
+        for target, python in IN_PROCESS_TARGETS:
+            for batch in (1, 100):
+                command = [str(python), "bench/inprocess.py", "--target", target, "--body", str(bodies[batch])]
+                command += ["--invocations", str(batch), "--seconds", str(seconds)]
+                output = subprocess.run(
+                    ["taskset", "-c", str(SERVER_CPU), *command],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                ).stdout
+                samples.setdefault((target, batch), []).append(json.loads(output))
     rows = []
-    for target, python in (
-        ("walkthrough", WALKTHROUGH_PYTHON),
-        ("sdk", Path(sys.executable)),
-        ("dispatcher", Path(sys.executable)),
-    ):
-        for batch in (1, 100):
-            output = subprocess.run(
-                [
-                    "taskset",
-                    "-c",
-                    str(SERVER_CPU),
-                    str(python),
-                    "bench/inprocess.py",
-                    "--target",
-                    target,
-                    "--body",
-                    str(bodies[batch]),
-                    "--invocations",
-                    str(batch),
-                    "--seconds",
-                    str(seconds),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            ).stdout
-            rows.append({"target": target, "invocations_per_request": batch, **json.loads(output)})
-            print(json.dumps(rows[-1]), file=sys.stderr)
+    for (target, batch), runs in samples.items():
+        median = sorted(runs, key=lambda run: run["requests_per_s"])[len(runs) // 2]
+        rows.append({"target": target, "invocations_per_request": batch, **median})
+        print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
 
@@ -212,20 +225,16 @@ def markdown(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
-    parser.add_argument("--repeat", type=int, default=2, help="wrk runs per point")
-    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--repeat", type=int, default=3, help="wrk runs per point, interleaved across servers")
+    parser.add_argument("--port", type=int, default=18080, help="first of four consecutive ports")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     bodies = write_bodies(RESULTS)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().release}",
-        "in_process": in_process(bodies, 3.0),
-        "http": [
-            row
-            for server in servers(args.port)
-            for row in measure_server(server, args.port, bodies, args.seconds, args.repeat)
-        ],
+        "in_process": in_process(bodies, 2.0, args.repeat),
+        "http": measure_http(servers(args.port), bodies, args.seconds, args.repeat),
     }
     out = RESULTS / f"endpoint-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
