@@ -2,8 +2,9 @@
 
 Starts its own stack (free ports, temporary run folder), then:
 1. `up` time: from the call to the job RUNNING (jars already fetched);
-2. throughput: produce a backlog of --messages records over --names names as fast as Kafka takes them and
-   count committed greetings (read_committed): first to last greeting, and from the first record sent;
+2. throughput, after a warm-up backlog (--warmup): produce a backlog of --messages records over --names
+   names as fast as Kafka takes them and count committed greetings (read_committed): first to last
+   greeting, and from the first record sent;
    CPU seconds per 1,000 greetings and peak RSS of each process; messages per HTTP request (greeter metrics);
    every name's greetings verified 1..k;
 3. latency: --rate records/s for --latency-seconds over fresh names; produce-to-committed-visible latency.
@@ -103,9 +104,9 @@ def cpu_by_process(stack: LocalStack) -> dict[str, float]:
     return {proc.name: cpu_seconds(proc.pid) for proc in stack.state.procs}
 
 
-def throughput(stack: LocalStack, names: int, messages: int) -> dict:
+def throughput(stack: LocalStack, names: int, messages: int, label: str = "tp") -> dict:
     bootstrap = stack.config.bootstrap_servers
-    pool = [f"tp-{i}-{uuid.uuid4().hex[:6]}" for i in range(names)]
+    pool = [f"{label}-{i}-{uuid.uuid4().hex[:6]}" for i in range(names)]
     reader = GreetingReader(bootstrap)
     reader.start()
     reader.assigned.wait(30)
@@ -187,6 +188,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--names", type=int, default=100)
     parser.add_argument("--messages", type=int, default=300_000)
+    parser.add_argument("--warmup", type=int, default=100_000, help="records sent and awaited before measuring")
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--greeter-workers", type=int, default=2)
@@ -211,6 +213,9 @@ def main() -> int:
                 "checkpoint_interval_ms": args.checkpoint_interval_ms,
             }
             print(json.dumps(result), file=sys.stderr)
+            if args.warmup:  # the JVMs compile their hot paths during the first tens of thousands of records
+                result["warmup"] = throughput(stack, args.names, args.warmup, "warmup")
+                print(json.dumps(result["warmup"]), file=sys.stderr)
             result["throughput"] = throughput(stack, args.names, args.messages)
             print(json.dumps(result["throughput"]), file=sys.stderr)
             result["latency"] = latency(stack, args.names, args.rate, args.latency_seconds)
