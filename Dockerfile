@@ -23,9 +23,8 @@ COPY generator ./generator
 COPY consumer ./consumer
 COPY clitools ./clitools
 COPY stack ./stack
-RUN uv sync --frozen --no-dev --no-editable
-
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin greeter
+RUN uv sync --frozen --no-dev --no-editable \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin greeter
 USER 10001
 
 ENV PATH=/app/.venv/bin:$PATH \

@@ -12,17 +12,11 @@ from .config import HOST, StackConfig
 OFFICIAL = "official StateFun image"
 
 
-def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
-    p = config.ports
-    work = config.flink_work_dir
+def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
+    """How the job runs: the same in every stack (local, compose, k8s); held together by tests/static."""
     return [
-        ("statefun.flink-job-name", "Greeter (local stack)", "the job's name in the REST API and web UI"),
-        ("statefun.remote.module-name", module_url, "the rendered module.yaml (local hosts); both JVMs read it"),
-        (
-            "classloader.parent-first-patterns.additional",
-            "org.apache.flink.statefun;org.apache.kafka;com.google.protobuf",
-            OFFICIAL + ": the job jar and lib/ share these classes",
-        ),
+        ("classloader.parent-first-patterns.additional", "org.apache.flink.statefun;org.apache.kafka;"
+         "com.google.protobuf", OFFICIAL + ": the job jar and lib/ share these classes"),
         ("restart-strategy", "fixed-delay", OFFICIAL),
         ("restart-strategy.fixed-delay.attempts", "2147483647", OFFICIAL + ": never give up on the job"),
         ("restart-strategy.fixed-delay.delay", "1sec", OFFICIAL),
@@ -33,51 +27,38 @@ def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
         ("state.backend.rocksdb.memory.partitioned-index-filters", "true", OFFICIAL),
         ("state.backend.rocksdb.checkpoint.transfer.thread.num", "8", OFFICIAL),
         ("state.backend.rocksdb.thread.num", "4", OFFICIAL),
-        ("state.backend.rocksdb.localdir", str(work / "rocksdb"), "under the run folder"),
-        (
-            "state.backend.rocksdb.log.dir",
-            str(work / "rocksdb-logs"),
-            "RocksDB writes one LOG per operator per attempt; keep them out of the Flink log folder",
-        ),
-        (
-            "taskmanager.state.local.root-dirs",
-            str(work / "local-recovery"),
-            "a plain path: a file:// URI here makes a folder named file",
-        ),
         ("pipeline.auto-generate-uids", "false", OFFICIAL + ": StateFun sets its own operator uids"),
         ("execution.savepoint.ignore-unclaimed-state", "true", OFFICIAL),
-        (
-            "execution.checkpointing.interval",
-            f"{config.checkpoint_interval_ms}ms",
-            "without it the exactly-once egress silently has no guarantee; bounds end-to-end latency",
-        ),
+        ("execution.checkpointing.interval", f"{config.checkpoint_interval_ms}ms",
+         "without it the exactly-once egress silently has no guarantee; bounds end-to-end latency"),
         ("execution.checkpointing.mode", "EXACTLY_ONCE", "the egress commits its Kafka transaction per checkpoint"),
-        (
-            "execution.checkpointing.externalized-checkpoint-retention",
-            "RETAIN_ON_CANCELLATION",
-            "`up` after `down` resumes from the latest retained checkpoint",
-        ),
-        ("state.checkpoints.dir", config.checkpoint_dir.resolve().as_uri(), "under the run folder"),
-        (
-            "state.checkpoints.num-retained",
-            str(config.retained_checkpoints),
-            "a spare if the newest is incomplete when the cluster stops",
-        ),
+        ("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION",
+         "a stopped job can resume from its latest retained checkpoint"),
+        ("state.checkpoints.num-retained", str(config.retained_checkpoints),
+         "a spare if the newest is incomplete when the cluster stops"),
         ("jobmanager.memory.process.size", config.jobmanager_memory, "fits a 2-core laptop (RSS 0.4-0.6 GB)"),
-        (
-            "taskmanager.memory.process.size",
-            config.taskmanager_memory,
-            "the image's 4g is too much here (RSS 0.45-1.1 GB seen)",
-        ),
+        ("taskmanager.memory.process.size", config.taskmanager_memory,
+         "the image's 4g is too much here (RSS 0.45-1.1 GB seen)"),
         ("taskmanager.numberOfTaskSlots", str(config.parallelism), "one slot per parallel subtask"),
         ("parallelism.default", str(config.parallelism), "one TaskManager"),
-        (
-            "heartbeat.interval",
-            str(config.heartbeat_interval_ms),
-            "a killed TaskManager is noticed in ~5 s instead of 50 s: recovery took 11 s, not 21-23 s",
-        ),
+        ("heartbeat.interval", str(config.heartbeat_interval_ms),
+         "a killed TaskManager is noticed in ~5 s instead of 50 s: recovery took 11 s, not 21-23 s"),
         ("heartbeat.timeout", str(config.heartbeat_timeout_ms), "see heartbeat.interval"),
-        # Networking: loopback only, every port pinned, so stacks side by side do not collide.
+    ]  # fmt: skip
+
+
+def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
+    """Where the local processes keep their files and how they find each other: loopback, pinned ports."""
+    p = config.ports
+    work = config.flink_work_dir
+    return [
+        ("statefun.flink-job-name", "Greeter (local stack)", "the job's name in the REST API and web UI"),
+        ("statefun.remote.module-name", module_url, "the rendered module.yaml (local hosts); both JVMs read it"),
+        ("state.backend.rocksdb.localdir", str(work / "rocksdb"), "under the run folder"),
+        ("state.backend.rocksdb.log.dir", str(work / "rocksdb-logs"),
+         "RocksDB writes one LOG per operator per attempt; keep them out of the Flink log folder"),
+        ("taskmanager.state.local.root-dirs", str(work / "local-recovery"), "under the run folder"),
+        ("state.checkpoints.dir", config.checkpoint_dir.resolve().as_uri(), "under the run folder"),
         ("jobmanager.rpc.address", HOST, "loopback only"),
         ("jobmanager.bind-host", HOST, "loopback only"),
         ("jobmanager.rpc.port", str(p.jobmanager_rpc), "pinned"),
@@ -94,15 +75,24 @@ def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
         ("io.tmp.dirs", str(work / "tmp"), "under the run folder"),
         ("web.tmpdir", str(work / "web-tmp"), "under the run folder"),
         ("web.upload.dir", str(work / "web-upload"), "under the run folder"),
-    ]
+    ]  # fmt: skip
 
 
-def render_flink_conf(config: StackConfig, module_url: str) -> str:
-    lines = ["# Rendered by stack/flinkconf.py for the local stack; edit that file, not this one."]
-    for key, value, why in entries(config, module_url):
+def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
+    return pipeline_entries(config) + local_entries(config, module_url)
+
+
+def render(entries: list[tuple[str, str, str]], header: str) -> str:
+    lines = [f"# {header}"]
+    for key, value, why in entries:
         lines.append(f"# {why}")
         lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def render_flink_conf(config: StackConfig, module_url: str) -> str:
+    header = "Rendered by stack/flinkconf.py for the local stack; edit that file, not this one."
+    return render(entries(config, module_url), header)
 
 
 def write_flink_conf(config: StackConfig, module_url: str) -> None:

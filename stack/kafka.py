@@ -22,18 +22,12 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
-def server_properties(config: StackConfig) -> str:
-    p = config.ports
-    settings = [
+def broker_settings(config: StackConfig) -> list[tuple[str, str, str]]:
+    """What the broker must be for the pipeline: the same in every stack (local, compose)."""
+    return [
         ("process.roles", "broker,controller", "one KRaft node is both"),
         ("node.id", "1", "the only voter"),
-        ("controller.quorum.voters", f"1@{HOST}:{p.kafka_controller}", "a quorum of one"),
-        ("listeners", f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
-        ("advertised.listeners", f"PLAINTEXT://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
         ("controller.listener.names", "CONTROLLER", "required in KRaft"),
-        ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
-        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
-        ("log.dirs", str(config.kafka_data_dir), "under the run folder"),
         ("num.partitions", str(config.partitions), "the stack creates its topics explicitly; same count"),
         ("auto.create.topics.enable", "false", "a typo in a topic name must fail, not create a topic"),
         ("offsets.topic.replication.factor", "1", "one broker: the default 3 cannot be met"),
@@ -49,8 +43,20 @@ def server_properties(config: StackConfig) -> str:
         ("group.initial.rebalance.delay.ms", "0", "no 3 s wait before the first consumer gets partitions"),
         ("message.max.bytes", str(config.max_message_bytes + 1024), "topic limit plus batch overhead"),
     ]
+
+
+def server_properties(config: StackConfig) -> str:
+    p = config.ports
+    local = [
+        ("controller.quorum.voters", f"1@{HOST}:{p.kafka_controller}", "a quorum of one"),
+        ("listeners", f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
+        ("advertised.listeners", f"PLAINTEXT://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
+        ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
+        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
+        ("log.dirs", str(config.kafka_data_dir), "under the run folder"),
+    ]
     lines = ["# Rendered by stack/kafka.py for the local stack."]
-    for key, value, why in settings:
+    for key, value, why in broker_settings(config) + local:
         lines += [f"# {why}", f"{key}={value}"]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,107 @@
+"""docker-compose.yml, checked without a Docker engine: the Compose schema, pinned images, existing files,
+and every setting it shares with the local stack (which the end-to-end tests run for real)."""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from stack.config import TOPICS, StackConfig
+from stack.deploy import COMPOSE_FLINK_CONF, render_compose_flink_conf
+from stack.kafka import broker_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).with_name("data") / "compose-spec.json"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def test_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    jsonschema.validate(compose, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft7Validator)
+
+
+def test_every_pulled_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file(), name
+            continue
+        assert re.fullmatch(r"[\w./-]+:\d+(\.\d+)+", service["image"]), f"{name}: {service['image']} is not pinned"
+
+
+def test_every_mounted_file_exists(compose: dict[str, Any]) -> None:
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).is_file(), source
+
+
+def test_only_the_flink_ui_and_kafkas_outside_listener_are_published(compose: dict[str, Any]) -> None:
+    published = {name: service["ports"] for name, service in compose["services"].items() if "ports" in service}
+    assert published == {"kafka": ["9094:9094"], "statefun-master": ["8081:8081"]}
+
+
+def test_flink_conf_is_rendered_from_the_local_stacks_settings() -> None:
+    assert COMPOSE_FLINK_CONF.read_text() == render_compose_flink_conf(), "run: .venv/bin/python -m stack.deploy"
+    conf = dict(
+        line.split(": ", 1) for line in render_compose_flink_conf().splitlines() if line and not line.startswith("#")
+    )
+    assert conf["execution.checkpointing.interval"] == f"{StackConfig().checkpoint_interval_ms}ms"
+    assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+
+
+def test_both_runtime_containers_mount_module_yaml_and_flink_conf_where_the_image_reads_them(
+    compose: dict[str, Any],
+) -> None:
+    for name in ("statefun-master", "statefun-worker"):
+        volumes = compose["services"][name]["volumes"]
+        assert "./module.yaml:/opt/statefun/modules/greeter/module.yaml:ro" in volumes
+        assert "./deploy/compose/flink-conf.yaml:/opt/flink/conf/flink-conf.yaml:ro" in volumes
+        assert any(v.endswith(":/checkpoint-dir") for v in volumes), "checkpoints shared by master and worker"
+
+
+def test_module_yaml_hosts_are_the_compose_services(compose: dict[str, Any]) -> None:
+    documents = {d["kind"]: d["spec"] for d in yaml.safe_load_all((ROOT / "module.yaml").read_text())}
+    assert documents["io.statefun.endpoints.v2/http"]["urlPathTemplate"] == "http://greeter:8000/statefun"
+    assert compose["services"]["greeter"]["environment"]["GREETER_BIND"] == "0.0.0.0:8000"
+    assert documents["io.statefun.kafka.v1/ingress"]["address"] == "kafka:9092"
+    assert "INTERNAL://kafka:9092" in compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_broker_settings_match_the_local_stack(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["kafka"]["environment"]
+    for key, value, _why in broker_settings(StackConfig()):
+        variable = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(environment.get(variable)) == value, (
+            f"{variable}: compose {environment.get(variable)}, local {value}"
+        )
+
+
+def test_topics_match_the_local_stack(compose: dict[str, Any]) -> None:
+    script = " ".join(compose["services"]["topics"]["command"])
+    config = StackConfig()
+    assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(TOPICS)  # type: ignore[union-attr]
+    assert f"--partitions {config.partitions}" in script
+    assert f"max.message.bytes={config.max_message_bytes}" in script
+
+
+def test_start_order_waits_for_what_each_service_needs(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert services["statefun-master"]["depends_on"] == {
+        "topics": {"condition": "service_completed_successfully"},
+        "greeter": {"condition": "service_healthy"},
+    }
+    assert services["generator"]["depends_on"] == {"statefun-master": {"condition": "service_healthy"}}
+
+
+def test_expiry_passes_through(compose: dict[str, Any]) -> None:
+    assert compose["services"]["greeter"]["environment"]["GREETER_SEEN_COUNT_TTL"] == "${GREETER_SEEN_COUNT_TTL:-0}"
