@@ -80,6 +80,24 @@ def _collect(context: UserFacingContext) -> bytes:
     return body
 
 
+def _check_state(specs: Any, received: Any) -> None:
+    """State the function would fail to read is the request's fault: refuse the batch, don't crash in it."""
+    declared = {spec.name: spec.type for spec in specs}
+    for value in received:
+        state_type = declared.get(value.state_name)
+        if state_type is None or not value.state_value.has_value:
+            continue
+        if value.state_value.typename != state_type.typename:
+            raise InvalidRequest(
+                f"state {value.state_name!r} holds {value.state_value.typename!r}, "
+                f"the function declares {state_type.typename!r}"
+            )
+        try:
+            state_type.serializer().deserialize(value.state_value.value)
+        except Exception as error:  # any decoder failure: the bytes are not the declared type
+            raise InvalidRequest(f"state {value.state_name!r} is not a valid {state_type.typename}: {error}") from None
+
+
 class Dispatcher:
     def __init__(self, functions: StatefulFunctions) -> None:
         self._functions = functions
@@ -105,6 +123,7 @@ class Dispatcher:
         if target.is_async:
             return Reply(self._sdk_handler.handle_sync(body), typename, address_id, len(batch.invocations))
 
+        _check_state(target.storage_spec.specs, batch.state)
         resolution = resolve(target.storage_spec, address.typename, batch.state)
         if resolution.missing_specs:
             return Reply(collect_failure(resolution.missing_specs).SerializeToString(), typename, address_id, 0)

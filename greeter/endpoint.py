@@ -62,6 +62,7 @@ class StatefunEndpoint:
         try:
             reply = self._dispatcher.handle(body)
         except InvalidRequest as error:
+            log.warning("refused a request", extra={"reason": str(error)})
             return self._plain(start_response, "400 Bad Request", str(error))
         except UnknownFunction as error:
             log.error("request for a function this service does not serve", extra={"function": error.typename})

@@ -5,7 +5,7 @@ import logging
 import pytest
 from flask import Flask
 
-from greeter.harness import build_request
+from greeter.harness import build_request, typed_value
 
 from .messages import greet
 
@@ -83,3 +83,17 @@ def test_metrics_count_invocations_dead_letters_batches_and_latency(app: Flask) 
     assert 'greeter_invocations_per_request_bucket{le="1.0"} 0.0' in text
     assert "greeter_request_seconds_count 2.0" in text  # both answered 200, the state request included
     assert 'greeter_rejected_requests_total{status="400"} 1.0' in text
+
+
+def test_state_of_another_type_is_400_not_a_crash(app: Flask) -> None:
+    state = {"seen_count": typed_value("type.googleapis.com/example.Other", b"\x08\x01")}
+    response = app.test_client().post("/statefun", data=build_request("example/greeter", "Ada", [greet("Ada")], state))
+    assert response.status_code == 400
+    assert b"state 'seen_count' holds 'type.googleapis.com/example.Other'" in response.data
+
+
+def test_state_that_does_not_decode_is_400_not_a_crash(app: Flask) -> None:
+    state = {"seen_count": typed_value("type.googleapis.com/example.SeenCount", b"\xff\xff")}
+    response = app.test_client().post("/statefun", data=build_request("example/greeter", "Ada", [greet("Ada")], state))
+    assert response.status_code == 400
+    assert b"is not a valid type.googleapis.com/example.SeenCount" in response.data
