@@ -4,8 +4,11 @@ Each value can be changed through the environment variable named beside it.
 """
 
 import os
+import ssl
 
 from prometheus_client import multiprocess
+
+from greeter.settings import load_settings
 
 # Loopback by default; containers set GREETER_BIND=0.0.0.0:8000.
 bind = os.environ.get("GREETER_BIND", "127.0.0.1:8000")
@@ -30,6 +33,16 @@ preload_app = True
 proc_name = "greeter"
 # gunicorn 27's control socket sits at one path per user: two greeters on a host would fight over it.
 control_socket_disable = True
+
+# Mutual TLS, when GREETER_TLS_CERT, GREETER_TLS_KEY and GREETER_TLS_CA are set (greeter/settings.py checks them):
+# the runtime can authenticate to a remote function only with a client certificate.
+_tls = load_settings().tls
+if _tls is not None:
+    certfile = str(_tls.cert)
+    keyfile = str(_tls.key)
+    ca_certs = str(_tls.ca)
+    # 2, not True: gunicorn turns True into 1 = CERT_OPTIONAL, which serves clients that show no certificate.
+    cert_reqs = ssl.CERT_REQUIRED
 
 
 def child_exit(server: object, worker: object) -> None:

@@ -30,6 +30,7 @@ _HELP = {
     "partitions": "partitions of each topic",
     "start_timeout_s": "deadline for each process to become ready",
     "stop_timeout_s": "SIGTERM grace before SIGKILL",
+    "tls": "mutual TLS between the runtime and the greeter, with certificates minted into RUN_DIR/tls",
 }
 
 
@@ -55,10 +56,19 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         "--foreground", action="store_true", help="stay attached: stop everything on Ctrl-C or when a process dies"
     )
     for name, _ in ENV_SETTINGS[1:]:
+        default = getattr(defaults, name)
+        if isinstance(default, bool):  # --tls / --no-tls: a flag overrides the environment either way
+            up.add_argument(
+                "--" + name.replace("_", "-"),
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=f"{_HELP[name]} (env {_ENV[name]})",
+            )
+            continue
         up.add_argument(
             "--" + name.replace("_", "-"),
-            default=getattr(defaults, name),
-            type=type(getattr(defaults, name)) if name != "seen_count_ttl" else str,
+            default=default,
+            type=type(default) if name != "seen_count_ttl" else str,
             help=f"{_HELP[name]} (env {_ENV[name]})",
         )
     for port in fields(Ports):

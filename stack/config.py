@@ -102,6 +102,9 @@ class StackConfig:
     max_message_bytes: int = 1024 * 1024  # a 60 KiB poison record must fit; bounded so one cannot be huge
     start_timeout_s: float = 120.0  # per process; the job takes 12-17 s on this machine
     stop_timeout_s: float = 20.0  # SIGTERM, then SIGKILL
+    # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (stack/tls.py):
+    # off by default because everything is on loopback; on, it runs the path a real deployment needs.
+    tls: bool = False
     extras: tuple[Extra, ...] = ()
 
     @property
@@ -133,6 +136,10 @@ class StackConfig:
         return self.run_dir / "flink"
 
     @property
+    def tls_dir(self) -> Path:
+        return self.run_dir / "tls"
+
+    @property
     def state_file(self) -> Path:
         return self.run_dir / "stack.json"
 
@@ -146,7 +153,7 @@ class StackConfig:
 
     @property
     def greeter_url(self) -> str:
-        return f"http://{HOST}:{self.ports.greeter}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.ports.greeter}"
 
     def log_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
@@ -178,6 +185,7 @@ ENV_SETTINGS: tuple[tuple[str, str], ...] = (
     ("partitions", ENV_PREFIX + "PARTITIONS"),
     ("start_timeout_s", ENV_PREFIX + "START_TIMEOUT_S"),
     ("stop_timeout_s", ENV_PREFIX + "STOP_TIMEOUT_S"),
+    ("tls", ENV_PREFIX + "TLS"),
 )
 
 
@@ -185,7 +193,14 @@ def port_env_var(name: str) -> str:
     return f"{ENV_PREFIX}PORT_{name.upper()}"
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _parse(kind: Any, text: str, variable: str) -> Any:
+    if kind in (bool, "bool"):
+        if text.strip().lower() not in _BOOLEANS:
+            raise ConfigError(f"{variable}={text!r}: expected one of {', '.join(_BOOLEANS)}")
+        return _BOOLEANS[text.strip().lower()]
     try:
         if kind in (int, "int"):
             value: Any = int(text)

@@ -9,6 +9,10 @@ from . import flink, kafka, procs
 from .config import HOST, StackConfig
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
+from .tls import CertFiles
+
+# The greeter's mutual-TLS variables (greeter/settings.py): the stack sets them all or none.
+GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
 
 DAEMONS = ("kafka", "greeter", "jobmanager", "taskmanager")
 """The start order. The greeter comes before the job, which calls it; `down` stops in reverse."""
@@ -34,6 +38,13 @@ def env(config: StackConfig, name: str) -> dict[str, str]:
             values["GREETER_SEEN_COUNT_TTL"] = config.seen_count_ttl
         # prometheus multi-process files under the run folder, not in /tmp
         values["PROMETHEUS_MULTIPROC_DIR"] = str(config.run_dir / "greeter-metrics")
+        for variable in GREETER_TLS_ENV:  # module.yaml is rendered for config.tls, not for what the shell has
+            values.pop(variable, None)
+        if config.tls:
+            files = CertFiles(config.tls_dir)
+            values["GREETER_TLS_CERT"] = str(files.server_cert)
+            values["GREETER_TLS_KEY"] = str(files.server_key)
+            values["GREETER_TLS_CA"] = str(files.ca)
     return values
 
 
@@ -42,7 +53,9 @@ def ready_check(config: StackConfig, rest: FlinkRest, name: str, proc: procs.Pro
     if name == "kafka":
         return lambda: kafka.broker_ready(config)  # checks the cluster id too
     if name == "greeter":
-        return lambda: http_ok(f"{config.greeter_url}/readyz") or _greeter_is(config, proc)
+        # With TLS, as the runtime will: trusting our CA, showing the client certificate.
+        context = CertFiles(config.tls_dir).client_context() if config.tls else None
+        return lambda: http_ok(f"{config.greeter_url}/readyz", context) or _greeter_is(config, proc)
     if name == "jobmanager":
         return lambda: _jobmanager_is_ours(config, rest)
 

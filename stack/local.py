@@ -20,6 +20,7 @@ from .render import write_logging_configs, write_module_yaml
 from .rest import Checkpoint, FlinkRest
 from .state import StackState, latest_retained_checkpoint, run_lock
 from .status import StackStatus, collect_status
+from .tls import mint
 
 
 def _stderr(line: str) -> None:
@@ -81,6 +82,9 @@ class LocalStack:
             self._wipe()
         self._check_ports()
         write_logging_configs(cfg)
+        if cfg.tls:
+            mint(cfg.tls_dir)
+            self.report(f"minted a throwaway CA and certificates for mutual TLS into {cfg.tls_dir}")
         kafka.write_properties(cfg)
         write_flink_conf(cfg, write_module_yaml(cfg))
         if kafka.format_storage(self._java, cfg):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -94,9 +95,9 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def http_ok(url: str) -> str | None:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> str | None:
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
+        with urllib.request.urlopen(url, timeout=2.0, context=context) as response:
             return None if response.status == 200 else f"GET {url} -> {response.status}"
     except urllib.error.HTTPError as error:
         return f"GET {url} -> {error.code}"

@@ -2,29 +2,82 @@
 
 from __future__ import annotations
 
+import re
+
 from .config import HOST, MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, StackConfig
+from .tls import CertFiles
+
+ENDPOINT_KIND = "io.statefun.endpoints.v2/http"
+ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
 
 
 class RenderError(ValueError):
     """The source file is not what the renderer expects."""
 
 
-def render_module_yaml(source: str, greeter_port: int, kafka_port: int) -> str:
-    """The repository's module.yaml with only its hosts replaced; it stays the single source."""
+def render_module_yaml(source: str, greeter_port: int, kafka_port: int, tls: CertFiles | None = None) -> str:
+    """The repository's module.yaml with only its hosts replaced; it stays the single source.
+
+    With `tls`, the endpoint is https and its transport gets the CA to trust and the runtime's client certificate.
+    """
     for expected in (MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS):
         if expected not in source:
             raise RenderError(
                 f"module.yaml does not contain {expected!r}: the local stack replaces exactly "
                 "that host; update stack/config.py if the container hosts changed"
             )
-    rendered = source.replace(MODULE_GREETER_URL, f"http://{HOST}:{greeter_port}/statefun")
-    return rendered.replace(MODULE_KAFKA_ADDRESS, f"{HOST}:{kafka_port}")
+    scheme = "https" if tls else "http"
+    rendered = source.replace(MODULE_GREETER_URL, f"{scheme}://{HOST}:{greeter_port}/statefun")
+    rendered = rendered.replace(MODULE_KAFKA_ADDRESS, f"{HOST}:{kafka_port}")
+    return _with_tls_transport(rendered, tls) if tls else rendered
+
+
+def _with_tls_transport(source: str, tls: CertFiles) -> str:
+    """Add the TLS keys to the endpoint's async transport (StateFun 3.3's NettyRequestReplySpec), making one if
+    the endpoint declares none. Text, not YAML: the rendered copy keeps the source's comments and order."""
+    documents = re.split(r"(?m)^---[ \t]*$", source)
+    endpoints = [
+        i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*{re.escape(ENDPOINT_KIND)}\s*$", doc)
+    ]
+    if len(endpoints) != 1:
+        raise RenderError(f"module.yaml has {len(endpoints)} {ENDPOINT_KIND} documents: --tls expects exactly one")
+    doc = documents[endpoints[0]]
+    url = re.search(r"(?m)^([ \t]+)urlPathTemplate:", doc)
+    if url is None:
+        raise RenderError("the endpoint in module.yaml has no urlPathTemplate")
+    indent = url.group(1)
+    # The files are named by file: URLs, which StateFun's ResourceLocator opens as they are.
+    keys = {
+        "trust_cacerts": tls.ca.resolve().as_uri(),
+        "client_cert": tls.client_cert.resolve().as_uri(),
+        "client_key": tls.client_key.resolve().as_uri(),
+    }
+    transport = re.search(rf"(?m)^{indent}transport:[ \t]*\n", doc)
+    if transport is None:
+        added = [f"{indent}# Rendered by the local stack (--tls): the runtime shows its certificate to the greeter."]
+        added += [f"{indent}transport:", f"{indent * 2}type: {ASYNC_TRANSPORT}"]
+        added += [f"{indent * 2}{key}: {value}" for key, value in keys.items()]
+        doc = doc.rstrip("\n") + "\n" + "\n".join(added) + "\n"
+    else:
+        existing = re.match(rf"(?:{indent * 2}.*\n|[ \t]*(?:#.*)?\n)*", doc[transport.end() :])
+        kind = re.search(rf"(?m)^{indent * 2}type:\s*(\S+)", existing.group(0) if existing else "")
+        if kind is not None and kind.group(1) != ASYNC_TRANSPORT:
+            raise RenderError(f"the endpoint's transport is {kind.group(1)}: --tls needs {ASYNC_TRANSPORT}")
+        if any(re.search(rf"(?m)^[ \t]+{key}:", doc) for key in keys):
+            raise RenderError("module.yaml already names TLS files: the local stack mints and names its own")
+        lines = "".join(f"{indent * 2}{key}: {value}\n" for key, value in keys.items())
+        doc = doc[: transport.end()] + lines + doc[transport.end() :]
+    documents[endpoints[0]] = doc
+    return "---".join(documents)
 
 
 def write_module_yaml(config: StackConfig) -> str:
     """Render into the run folder; returns the file:// URL for statefun.remote.module-name."""
     rendered = render_module_yaml(
-        config.module_yaml.read_text(encoding="utf-8"), config.ports.greeter, config.ports.kafka
+        config.module_yaml.read_text(encoding="utf-8"),
+        config.ports.greeter,
+        config.ports.kafka,
+        CertFiles(config.tls_dir) if config.tls else None,
     )
     target = config.conf_dir / "module.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,10 @@ def test_endpoint_serves_the_greeter_over_http() -> None:
     namespace = wiring.FUNCTION_TYPE.split("/")[0]
     assert endpoint["functions"] == f"{namespace}/*"
     assert endpoint["urlPathTemplate"].endswith(":8000/statefun")
-    assert endpoint["timeouts"]["call"]  # explicit: an outage is noticed only after it
+    # Timeouts belong to the transport in v2 endpoints; at spec level StateFun 3.3 silently ignores them.
+    assert "timeouts" not in endpoint
+    assert endpoint["transport"]["type"] == "io.statefun.transports.v1/async"
+    assert endpoint["transport"]["call"] == "1min"  # explicit: an outage is noticed only after it
     assert int(endpoint["maxNumBatchRequests"]) > 0
 
 
