@@ -1,0 +1,59 @@
+"""Each fault test starts its own stack (Kafka, JobManager, TaskManager, greeter) on free ports in its own
+temporary run folder (under pytest's basetemp, so the logs stay for a look), and always stops it, whatever
+happens. Each test prints its duration and a `[fault result]` line (the figures in RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.config import Ports, StackConfig
+from stack.local import LocalStack
+
+from .schedule import Scenario
+
+
+def _report(line: str) -> None:
+    print(f"[fault stack] {line}", file=sys.stderr, flush=True)
+
+
+def fault_config(run_dir: Path, seen_count_ttl: str | None = "0") -> StackConfig:
+    # TTL pinned (not from the environment): a test's counts must not depend on the caller's shell.
+    return StackConfig(run_dir=run_dir, ports=Ports.free(), seen_count_ttl=seen_count_ttl)
+
+
+@pytest.fixture
+def fault_stack(tmp_path: Path) -> Iterator[LocalStack]:
+    local = LocalStack(fault_config(tmp_path / "run"), report=_report)
+    try:
+        local.up(fresh=True)
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(autouse=True)
+def _print_duration(request: pytest.FixtureRequest) -> Iterator[None]:
+    start = time.monotonic()
+    yield
+    print(f"\n[fault duration] {request.node.name}: {time.monotonic() - start:.0f} s", flush=True)
+
+
+@pytest.fixture
+def scenario(fault_stack: LocalStack) -> Iterator[Callable[[str], Scenario]]:
+    """Makes the test's Scenario on its stack; stops its watcher thread when the test ends, passed or failed."""
+    made: list[Scenario] = []
+
+    def make(name: str) -> Scenario:
+        made.append(Scenario(fault_stack, name))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for run in made:
+            run.watcher.close()

@@ -1,0 +1,58 @@
+"""kill -9 of the TaskManager mid-run, once and twice: the job restarts from its last checkpoint, the open
+transactions are aborted, and every name still gets exactly 1..40 in order under read_committed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from stack.local import LocalStack
+
+from .schedule import ROUNDS, Scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def kill_taskmanager(stack: LocalStack) -> None:
+    stack.kill("taskmanager")  # SIGKILL to its process group
+    stack.respawn("taskmanager")  # a session cluster restarts the job once a TaskManager registers again
+
+
+@pytest.mark.timeout(600)
+def test_taskmanager_killed_once(fault_stack: LocalStack, scenario: Callable[[str], Scenario]) -> None:
+    run = scenario("taskmanager kill -9")
+    run.produce_until(ROUNDS // 3)
+    run.ready_to_strike()
+    run.produce_until(2 * ROUNDS // 3)  # in flight when the fault strikes: processed, not yet committed
+    fault = run.strike("kill -9 taskmanager", lambda: kill_taskmanager(fault_stack))
+    run.produce_until(ROUNDS)
+    run.await_recovery(fault)
+
+    report, result = run.finish()
+    assert report.ok, "\n".join(report.summary())
+    # The job really failed and recovered (see Scenario.failures for why not the numRestarts metric).
+    assert result.failures > fault.failures_before, f"job failures {fault.failures_before} -> {result.failures}"
+
+
+@pytest.mark.timeout(900)
+def test_taskmanager_killed_twice(fault_stack: LocalStack, scenario: Callable[[str], Scenario]) -> None:
+    run = scenario("taskmanager kill -9 twice")
+    run.produce_until(ROUNDS // 3)
+    run.ready_to_strike()
+    run.produce_until(ROUNDS // 2)
+    first = run.strike("kill -9 taskmanager (1st)", lambda: kill_taskmanager(fault_stack))
+    run.produce_until(2 * ROUNDS // 3)
+    run.await_recovery(first)
+    after_first = run.failures(above=first.failures_before)
+    assert after_first > first.failures_before, f"job failures {first.failures_before} -> {after_first}"
+
+    run.ready_to_strike()  # two more completed checkpoints after the recovery
+    run.produce_until(5 * ROUNDS // 6)
+    second = run.strike("kill -9 taskmanager (2nd)", lambda: kill_taskmanager(fault_stack))
+    run.produce_until(ROUNDS)
+    run.await_recovery(second)
+
+    report, result = run.finish()
+    assert report.ok, "\n".join(report.summary())
+    assert result.failures > after_first, f"job failures {after_first} after the 1st kill, {result.failures} at the end"

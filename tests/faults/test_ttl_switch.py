@@ -1,0 +1,100 @@
+"""Expiry switched on across a restart from a retained checkpoint (GREETER_SEEN_COUNT_TTL 0 -> 3600).
+
+Flink 1.16 cannot restore a state whose TTL was switched on, so with expiry on the greeter keeps its count under
+another state name, `seen_count_ttl`. The restore therefore succeeds (no restart), and the counts start again
+under the new name: every name is welcomed again. That is the designed behaviour, asserted here exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.verify import greeting_number
+from stack.local import LocalStack
+
+from ..e2e.kafka_io import count_partitions, greetings, produce, read, read_greetings, requests, unique_names
+from .conftest import fault_config
+from .schedule import NAMES, ROUNDS, FaultResult, wait_for
+
+pytestmark = pytest.mark.e2e
+
+HALF = ROUNDS // 2
+
+
+def _report(line: str) -> None:
+    print(f"[ttl-switch stack] {line}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> Iterator[list[LocalStack]]:
+    """The stacks the test brings up, one after the other, on one run folder; whichever is up is stopped."""
+    started: list[LocalStack] = []
+    try:
+        yield started
+    finally:
+        for local in reversed(started):
+            local.down()
+
+
+@pytest.mark.timeout(600)
+def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Path, stacks: list[LocalStack]) -> None:
+    config = fault_config(tmp_path / "run", seen_count_ttl="0")
+    names = unique_names(NAMES)
+    settle_s = 3 * config.checkpoint_interval_ms / 1000
+    bootstrap = config.bootstrap_servers
+
+    before = LocalStack(config, report=_report)
+    stacks.append(before)
+    before.up(fresh=True)
+    produce(bootstrap, "names", requests(names, HALF))
+    first = read_greetings(bootstrap, names, HALF, settle_s=settle_s)
+    assert first.ok, "\n".join(first.summary())
+    wait_for("a checkpoint after the last greeting", lambda: _checkpoints(before) >= 2, 60)
+    before.down()
+
+    after = LocalStack(dataclasses.replace(config, seen_count_ttl="3600"), report=_report)
+    stacks.append(after)
+    started = time.monotonic()
+    after.up()  # not fresh: resumes from the latest retained checkpoint
+    resume_s = time.monotonic() - started
+    job = after.rest.job(after._require_job())
+    assert job["state"] == "RUNNING"
+    restored = after.rest.get(f"/jobs/{after.job_id}/checkpoints")["latest"]["restored"]
+    assert restored is not None, "the job did not restore from the retained checkpoint"
+
+    produce(bootstrap, "names", requests(names, HALF))
+    records = read(bootstrap, "greetings", {n.encode() for n in names}, NAMES * ROUNDS, 180, settle_s)
+    numbers: dict[str, list[int | None]] = {name: [] for name in names}
+    for name, greeting in greetings(records):
+        numbers[name].append(greeting_number(name, greeting))
+    # Before the switch 1..20 under `seen_count`; after it the count starts again under `seen_count_ttl`.
+    expected = list(range(1, HALF + 1)) * 2
+    wrong = {name: got for name, got in numbers.items() if got != expected}
+    assert not wrong, f"{len(wrong)} names differ from 1..{HALF} then 1..{HALF}, e.g. {next(iter(wrong.items()))}"
+    assert after.restart_count() == 0, "the restore with the new state name must not fail the job"
+
+    uncommitted = sum(c.records for c in count_partitions(bootstrap, "greetings").values())
+    FaultResult(
+        scenario="TTL 0 -> 3600 across down/up",
+        faults=["down(), up() with GREETER_SEEN_COUNT_TTL=3600"],
+        in_flight=[0],
+        recovery_s=[round(resume_s, 1)],
+        first_commit_s=[None],
+        restarts=after.restart_count(),
+        failures=len(after.rest.get(f"/jobs/{after.job_id}/exceptions")["exceptionHistory"]["entries"]),
+        committed=len(records),
+        read_uncommitted=uncommitted,
+        aborted=uncommitted - len(records),
+        lost=0,
+        duplicated=0,
+        notes={"restored_checkpoint": restored.get("id"), "per_name": "1..20 then 1..20"},
+    ).print()
+
+
+def _checkpoints(stack: LocalStack) -> int:
+    return int(stack.rest.get(f"/jobs/{stack.job_id}/checkpoints")["counts"]["completed"])
