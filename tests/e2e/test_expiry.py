@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from greeter.greeting import compute_greeting
-from stack.config import Ports, StackConfig
 from stack.local import LocalStack
 
 from .kafka_io import greetings, produce, read, requests, unique_names
+from .stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,15 +22,8 @@ TTL_SECONDS = 10
 
 @pytest.fixture(scope="module")
 def ttl_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig(
-        run_dir=tmp_path_factory.mktemp("ttl-stack-run"), ports=Ports.free(), seen_count_ttl=str(TTL_SECONDS)
-    )
-    local = LocalStack(config, report=lambda line: print(f"[ttl stack] {line}", file=sys.stderr, flush=True))
-    try:
-        local.up(fresh=True)
+    with running_stack(tmp_path_factory.mktemp("ttl-stack-run"), "ttl stack", seen_count_ttl=str(TTL_SECONDS)) as local:
         yield local
-    finally:
-        local.down()
 
 
 def greet_and_wait(stack: LocalStack, name: str, seen_before: int) -> tuple[str, float]:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import ssl
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from stack.config import Ports, StackConfig
 from stack.local import LocalStack
 from stack.tls import CertFiles
 
 from .kafka_io import produce, read_greetings, requests, unique_names
+from .stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +22,8 @@ PER_NAME = 5
 
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig(run_dir=tmp_path_factory.mktemp("tls-stack-run"), ports=Ports.free(), tls=True)
-    local = LocalStack(config, report=lambda line: print(f"[tls stack] {line}", file=sys.stderr, flush=True))
-    try:
-        local.up(fresh=True)
+    with running_stack(tmp_path_factory.mktemp("tls-stack-run"), "tls stack", tls=True) as local:
         yield local
-    finally:
-        local.down()
 
 
 @pytest.mark.timeout(300)
