@@ -105,6 +105,9 @@ class StackConfig:
     # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (stack/tls.py):
     # off by default because everything is on loopback; on, it runs the path a real deployment needs.
     tls: bool = False
+    # The port module.yaml sends the runtime to: the greeter's, unless something sits in between (the fault
+    # tests' HTTP proxy). None: the greeter's.
+    endpoint_port: int | None = None
     extras: tuple[Extra, ...] = ()
 
     @property

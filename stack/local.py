@@ -189,8 +189,8 @@ class LocalStack:
         proc = self._spawn(name, list(old.argv))
         self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
 
-    def restart_count(self) -> int:
-        return self.rest.restart_count(self._require_job())
+    def failure_count(self) -> int:
+        return self.rest.failure_count(self._require_job())
 
     def latest_checkpoint(self) -> Checkpoint | None:
         return self.rest.latest_checkpoint(self._require_job())

@@ -29,12 +29,14 @@ def render_module_yaml(source: str, greeter_port: int, kafka_port: int, tls: Cer
     scheme = "https" if tls else "http"
     rendered = source.replace(MODULE_GREETER_URL, f"{scheme}://{HOST}:{greeter_port}/statefun")
     rendered = rendered.replace(MODULE_KAFKA_ADDRESS, f"{HOST}:{kafka_port}")
-    return _with_tls_transport(rendered, tls) if tls else rendered
+    return with_tls_transport(rendered, tls) if tls else rendered
 
 
-def _with_tls_transport(source: str, tls: CertFiles) -> str:
+def with_tls_transport(source: str, tls: CertFiles) -> str:
     """Add the TLS keys to the endpoint's async transport (StateFun 3.3's NettyRequestReplySpec), making one if
-    the endpoint declares none. Text, not YAML: the rendered copy keeps the source's comments and order."""
+    the endpoint declares none. Text, not YAML: the rendered copy keeps the source's comments and order.
+
+    Used by the local stack (--tls) and by stack/deploy.py for the Kubernetes mtls overlay."""
     documents = re.split(r"(?m)^---[ \t]*$", source)
     endpoints = [
         i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*{re.escape(ENDPOINT_KIND)}\s*$", doc)
@@ -75,7 +77,7 @@ def write_module_yaml(config: StackConfig) -> str:
     """Render into the run folder; returns the file:// URL for statefun.remote.module-name."""
     rendered = render_module_yaml(
         config.module_yaml.read_text(encoding="utf-8"),
-        config.ports.greeter,
+        config.endpoint_port or config.ports.greeter,
         config.ports.kafka,
         CertFiles(config.tls_dir) if config.tls else None,
     )

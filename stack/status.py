@@ -26,7 +26,7 @@ class StackStatus:
     procs: list[ProcStatus]
     job_id: str | None
     job_state: str | None  # None: Flink did not answer
-    restarts: int | None
+    failures: int | None
     checkpoint: Checkpoint | None
     lag: Lag | None
     notes: list[str]
@@ -41,11 +41,11 @@ class StackStatus:
 def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
     notes: list[str] = []
     proc_status = [ProcStatus(p.name, p.pid, procs.is_running(p), p.log) for p in state.procs]
-    job_state = restarts = checkpoint = lag = None
+    job_state = failures = checkpoint = lag = None
     if state.job_id:
         try:
             job_state = str(rest.job(state.job_id)["state"])
-            restarts = rest.restart_count(state.job_id)
+            failures = rest.failure_count(state.job_id)
             checkpoint = rest.latest_checkpoint(state.job_id)
         except Exception as error:  # a stopped cluster is a status, not a crash
             notes.append(f"Flink REST {state.config.rest_url}: {error}")
@@ -59,7 +59,7 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
     except Exception as error:
         notes.append(f"Kafka {state.config.bootstrap_servers}: lag unavailable ({error})")
     return StackStatus(
-        str(state.config.run_dir), proc_status, state.job_id, job_state, restarts, checkpoint, lag, notes
+        str(state.config.run_dir), proc_status, state.job_id, job_state, failures, checkpoint, lag, notes
     )
 
 
@@ -71,8 +71,8 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
     for p in status.procs:
         lines.append(f"{p.name:<12} pid {p.pid:<8} {'up' if p.up else 'DOWN':<5} log {p.log}")
     if status.job_id:
-        restarts = "?" if status.restarts is None else status.restarts
-        lines.append(f"job          {status.job_id} {status.job_state or 'unknown'} (restarts: {restarts})")
+        failures = "?" if status.failures is None else status.failures
+        lines.append(f"job          {status.job_id} {status.job_state or 'unknown'} (failures: {failures})")
     if status.checkpoint:
         age = (now - status.checkpoint.completed_at_ms) / 1000
         lines.append(f"checkpoint   #{status.checkpoint.id}, completed {age:.1f} s ago, {status.checkpoint.path}")

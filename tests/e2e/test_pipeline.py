@@ -57,6 +57,6 @@ def test_status_shows_the_job_its_checkpoints_and_no_lag_once_caught_up(stack: L
     assert status.healthy, status
     assert status.job_state == "RUNNING" and status.checkpoint is not None
     assert caught_up, f"group greeter still lags on names: {status.lag}"
-    assert stack.restart_count() == 0
+    assert stack.failure_count() == 0
     checkpoint = stack.latest_checkpoint()
     assert checkpoint is not None and checkpoint.path.startswith("file:" + str(stack.config.checkpoint_dir))

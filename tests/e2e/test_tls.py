@@ -40,7 +40,7 @@ def test_the_runtime_greets_through_mutual_tls(tls_stack: LocalStack) -> None:
     elapsed = time.monotonic() - started
     assert report.ok, "\n".join([*report.summary(), f"after {elapsed:.1f} s; logs in {tls_stack.config.run_dir}"])
     assert report.records == len(names) * PER_NAME
-    assert tls_stack.restart_count() == 0
+    assert tls_stack.failure_count() == 0
 
 
 @pytest.mark.timeout(120)

@@ -17,7 +17,7 @@ from stack.local import LocalStack
 from .schedule import Scenario
 
 
-def _report(line: str) -> None:
+def report_stack(line: str) -> None:
     print(f"[fault stack] {line}", file=sys.stderr, flush=True)
 
 
@@ -28,7 +28,7 @@ def fault_config(run_dir: Path, seen_count_ttl: str | None = "0") -> StackConfig
 
 @pytest.fixture
 def fault_stack(tmp_path: Path) -> Iterator[LocalStack]:
-    local = LocalStack(fault_config(tmp_path / "run"), report=_report)
+    local = LocalStack(fault_config(tmp_path / "run"), report=report_stack)
     try:
         local.up(fresh=True)
         yield local
@@ -44,12 +44,12 @@ def _print_duration(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def scenario(fault_stack: LocalStack) -> Iterator[Callable[[str], Scenario]]:
-    """Makes the test's Scenario on its stack; stops its watcher thread when the test ends, passed or failed."""
+def scenario_on() -> Iterator[Callable[[LocalStack, str], Scenario]]:
+    """Makes a test's Scenario on a stack; stops its watcher thread when the test ends, passed or failed."""
     made: list[Scenario] = []
 
-    def make(name: str) -> Scenario:
-        made.append(Scenario(fault_stack, name))
+    def make(stack: LocalStack, name: str) -> Scenario:
+        made.append(Scenario(stack, name))
         return made[-1]
 
     try:
@@ -57,3 +57,9 @@ def scenario(fault_stack: LocalStack) -> Iterator[Callable[[str], Scenario]]:
     finally:
         for run in made:
             run.watcher.close()
+
+
+@pytest.fixture
+def scenario(fault_stack: LocalStack, scenario_on: Callable[[LocalStack, str], Scenario]) -> Callable[[str], Scenario]:
+    """A Scenario on the test's own `fault_stack`."""
+    return lambda name: scenario_on(fault_stack, name)

@@ -48,7 +48,7 @@ def test_greeter_worker_killed(fault_stack: LocalStack, scenario: Callable[[str]
         lambda: victim not in greeter_workers(master) and len(greeter_workers(master)) == len(workers),
         60,
     )
-    report, _ = run.finish(expect_restart=False, replacement=sorted(greeter_workers(master) - workers))
+    report, _ = run.finish(expect_failure=False, replacement=sorted(greeter_workers(master) - workers))
     assert report.ok, "\n".join(report.summary())
 
 
@@ -75,7 +75,7 @@ def test_greeter_down_shorter_than_call_timeout(fault_stack: LocalStack, scenari
     run = scenario("greeter kill -9, 5 s down")
     failures_before = greeter_outage(fault_stack, run, 5)
     run.await_recovery(run.faults[0])
-    report, result = run.finish(expect_restart=False)
+    report, result = run.finish(expect_failure=False)
     assert report.ok, "\n".join(report.summary())
     # Within the call timeout the runtime only retries: the job never fails.
     assert result.failures == failures_before, f"job failures {failures_before} -> {result.failures}"

@@ -45,5 +45,5 @@ def test_jobmanager_killed_job_resumed_from_checkpoint(
     run.await_recovery(fault)
 
     notes = {"restored_checkpoint": restored.get("id"), "old_job": old_job, "new_job": new_job}
-    report, _ = run.finish(expect_restart=False, **notes)
+    report, _ = run.finish(expect_failure=False, **notes)
     assert report.ok, "\n".join(report.summary())  # counts continue: 1..40 per name, none twice

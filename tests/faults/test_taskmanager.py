@@ -31,7 +31,7 @@ def test_taskmanager_killed_once(fault_stack: LocalStack, scenario: Callable[[st
 
     report, result = run.finish()
     assert report.ok, "\n".join(report.summary())
-    # The job really failed and recovered (see Scenario.failures for why not the numRestarts metric).
+    # The job really failed and recovered (its exception history; see FlinkRest.failure_count).
     assert result.failures > fault.failures_before, f"job failures {fault.failures_before} -> {result.failures}"
 
 

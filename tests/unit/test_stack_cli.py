@@ -106,14 +106,14 @@ def test_format_status() -> None:
         procs=[ProcStatus("kafka", 10, True, "/run/kafka.log"), ProcStatus("taskmanager", 11, False, "/run/tm.log")],
         job_id="j1",
         job_state="RUNNING",
-        restarts=2,
+        failures=2,
         checkpoint=Checkpoint(7, 10_000, "file:/run/checkpoints/j1/chk-7"),
         lag=Lag(5, {0: 2, 1: 3}, True),
         notes=[],
     )
     text = format_status(status, now_ms=12_500)
     assert "taskmanager  pid 11       DOWN" in text
-    assert "j1 RUNNING (restarts: 2)" in text
+    assert "j1 RUNNING (failures: 2)" in text
     assert "#7, completed 2.5 s ago" in text
     assert "lag          group greeter on names: 5 (p0=2 p1=3)" in text
     assert not status.healthy
