@@ -23,6 +23,7 @@ class Limits:
     max_messages: int = 0  # 0 = no limit
     idle_timeout: float = 0.0  # stop after this long without a record; 0 = never
     duration: float = 0.0  # stop after this long in all; 0 = never
+    settle: float | None = None  # once `done` holds, read on this long (late duplicates), then stop; None = never
 
 
 class Reader:
@@ -33,12 +34,15 @@ class Reader:
         stop: StopFlag,
         on_error: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        done: Callable[[], bool] = lambda: False,
     ) -> None:
         self._consumer = consumer
         self._limits = limits
         self._stop = stop
         self._on_error = on_error
         self._clock = clock
+        self._done = done
+        self._settle_until: float | None = None
         self.count = 0
         self.ended_by = ""
 
@@ -52,6 +56,10 @@ class Reader:
             return "--duration"
         if limits.idle_timeout and now - last_record >= limits.idle_timeout:
             return "--timeout"
+        if limits.settle is not None and self._settle_until is None and self._done():
+            self._settle_until = now + limits.settle
+        if self._settle_until is not None and now >= self._settle_until:
+            return "--settle"
         return ""
 
     def batches(self) -> Iterator[list[Any]]:

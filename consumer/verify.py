@@ -121,9 +121,12 @@ def _span(low: int, high: int) -> str:
 class Verifier:
     """Feed it greetings as they are read; ask for the report at the end."""
 
-    def __init__(self, *, from_start: bool = True) -> None:
-        """`from_start=False`: the stream began mid-topic, so each name's first greeting sets its baseline."""
+    def __init__(self, *, from_start: bool = True, expected: Mapping[str, int] | None = None) -> None:
+        """`from_start=False`: the stream began mid-topic, so each name's first greeting sets its baseline.
+        `expected` (name -> the greeting number it must end at), when known up front, makes `complete` work."""
         self._from_start = from_start
+        self._expected = expected
+        self._reached: set[str] = set()  # expected names whose greetings got to their expected number
         self._names: dict[str, NameReport] = {}
         self._problems: list[Problem] = []
         self._records = 0
@@ -144,10 +147,18 @@ class Verifier:
             if number > report.last + 1:
                 report.missing.append((report.last + 1, number - 1))
             report.last = number
+            if self._expected is not None and number >= self._expected.get(name, number + 1):
+                self._reached.add(name)
         elif _take_missing(report, number):
             report.flag(Kind.OUT_OF_ORDER, f"greeting {number} after {report.last} (record #{position})")
         else:
             report.flag(Kind.DUPLICATE, f"greeting {number} again (record #{position})")
+
+    @property
+    def complete(self) -> bool:
+        """Every expected name got to its expected number (gaps aside: the report tells). False with no
+        expectation given up front."""
+        return self._expected is not None and len(self._reached) == len(self._expected)
 
     @property
     def seen_names(self) -> list[str]:
@@ -159,9 +170,10 @@ class Verifier:
         self._problems.append(Problem(Kind.INVALID_RECORD, detail))
 
     def report(self, expected: Mapping[str, int] | None = None) -> Report:
-        """`expected`: name -> the greeting number it must end at; names outside it are unexpected.
-
-        The end-of-stream checks go into copies, so reading on and asking again gives a fresh answer."""
+        """`expected`: name -> the greeting number it must end at (default: the one given up front); names
+        outside it are unexpected. The end-of-stream checks go into copies, so reading on and asking again gives
+        a fresh answer."""
+        expected = self._expected if expected is None else expected
         names = {name: _finish(state, expected) for name, state in self._names.items()}
         for name in (expected or {}).keys() - names.keys():
             names[name] = _finish(NameReport(name), expected)
@@ -189,7 +201,7 @@ def _finish(state: NameReport, expected: Mapping[str, int] | None) -> NameReport
 def verify(
     records: Iterable[tuple[str, str]], expected: Mapping[str, int] | None = None, *, from_start: bool = True
 ) -> Report:
-    verifier = Verifier(from_start=from_start)
+    verifier = Verifier(from_start=from_start, expected=expected)
     for name, greeting in records:
         verifier.add(name, greeting)
-    return verifier.report(expected)
+    return verifier.report()

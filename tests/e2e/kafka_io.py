@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from consumer.expectation import Expectation
+from consumer.source import CONSUMER_GUARANTEES, read_to_end
 from consumer.verify import Report, verify
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
 
@@ -103,10 +105,22 @@ def greetings(records: list[Record]) -> list[tuple[str, str]]:
     return pairs
 
 
+def stored_expectation(bootstrap: str, keys: set[bytes]) -> Expectation:
+    """What must come out for `keys`, worked out from `names` as stored (the verifier's trusted input)."""
+    expectation = Expectation()
+    for message in read_to_end({"bootstrap.servers": bootstrap, **CONSUMER_GUARANTEES}, "names"):
+        if message.key() in keys:
+            expectation.add(message.key(), message.value(), f"names {message.partition()}:{message.offset()}")
+    return expectation
+
+
 def read_greetings(bootstrap: str, names: list[str], per_name: int, settle_s: float, deadline_s: float = 180) -> Report:
-    """Every committed greeting for `names`, checked: exactly 1..per_name each, in order, right strings."""
-    records = read(bootstrap, "greetings", {n.encode() for n in names}, len(names) * per_name, deadline_s, settle_s)
-    return verify(greetings(records), dict.fromkeys(names, per_name))
+    """Every committed greeting for `names`, checked against `names` as stored: exactly 1..k each, in order,
+    right strings. `per_name` is what the test produced; the topic must agree before it counts as expected."""
+    expected = stored_expectation(bootstrap, {n.encode() for n in names}).greetings
+    assert expected == dict.fromkeys(names, per_name), "names as stored is not what the test produced"
+    records = read(bootstrap, "greetings", {n.encode() for n in names}, sum(expected.values()), deadline_s, settle_s)
+    return verify(greetings(records), expected)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ import uuid
 
 import pytest
 
+from consumer.expectation import dead_letter_problems
 from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetRequest, GreetResponse
 from stack.local import LocalStack
 
-from .kafka_io import produce, read, read_greetings, requests, unique_names
+from .kafka_io import produce, read, read_greetings, requests, stored_expectation, unique_names
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ def poison_corpus(token: str) -> dict[bytes, tuple[bytes, int]]:
 @pytest.mark.timeout(600)
 def test_poison_is_dead_lettered_and_good_records_keep_flowing(stack: LocalStack) -> None:
     bootstrap = stack.config.bootstrap_servers
-    restarts_before = stack.restart_count()
+    failures_before = stack.failure_count()
     names = unique_names(20)
     poison = poison_corpus(uuid.uuid4().hex[:8])
 
@@ -50,7 +51,11 @@ def test_poison_is_dead_lettered_and_good_records_keep_flowing(stack: LocalStack
     assert report.ok, "\n".join(report.summary())
 
     letters = read(bootstrap, "names-dlq", set(poison), len(poison), deadline_s=60, settle_s=2)
-    assert sorted(r.key for r in letters) == sorted(poison), "each poison record exactly once in names-dlq"
+    # Each poison record of `names` as stored has exactly one dead letter with its bytes, and nothing else.
+    expected_letters = stored_expectation(bootstrap, set(poison)).dead_letters
+    assert expected_letters.total() == len(poison), "the greeter's validation judges every corpus record poison"
+    assert dead_letter_problems(expected_letters, [r.value for r in letters]) == []
+    assert sorted(r.key for r in letters) == sorted(poison), "each dead letter keyed by its record's key"
     for record in letters:
         letter = DeadLetter.FromString(record.value)
         value, reason = poison[record.key]
@@ -62,4 +67,4 @@ def test_poison_is_dead_lettered_and_good_records_keep_flowing(stack: LocalStack
 
     # No greeting for any poison key, and the job never failed because of them.
     assert not read(bootstrap, "greetings", set(poison), 1, deadline_s=5, settle_s=0)
-    assert stack.restart_count() == restarts_before
+    assert stack.failure_count() == failures_before, "the job failed while the poison records went through"

@@ -1,0 +1,169 @@
+"""The expectation read from `names` as stored, the dead-letter comparison, the settle window, and
+`greeter-consumer --expect-from-names` against fake topics."""
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import consumer.cli
+from clitools.signals import StopFlag
+from consumer.cli import main
+from consumer.expectation import dead_letter_problems, expectation_from
+from consumer.read import Limits, Reader
+from consumer.verify import Verifier
+from greeter.greeting import compute_greeting
+from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetRequest, GreetResponse
+
+from .test_consumer_verify import FakeConsumer, FakeMessage, message
+
+
+def request(name: str) -> tuple[bytes, bytes]:
+    return name.encode(), GreetRequest(name=name).SerializeToString()
+
+
+POISON = [
+    (b"bad-protobuf", b"\xff\xff\xff\xff"),
+    (b"bad-utf8", b"\x0a\x03Ad\xff"),
+    (b"empty", GreetRequest(name="").SerializeToString()),
+    (b"x" * 300, GreetRequest(name="x" * 300).SerializeToString()),
+    (b"mismatch", GreetRequest(name="somebody").SerializeToString()),
+    (b"layout", GreetResponse(name="layout", greeting="hi").SerializeToString()),
+]
+
+
+def letter(key: bytes, value: bytes) -> bytes:
+    return DeadLetter(
+        address_id=key.decode(), value=value, reason=DeadLetterReason.UNDECODABLE, detail="d"
+    ).SerializeToString()
+
+
+class TestExpectation:
+    def test_counts_each_names_valid_requests(self) -> None:
+        records = [request("Alice"), request("Zoë"), request("Alice"), request("Alice")]
+        assert expectation_from(records).greetings == {"Alice": 3, "Zoë": 1}
+
+    def test_every_poison_kind_is_expected_as_one_dead_letter(self) -> None:
+        expectation = expectation_from([request("Alice"), *POISON, POISON[0]])
+        assert expectation.greetings == {"Alice": 1}
+        assert expectation.dead_letters == Counter({**dict.fromkeys(POISON, 1), POISON[0]: 2})
+
+    def test_the_name_bound_is_the_greeters(self) -> None:
+        long = request("y" * 20)
+        assert expectation_from([long], max_name_length=19).dead_letters == Counter([long])
+        assert expectation_from([long], max_name_length=20).greetings == {"y" * 20: 1}
+
+    def test_records_the_runtime_cannot_take_are_named(self) -> None:
+        expectation = expectation_from([(None, b"x"), (b"Alice", None), (b"\xff", b"x")])
+        assert expectation.unprocessable == [
+            "record #0: null key",
+            "record #1: null value",
+            "record #2: key is not UTF-8",
+        ]
+        assert not expectation.greetings and not expectation.dead_letters
+
+
+class TestDeadLetters:
+    def test_each_poison_record_once_passes(self) -> None:
+        assert dead_letter_problems(Counter(POISON), [letter(k, v) for k, v in reversed(POISON)]) == []
+
+    def test_a_missing_letter_fails(self) -> None:
+        problems = dead_letter_problems(Counter(POISON), [letter(k, v) for k, v in POISON[1:]])
+        assert problems == ["missing: 1 dead letter(s) for key b'bad-protobuf' with 4 bytes"]
+
+    def test_a_duplicate_letter_fails(self) -> None:
+        problems = dead_letter_problems(Counter(POISON[:1]), [letter(*POISON[0])] * 2)
+        assert problems == ["unexpected: 1 dead letter(s) for key b'bad-protobuf' with 4 bytes"]
+
+    def test_changed_bytes_fail_both_ways(self) -> None:
+        key, value = POISON[0]
+        problems = dead_letter_problems(Counter([(key, value)]), [letter(key, value[:-1])])
+        assert len(problems) == 2 and problems[0].startswith("missing") and problems[1].startswith("unexpected")
+
+    def test_a_record_that_is_no_dead_letter_fails(self) -> None:
+        assert "is not a DeadLetter" in dead_letter_problems(Counter(), [b"\xff\xff"])[0]
+
+
+class TestSettle:
+    def test_complete_only_once_every_expected_name_got_there(self) -> None:
+        verifier = Verifier(expected={"A": 2, "B": 1})
+        verifier.add("A", compute_greeting("A", 1))
+        verifier.add("B", compute_greeting("B", 1))
+        assert not verifier.complete
+        verifier.add("A", compute_greeting("A", 2))
+        assert verifier.complete
+        assert not Verifier().complete  # nothing expected up front: never complete
+
+    def test_reading_goes_on_for_the_settle_window_and_catches_a_late_duplicate(self) -> None:
+        fake = FakeConsumer([message("A", 1), message("A", 2)], per_call=1)
+        verifier = Verifier(expected={"A": 2})
+        late = [message("A", 2)]
+        # The duplicate arrives 3 s (of fake time) after the read was complete: inside a 5 s window.
+
+        def deliver_late() -> None:
+            if fake.now >= 3 and late:
+                fake.messages.append(late.pop())
+
+        fake.on_consume = deliver_late
+        reader = Reader(
+            fake, Limits(settle=5.0), StopFlag(), lambda _: None, clock=fake.clock, done=lambda: verifier.complete
+        )
+        for batch in reader.batches():
+            for record in batch:
+                response = GreetResponse.FromString(record.value())
+                verifier.add(response.name, response.greeting)
+        assert reader.ended_by == "--settle"
+        assert fake.now == pytest.approx(5.0, abs=0.2)
+        assert verifier.report().counts() == Counter({"duplicate": 1})
+
+
+# A 30 s idle timeout, so a passing run shows it ended by the settle window.
+ARGV = ("--verify", "--from-beginning", "--expect-from-names", "--settle", "1", "--timeout", "30")
+
+
+class TestCli:
+    @pytest.fixture
+    def topics(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[FakeMessage]]:
+        """greetings through the fake consumer; names and names-dlq through read_to_end."""
+        topics: dict[str, list[FakeMessage]] = {"greetings": [], "names": [], "names-dlq": []}
+        fake = FakeConsumer([])
+
+        def open_consumer(config: dict[str, str], topic: str, *, from_beginning: bool) -> FakeConsumer:
+            fake.messages = topics[topic]
+            return fake
+
+        def read_to_end(config: dict[str, str], topic: str) -> Iterator[Any]:
+            yield from topics[topic]
+
+        monkeypatch.setattr(consumer.cli, "open_consumer", open_consumer)
+        monkeypatch.setattr(consumer.cli, "read_to_end", read_to_end)
+        return topics
+
+    def test_passes_when_greetings_and_dead_letters_match_names(
+        self, topics: dict[str, list[FakeMessage]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics["names"] = [FakeMessage(*request("Alice")), FakeMessage(*POISON[0]), FakeMessage(*request("Alice"))]
+        topics["greetings"] = [message("Alice", 1), message("Alice", 2)]
+        topics["names-dlq"] = [FakeMessage(POISON[0][0], letter(*POISON[0]))]
+        assert main([*ARGV]) == 0
+        captured = capsys.readouterr()
+        assert "verify: OK: 2 greetings, 1 names" in captured.out
+        assert "dead letters: OK: 1 expected" in captured.out
+        assert "ended by --settle" in captured.err  # stopped once complete, not by the 30 s timeout
+
+    def test_fails_a_missing_greeting_and_a_missing_dead_letter(
+        self, topics: dict[str, list[FakeMessage]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics["names"] = [FakeMessage(*request("Alice")), FakeMessage(*POISON[0]), FakeMessage(*request("Alice"))]
+        topics["greetings"] = [message("Alice", 1)]
+        assert main([*ARGV[:-1], "1"]) == 1  # never complete: ends by --timeout
+        out = capsys.readouterr().out
+        assert "'Alice': missing tail: greetings 2 never arrived" in out
+        assert "dead letters: FAILED" in out and "missing: 1 dead letter(s) for key b'bad-protobuf'" in out
+
+    def test_needs_verify_and_from_beginning(self, topics: dict[str, list[FakeMessage]]) -> None:
+        for argv in (["--expect-from-names"], ["--verify", "--expect-from-names"]):
+            with pytest.raises(SystemExit) as exit_:
+                main(argv)
+            assert exit_.value.code == 2
