@@ -13,6 +13,8 @@ arrival time and greeting number. Two figures per fault:
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,7 +32,6 @@ from ..e2e.kafka_io import count_partitions, produce, read_greetings, requests, 
 NAMES = 50
 ROUNDS = 40  # messages per name
 GREETINGS = "greetings"
-METRICS_REFRESH_S = 11  # Flink's metrics.fetcher.update-interval (10 s) plus a margin
 
 
 def _consumer(bootstrap: str) -> Consumer:
@@ -41,6 +42,7 @@ def _consumer(bootstrap: str) -> Consumer:
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 100,
+            "log_level": 2,  # no connection errors on the console: the broker is killed on purpose
         }
     )
 
@@ -114,7 +116,6 @@ class Fault:
     stable: dict[int, int]  # last stable offsets just before the strike
     produced: int  # requests acknowledged by Kafka when it struck
     rounds: int  # rounds produced when it struck: a greeting numbered above answers a later request
-    restarts_before: int
     failures_before: int
 
     def committed_before(self, seen: list[Seen]) -> int:
@@ -136,7 +137,6 @@ class FaultResult:
     in_flight: list[int]
     recovery_s: list[float]
     first_commit_s: list[float | None]
-    restarts: int
     failures: int
     committed: int
     read_uncommitted: int
@@ -159,15 +159,16 @@ def wait_for(what: str, check: Callable[[], bool], deadline_s: float, every: flo
 
 
 class Scenario:
-    """One run: 50 names x 40 requests, produced round-robin in parts, faults in between, checked at the end.
-    A context manager: its watcher thread stops when the test ends, passed or failed."""
+    """One run: `names` x `rounds` requests (50 x 40 in the tests), produced round-robin in parts, faults in
+    between, checked at the end. A context manager: its watcher thread stops when the run ends, passed or failed."""
 
-    def __init__(self, stack: LocalStack, name: str) -> None:
+    def __init__(self, stack: LocalStack, name: str, names: int = NAMES, rounds: int = ROUNDS) -> None:
         self.stack = stack
         self.name = name
+        self.rounds = rounds
         self.bootstrap = stack.config.bootstrap_servers
         self.partitions = stack.config.partitions
-        self.names = unique_names(NAMES)
+        self.names = unique_names(names)
         self.next_round = 0
         self.faults: list[Fault] = []
         self.recoveries: list[float] = []
@@ -208,8 +209,8 @@ class Scenario:
 
     def strike(self, label: str, action: Callable[[], None]) -> Fault:
         stable = stable_offsets(self.bootstrap, self.partitions)
-        restarts, failures = self.stack.restart_count(), self.failures()
-        fault = Fault(label, time.monotonic(), stable, self.produced, self.next_round, restarts, failures)
+        failures = self.failures()
+        fault = Fault(label, time.monotonic(), stable, self.produced, self.next_round, failures)
         action()
         self.faults.append(fault)
         print(f"[fault] {self.name}: {label} with {self.produced} requests produced", flush=True)
@@ -231,42 +232,27 @@ class Scenario:
         print(f"[fault] {self.name}: {fault.label}: recovered, first new greeting committed after {seconds} s")
         return seconds
 
-    def restarts(self, above: int | None = None, deadline_s: float = 30) -> int:
-        """The job's restart count. Flink's REST serves metrics from a cache refreshed every 10 s
-        (`metrics.fetcher.update-interval`): with `above`, wait until the count exceeds it (or the deadline);
-        without, wait one refresh so the figure is current."""
-        if above is None:
-            time.sleep(METRICS_REFRESH_S)
-            return self.stack.restart_count()
-        end = time.monotonic() + deadline_s
-        count = self.stack.restart_count()
-        while count <= above and time.monotonic() < end:
-            time.sleep(1)
-            count = self.stack.restart_count()
-        return count
-
     def failures(self, above: int | None = None, deadline_s: float = 30) -> int:
-        """Failures the job recovered from: entries of its exception history (/jobs/<id>/exceptions).
-        Evidence of a restart that does not depend on the `numRestarts` metric, which the REST API served
-        as 0 long after a TaskManager-loss restart here. With `above`, wait (the REST cache is ~3 s) until
-        the count exceeds it or the deadline passes."""
-        path = f"/jobs/{self.stack.job_id}/exceptions?maxExceptions=100"
+        """Failures the job recovered from (`LocalStack.failure_count`: its exception history). With `above`,
+        wait (the REST cache is ~3 s) until the count exceeds it or the deadline passes."""
         end = time.monotonic() + deadline_s
         while True:
-            count = len(self.stack.rest.get(path)["exceptionHistory"]["entries"])
+            count = self.stack.failure_count()
             if above is None or count > above or time.monotonic() >= end:
                 return count
             time.sleep(1)
 
     def finish(
-        self, deadline_s: float = 240, expect_restart: bool = True, **notes: object
+        self, deadline_s: float = 240, expect_failure: bool = True, **notes: object
     ) -> tuple[Report, FaultResult]:
-        """Read every committed greeting and count the aborted ones; the caller asserts.
-        `expect_restart`: wait (up to 30 s) for the restart metric to rise above its value before the first
-        fault; else wait one metrics refresh. Either way the figure is reported, not asserted here."""
-        assert self.next_round == ROUNDS, f"only {self.next_round} of {ROUNDS} rounds produced"
+        """Read every committed greeting and count the aborted ones; the caller asserts on the report. The
+        product's own verifier (`greeter-consumer --verify --expect-from-names`) must agree: asserted here.
+        `expect_failure`: wait up to 30 s for the job's failure count to rise above its value before the first
+        fault; else up to 5 s (the REST cache), so a failure that did happen is not missed. Either way the
+        figure is reported, not asserted here."""
+        assert self.next_round == self.rounds, f"only {self.next_round} of {self.rounds} rounds produced"
         settle_s = 3 * self.stack.config.checkpoint_interval_ms / 1000
-        report = read_greetings(self.bootstrap, self.names, ROUNDS, settle_s=settle_s, deadline_s=deadline_s)
+        report = read_greetings(self.bootstrap, self.names, self.rounds, settle_s=settle_s, deadline_s=deadline_s)
         counts = report.counts()
         uncommitted = sum(c.records for c in count_partitions(self.bootstrap, GREETINGS).values())
         seen = self.watcher.seen()
@@ -276,8 +262,7 @@ class Scenario:
             in_flight=[f.produced - f.committed_before(seen) for f in self.faults],
             recovery_s=self.recoveries,
             first_commit_s=[_since(f, f.first_commit(seen)) for f in self.faults],
-            restarts=self.restarts(self.faults[0].restarts_before if expect_restart else None),
-            failures=self.failures(),
+            failures=self.failures(above=self.faults[0].failures_before, deadline_s=30 if expect_failure else 5),
             committed=report.records,
             read_uncommitted=uncommitted,
             aborted=uncommitted - report.records,
@@ -286,7 +271,16 @@ class Scenario:
             notes=dict(notes),
         )
         result.print()
+        verdict = consumer_verdict(self.bootstrap, settle_s)
+        assert verdict.returncode == 0, f"greeter-consumer --verify failed:\n{verdict.stdout}{verdict.stderr}"
         return report, result
+
+
+def consumer_verdict(bootstrap: str, settle_s: float) -> subprocess.CompletedProcess[str]:
+    """`greeter-consumer --verify --expect-from-names` over the whole stack: its `names` hold only this run's."""
+    argv = ["--bootstrap-servers", bootstrap, "--verify", "--from-beginning", "--expect-from-names"]
+    argv += ["--settle", str(settle_s), "--timeout", "120"]
+    return subprocess.run([sys.executable, "-m", "consumer", *argv], capture_output=True, text=True, timeout=600)
 
 
 def _since(fault: Fault, seen: Seen | None) -> float | None:

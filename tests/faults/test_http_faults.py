@@ -1,0 +1,97 @@
+"""HTTP faults between the runtime and the greeter, through a fault proxy (tests/faults/http_proxy.py): slow
+replies, bursts of 500s, a 200 with the wrong content type, and connections reset after the greeter answered.
+
+Each stays within module.yaml's call timeout (1 min), so the runtime retries (its TaskManager logs a
+`Retry #` line per failed attempt) and the job never fails; every name still gets exactly 1..40.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.local import LocalStack
+
+from .conftest import fault_config, report_stack
+from .http_proxy import FaultKind, FaultProxy
+from .schedule import ROUNDS, Scenario, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SPOILED_REQUESTS = 10  # per burst: few enough that no single call's retries outlast the call timeout
+DELAY_S = 3.0
+DELAY_WINDOW_S = 10.0
+
+
+@pytest.fixture
+def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, FaultProxy]]:
+    config = fault_config(tmp_path / "run")
+    with FaultProxy(config.ports.greeter) as proxy:
+        stack = LocalStack(dataclasses.replace(config, endpoint_port=proxy.port), report=report_stack)
+        try:
+            stack.up(fresh=True)
+            yield stack, proxy
+        finally:
+            stack.down()
+
+
+def runtime_retries(stack: LocalStack) -> int:
+    """Failed attempts the runtime's HTTP client retried (StateFun's NettyRequest logs `Retry #n`)."""
+    log = stack.config.log_file("taskmanager").read_text(encoding="utf-8", errors="replace")
+    return len(re.findall(r"Retry #\d+", log))
+
+
+@pytest.mark.timeout(900)
+def test_http_faults_are_retried_without_loss(
+    proxied_stack: tuple[LocalStack, FaultProxy], scenario_on: Callable[[LocalStack, str], Scenario]
+) -> None:
+    stack, proxy = proxied_stack
+    plan = proxy.plan
+    run = scenario_on(stack, "http faults through a proxy")
+    failures_before = run.failures()
+    arms: list[tuple[str, Callable[[], None]]] = [
+        (
+            f"every reply held {DELAY_S:.0f} s for {DELAY_WINDOW_S:.0f} s",
+            lambda: plan.arm(FaultKind.DELAY, delay_s=DELAY_S, for_s=DELAY_WINDOW_S),
+        ),
+        (f"{SPOILED_REQUESTS} replies of 500", lambda: plan.arm(FaultKind.ERROR, count=SPOILED_REQUESTS)),
+        (
+            f"{SPOILED_REQUESTS} replies of 200 text/html",
+            lambda: plan.arm(FaultKind.WRONG_TYPE, count=SPOILED_REQUESTS),
+        ),
+        (
+            f"{SPOILED_REQUESTS} connections reset after the greeter answered",
+            lambda: plan.arm(FaultKind.RESET, count=SPOILED_REQUESTS),
+        ),
+    ]
+    step = ROUNDS // (2 * len(arms) + 1)
+    run.produce_until(step)
+    retries: dict[str, int] = {}
+    for index, (label, arm) in enumerate(arms):
+        run.ready_to_strike()
+        retries_before = runtime_retries(stack)
+        fault = run.strike(label, arm)
+        run.produce_until((2 * index + 2) * step)  # the requests the fault spoils
+        wait_for(f"the proxy to spend its fault ({label})", lambda: not plan.armed, 120)
+        run.produce_until((2 * index + 3) * step if index < len(arms) - 1 else ROUNDS)
+        run.await_recovery(fault)
+        retries[label] = runtime_retries(stack) - retries_before
+
+    report, result = run.finish(
+        expect_failure=False, injected=dict(plan.injected), runtime_retries=retries, forwarded=plan.forwarded
+    )
+    assert report.ok, "\n".join(report.summary())
+    # Every fault struck: the proxy spoiled the requests it was armed for ...
+    assert plan.injected[FaultKind.ERROR] == SPOILED_REQUESTS
+    assert plan.injected[FaultKind.WRONG_TYPE] == SPOILED_REQUESTS
+    assert plan.injected[FaultKind.RESET] == SPOILED_REQUESTS
+    assert plan.injected[FaultKind.DELAY] > 0
+    # ... and the runtime retried each failed attempt (a delay is no failure: nothing to retry).
+    for label, count in list(retries.items())[1:]:
+        assert count >= SPOILED_REQUESTS, f"{label}: {count} retries logged"
+    # Within the call timeout the runtime's retries absorb it all: the job never failed.
+    assert result.failures == failures_before, f"job failures {failures_before} -> {result.failures}"
