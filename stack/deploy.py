@@ -1,27 +1,100 @@
-"""Renders the container stack's flink-conf.yaml from the same settings as the local stack.
+"""Renders the container stacks' runtime configuration from the same settings as the local stack.
 
-`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml; tests/static fails when the committed
-file differs from what this renders, so the two stacks cannot drift.
+`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml and the Kubernetes files that kustomize turns
+into ConfigMaps (deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml); tests/static fails when a committed
+file differs from what this renders, so the stacks cannot drift.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import REPO_ROOT, StackConfig
+from .config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
 from .flinkconf import OFFICIAL, pipeline_entries, render
+from .render import RenderError, with_tls_transport
+from .tls import CertFiles
 
 COMPOSE_FLINK_CONF = REPO_ROOT / "deploy" / "compose" / "flink-conf.yaml"
 
+K8S_DIR = REPO_ROOT / "deploy" / "k8s"
+# The one Kafka setting of the Kubernetes stack: the generator and topics Jobs read it as a ConfigMap, and
+# module.yaml is rendered with it (StateFun 3.3.0 resolves no placeholders in module.yaml).
+K8S_KAFKA_ENV = K8S_DIR / "base" / "kafka.env"
+K8S_BOOTSTRAP_VARIABLE = "GREETER_BOOTSTRAP_SERVERS"
+# The names module.yaml and the manifests share.
+K8S_MASTER_SERVICE = "statefun-master"
+K8S_GREETER_URL_TLS = MODULE_GREETER_URL.replace("http://", "https://", 1)
+# Where the mtls overlay mounts the runtime's Secret (ca.pem, runtime.pem, runtime-key.pem: stack/tls.py's names).
+K8S_RUNTIME_TLS_DIR = Path("/etc/statefun/tls")
 
-def container_entries() -> list[tuple[str, str, str]]:
-    """Paths inside the apache/flink-statefun image; hosts and ports are the image's (MASTER_HOST)."""
+
+FLINK_CONF = "flink-conf.yaml"
+MODULE_YAML = "module.yaml"
+
+
+@dataclass(frozen=True)
+class K8sVariant:
+    """One kustomization under deploy/k8s: the settings its ConfigMaps are rendered from, and which of the two
+    files live in its own folder (the others come from the kustomization it builds on)."""
+
+    config: StackConfig
+    tls: bool
+    own_files: tuple[str, ...] = ()
+
+
+_BASE = StackConfig()
+# Production: one parallel subtask per partition of `names`, one TaskManager each.
+_PROD = dataclasses.replace(_BASE, parallelism=_BASE.partitions)
+
+# Every kustomization, by its folder under deploy/k8s; tests/static renders each one and holds it to this table.
+K8S_VARIANTS: dict[str, K8sVariant] = {
+    "base": K8sVariant(_BASE, tls=False, own_files=(FLINK_CONF, MODULE_YAML)),
+    "overlays/demo": K8sVariant(_BASE, tls=False),  # base + the generator Job
+    "overlays/mtls": K8sVariant(_BASE, tls=True, own_files=(MODULE_YAML,)),
+    "overlays/prod": K8sVariant(_PROD, tls=True, own_files=(FLINK_CONF,)),  # mtls + parallelism
+}
+
+
+def image_entries() -> list[tuple[str, str, str]]:
+    """Paths inside the apache/flink-statefun image, the same in compose and Kubernetes."""
     return [
         ("statefun.flink-job-name", "Greeter", "the job's name in the REST API and web UI"),
         ("state.backend.rocksdb.localdir", "/local/state/rocksdb", OFFICIAL),
         ("taskmanager.state.local.root-dirs", "file:///local/state/recovery", OFFICIAL),
+    ]
+
+
+def container_entries() -> list[tuple[str, str, str]]:
+    """Compose: hosts and ports are the image's (MASTER_HOST); containers reach each other directly."""
+    return [
+        *image_entries(),
         ("state.checkpoints.dir", "file:///checkpoint-dir", "a volume shared by master and worker"),
         ("rest.bind-address", "0.0.0.0", "the web UI is published to the host (8081)"),
     ]
+
+
+def k8s_entries() -> list[tuple[str, str, str]]:
+    """Kubernetes: the workers reach the master through a Service, so every port it names is pinned."""
+    return [
+        *image_entries(),
+        ("state.checkpoints.dir", "file:///checkpoint-dir",
+         "the ReadWriteMany PersistentVolumeClaim statefun-checkpoints, shared by master and workers"),
+        ("rest.bind-address", "0.0.0.0", f"the {K8S_MASTER_SERVICE} Service reaches the REST API and web UI (8081)"),
+        ("jobmanager.rpc.port", "6123", f"the {K8S_MASTER_SERVICE} Service's rpc port (Flink's default, explicit)"),
+        ("blob.server.port", "6124",
+         f"the {K8S_MASTER_SERVICE} Service's blob port: Flink's default is a random port, which no Service exposes"),
+        ("taskmanager.rpc.port", "6122", "pinned: the workers' liveness probe checks it"),
+    ]  # fmt: skip
+
+
+# Shared entries that differ on Kubernetes, where parallelism means TaskManagers: (value or None to keep, why).
+_K8S_OVERRIDES = {
+    "taskmanager.numberOfTaskSlots": ("1", "one slot per TaskManager: each worker pod runs one parallel subtask"),
+    "parallelism.default": (None, "= the statefun-worker Deployment's replicas (one slot each)"),
+}
 
 
 def render_compose_flink_conf() -> str:
@@ -29,10 +102,66 @@ def render_compose_flink_conf() -> str:
     return render(pipeline_entries(StackConfig()) + container_entries(), header)
 
 
+def render_k8s_flink_conf(variant: K8sVariant) -> str:
+    header = (
+        "Rendered by stack/deploy.py (`python -m stack.deploy`) from the settings the local stack uses; "
+        "kustomize makes it the statefun-flink-conf ConfigMap."
+    )
+    shared = []
+    for key, value, why in pipeline_entries(variant.config):
+        override, k8s_why = _K8S_OVERRIDES.get(key, (None, why))
+        shared.append((key, override or value, k8s_why))
+    return render(shared + k8s_entries(), header)
+
+
+def k8s_bootstrap_servers(env_file: Path = K8S_KAFKA_ENV) -> str:
+    """The Kafka bootstrap servers of the Kubernetes stack, from its one setting."""
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name == K8S_BOOTSTRAP_VARIABLE and value.strip():
+            return value.strip()
+    raise RenderError(f"{env_file}: no {K8S_BOOTSTRAP_VARIABLE}=host:port line")
+
+
+def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, bootstrap: str | None = None) -> str:
+    """The repository's module.yaml with Kafka's address from kafka.env and, for mtls, the TLS transport."""
+    source = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8") if source is None else source
+    bootstrap = k8s_bootstrap_servers() if bootstrap is None else bootstrap
+    for expected in (MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS):
+        if expected not in source:
+            raise RenderError(f"module.yaml does not contain {expected!r}: update stack/config.py and stack/deploy.py")
+    rendered = source.replace(MODULE_KAFKA_ADDRESS, bootstrap)
+    what = "Kafka from deploy/k8s/base/kafka.env"
+    if variant.tls:
+        rendered = with_tls_transport(
+            rendered.replace(MODULE_GREETER_URL, K8S_GREETER_URL_TLS), CertFiles(K8S_RUNTIME_TLS_DIR)
+        )
+        what += (
+            f"; mutual TLS with the runtime's certificate files from the statefun-tls Secret in {K8S_RUNTIME_TLS_DIR}"
+        )
+    header = (
+        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml: "
+        f"{what}.\n# Edit those, then render again; kustomize makes this the statefun-module ConfigMap.\n"
+    )
+    return header + rendered
+
+
+def rendered_files() -> dict[Path, str]:
+    """Every file this module writes, with its content."""
+    files = {COMPOSE_FLINK_CONF: render_compose_flink_conf()}
+    for name, variant in K8S_VARIANTS.items():
+        if FLINK_CONF in variant.own_files:
+            files[K8S_DIR / name / FLINK_CONF] = render_k8s_flink_conf(variant)
+        if MODULE_YAML in variant.own_files:
+            files[K8S_DIR / name / MODULE_YAML] = render_k8s_module_yaml(variant)
+    return files
+
+
 def main() -> int:
-    COMPOSE_FLINK_CONF.parent.mkdir(parents=True, exist_ok=True)
-    COMPOSE_FLINK_CONF.write_text(render_compose_flink_conf(), encoding="utf-8")
-    print(f"wrote {Path(COMPOSE_FLINK_CONF).relative_to(REPO_ROOT)}", file=sys.stderr)
+    for path, text in rendered_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(REPO_ROOT)}", file=sys.stderr)
     return 0
 
 

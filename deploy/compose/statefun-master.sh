@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Entry point of the compose stack's StateFun master: resume the job from the newest retained checkpoint
-# on the shared volume, as the local stack's `greeter-stack up` does, so counts continue across
-# `docker compose down` / `up`. With no checkpoint yet, the job starts fresh.
+# Entry point of the StateFun master in the compose stack and on Kubernetes (deploy/k8s mounts this file
+# through a ConfigMap made by deploy/compose/kustomization.yaml): resume the job from the newest retained
+# checkpoint or savepoint on the shared volume, as the local stack's `greeter-stack up` does, so counts
+# continue across restarts. Savepoints count when taken into /checkpoint-dir/savepoints (docs/operations.md).
+# With neither, the job starts fresh.
 set -euo pipefail
-latest=$(ls -1dt /checkpoint-dir/*/chk-*/_metadata 2>/dev/null | head -n 1 || true)
+latest=$(ls -1dt /checkpoint-dir/*/chk-*/_metadata /checkpoint-dir/savepoints/savepoint-*/_metadata 2>/dev/null \
+  | head -n 1 || true)
 if [ -n "$latest" ]; then
   checkpoint=$(dirname "$latest")
-  echo "resuming from the retained checkpoint $checkpoint"
+  echo "resuming from $checkpoint"
   exec /docker-entry-point.sh --fromSavepoint "$checkpoint" --allowNonRestoredState
 fi
-echo "no retained checkpoint in /checkpoint-dir: starting the job fresh"
+echo "no retained checkpoint or savepoint in /checkpoint-dir: starting the job fresh"
 exec /docker-entry-point.sh

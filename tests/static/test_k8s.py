@@ -1,0 +1,378 @@
+"""deploy/k8s, checked without a cluster: every kustomization renders (kubectl kustomize, or kustomize from
+scripts/setup), every object validates against the Kubernetes 1.32 schemas in strict mode (kubernetes-validate,
+from PyPI), and the manifests hold to the settings they share with the local and compose stacks."""
+
+import functools
+import re
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from greeter.app import create_app
+from greeter.settings import Settings
+from stack.config import TOPICS, StackConfig
+from stack.deploy import (
+    K8S_DIR,
+    K8S_VARIANTS,
+    k8s_bootstrap_servers,
+    render_k8s_flink_conf,
+    render_k8s_module_yaml,
+    rendered_files,
+)
+from stack.tls import CertFiles
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES_VERSION = "1.32"
+KUSTOMIZE = ROOT / ".tools" / "kustomize" / "bin" / "kustomize"  # scripts/setup installs it without kubectl
+GUNICORN_CONF = ROOT / "greeter" / "gunicorn_conf.py"
+ENDPOINT = "io.statefun.endpoints.v2/http"
+# StateFun 3.3.0's async transport recycles a pooled connection after pool_ttl (default 15 s) plus a random
+# 1-3 s (NettyRequestReplySpec, HttpConnectionPoolHandler).
+POOL_TTL_DEFAULT_S = 15
+POOL_TTL_JITTER_MAX_S = 3
+VARIANTS = sorted(K8S_VARIANTS)
+
+
+def kustomize_command() -> list[str]:
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        return [kubectl, "kustomize"]
+    if KUSTOMIZE.is_file():
+        return [str(KUSTOMIZE), "build"]
+    pytest.fail("neither kubectl nor .tools/kustomize/bin/kustomize found: run scripts/setup")
+
+
+@functools.cache
+def render(name: str) -> tuple[dict[str, Any], ...]:
+    command = [*kustomize_command(), str(K8S_DIR / name)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def objects(name: str, kind: str) -> dict[str, dict[str, Any]]:
+    """Objects of one kind by name; generated ConfigMaps under their name without the hash suffix."""
+    found = {}
+    for doc in render(name):
+        if doc["kind"] == kind:
+            key = doc["metadata"]["name"]
+            if kind == "ConfigMap":
+                key = re.sub(r"-[a-z0-9]{10}$", "", key)
+            found[key] = doc
+    return found
+
+
+def pod_spec(name: str, deployment: str) -> dict[str, Any]:
+    spec: dict[str, Any] = objects(name, "Deployment")[deployment]["spec"]["template"]["spec"]
+    return spec
+
+
+def container(name: str, deployment: str) -> dict[str, Any]:
+    (only,) = pod_spec(name, deployment)["containers"]
+    return dict(only)
+
+
+def env(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+
+
+def flink_conf(name: str) -> dict[str, str]:
+    text = objects(name, "ConfigMap")["statefun-flink-conf"]["data"]["flink-conf.yaml"]
+    return dict(line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def module(name: str) -> dict[str, dict[str, Any]]:
+    text = objects(name, "ConfigMap")["statefun-module"]["data"]["module.yaml"]
+    return {doc["kind"]: doc["spec"] for doc in yaml.safe_load_all(text)}
+
+
+def mounts(name: str, deployment: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """mountPath -> (the mount, its volume)."""
+    volumes = {volume["name"]: volume for volume in pod_spec(name, deployment)["volumes"]}
+    return {m["mountPath"]: (m, volumes[m["name"]]) for m in container(name, deployment)["volumeMounts"]}
+
+
+def generated_name(volume: dict[str, Any]) -> str:
+    return re.sub(r"-[a-z0-9]{10}$", "", volume["configMap"]["name"])
+
+
+def probe_path(probe: dict[str, Any]) -> tuple[str, int | str]:
+    """The path and port a probe asks for: an httpGet, or an exec probe that opens https://127.0.0.1:PORT + argv[1]."""
+    if "httpGet" in probe:
+        return probe["httpGet"]["path"], probe["httpGet"]["port"]
+    command = probe["exec"]["command"]
+    match = re.search(r"https://127\.0\.0\.1:(\d+)\"\s*\+\s*sys\.argv\[1\]", command[2])
+    assert match, command
+    return command[3], int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def test_every_kustomization_is_listed_in_stack_deploy() -> None:
+    found = {str(path.parent.relative_to(K8S_DIR)) for path in K8S_DIR.rglob("kustomization.yaml")}
+    assert found == set(K8S_VARIANTS)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_renders_and_validates_against_the_kubernetes_schemas_strictly(name: str) -> None:
+    kinds = set()
+    for doc in render(name):
+        kinds.add(doc["kind"])
+        where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(str(part) for part in error.path)
+            pytest.fail(f"{where} against Kubernetes {KUBERNETES_VERSION}: {path}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError as error:
+            pytest.fail(f"{where}: {error.message}")
+    expected = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget"}
+    assert expected | {"HorizontalPodAutoscaler", "Job"} <= kinds
+
+
+def test_the_committed_rendered_files_are_current() -> None:
+    for path, text in rendered_files().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run .venv/bin/python -m stack.deploy"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_config_maps_hold_what_stack_deploy_renders(name: str) -> None:
+    variant = K8S_VARIANTS[name]
+    maps = objects(name, "ConfigMap")
+    assert maps["statefun-flink-conf"]["data"] == {"flink-conf.yaml": render_k8s_flink_conf(variant)}
+    assert maps["statefun-module"]["data"] == {"module.yaml": render_k8s_module_yaml(variant)}
+    assert maps["statefun-master-script"]["data"] == {
+        "statefun-master.sh": (ROOT / "deploy" / "compose" / "statefun-master.sh").read_text()
+    }
+    assert maps["greeter-kafka"]["data"] == {"GREETER_BOOTSTRAP_SERVERS": k8s_bootstrap_servers()}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_flink_conf_keeps_the_shared_pipeline_settings(name: str) -> None:
+    conf = flink_conf(name)
+    config = K8S_VARIANTS[name].config
+    assert conf["execution.checkpointing.interval"] == f"{StackConfig().checkpoint_interval_ms}ms"
+    assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    assert conf["heartbeat.timeout"] == str(StackConfig().heartbeat_timeout_ms)
+    assert conf["parallelism.default"] == str(config.parallelism)
+    assert conf["state.checkpoints.dir"] == "file:///checkpoint-dir"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_taskmanager_replicas_equal_the_parallelism(name: str) -> None:
+    conf = flink_conf(name)
+    workers = objects(name, "Deployment")["statefun-worker"]["spec"]["replicas"]
+    assert workers * int(conf["taskmanager.numberOfTaskSlots"]) == int(conf["parallelism.default"])
+    assert conf["taskmanager.numberOfTaskSlots"] == "1", "one subtask per worker pod"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_flink_containers_get_the_memory_flink_conf_sizes_the_jvm_to(name: str) -> None:
+    conf = flink_conf(name)
+    for deployment, key in (("statefun-master", "jobmanager"), ("statefun-worker", "taskmanager")):
+        size = conf[f"{key}.memory.process.size"]
+        assert size.endswith("m"), size
+        resources = container(name, deployment)["resources"]
+        assert resources["limits"]["memory"] == resources["requests"]["memory"] == size[:-1] + "Mi", deployment
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_master_is_one_pod_reached_through_its_service(name: str) -> None:
+    conf = flink_conf(name)
+    master = objects(name, "Deployment")["statefun-master"]["spec"]
+    assert master["replicas"] == 1
+    assert master["strategy"]["type"] == "Recreate", "two JobManagers would share the checkpoints"
+    service = objects(name, "Service")["statefun-master"]
+    ports = {port["port"] for port in service["spec"]["ports"]}
+    assert {int(conf["jobmanager.rpc.port"]), int(conf["blob.server.port"]), 8081} <= ports
+    master_ports = {p["name"]: p["containerPort"] for p in container(name, "statefun-master")["ports"]}
+    assert master_ports["rpc"] == int(conf["jobmanager.rpc.port"])
+    assert master_ports["blob"] == int(conf["blob.server.port"])
+    assert {port["targetPort"] for port in service["spec"]["ports"]} <= set(master_ports)
+    assert service["spec"]["selector"].items() <= master["template"]["metadata"]["labels"].items()
+    for deployment in ("statefun-master", "statefun-worker"):
+        assert env(container(name, deployment))["MASTER_HOST"] == service["metadata"]["name"]
+    assert container(name, "statefun-worker")["livenessProbe"]["tcpSocket"]["port"] == "rpc"
+    worker_ports = {p["name"]: p["containerPort"] for p in container(name, "statefun-worker")["ports"]}
+    assert worker_ports["rpc"] == int(conf["taskmanager.rpc.port"])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_runtime_pods_mount_module_conf_script_and_shared_checkpoints(name: str) -> None:
+    claims = objects(name, "PersistentVolumeClaim")
+    assert claims["statefun-checkpoints"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    checkpoint_dir = urlsplit(flink_conf(name)["state.checkpoints.dir"]).path
+    for deployment in ("statefun-master", "statefun-worker"):
+        found = mounts(name, deployment)
+        conf_mount, conf_volume = found["/opt/flink/conf/flink-conf.yaml"]
+        assert conf_mount["subPath"] == "flink-conf.yaml" and generated_name(conf_volume) == "statefun-flink-conf"
+        assert generated_name(found["/opt/statefun/modules/greeter"][1]) == "statefun-module"
+        assert found[checkpoint_dir][1]["persistentVolumeClaim"]["claimName"] == "statefun-checkpoints"
+    master = container(name, "statefun-master")
+    (script_mount,) = [path for path in master["command"] if path.endswith(".sh")]
+    assert generated_name(mounts(name, "statefun-master")[str(Path(script_mount).parent)][1]) == (
+        "statefun-master-script"
+    )
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_kafka_is_one_setting(name: str) -> None:
+    bootstrap = objects(name, "ConfigMap")["greeter-kafka"]["data"]["GREETER_BOOTSTRAP_SERVERS"]
+    docs = module(name)
+    assert docs["io.statefun.kafka.v1/ingress"]["address"] == bootstrap
+    assert docs["io.statefun.kafka.v1/egress"]["address"] == bootstrap
+    for job in objects(name, "Job").values():
+        (only,) = job["spec"]["template"]["spec"]["containers"]
+        refs = [re.sub(r"-[a-z0-9]{10}$", "", ref["configMapRef"]["name"]) for ref in only.get("envFrom", [])]
+        assert refs == ["greeter-kafka"], job["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_module_yaml_endpoint_reaches_the_greeter_service(name: str) -> None:
+    url = urlsplit(module(name)[ENDPOINT]["urlPathTemplate"])
+    service = objects(name, "Service")["greeter"]
+    (port,) = service["spec"]["ports"]
+    assert url.hostname == service["metadata"]["name"] and url.port == port["port"]
+    greeter = container(name, "greeter")
+    ports = {p["name"]: p["containerPort"] for p in greeter["ports"]}
+    assert env(greeter)["GREETER_BIND"] == f"0.0.0.0:{ports[port['targetPort']]}"
+    assert service["spec"]["selector"].items() <= (
+        objects(name, "Deployment")["greeter"]["spec"]["template"]["metadata"]["labels"].items()
+    )
+    tls = "GREETER_TLS_CERT" in env(greeter)
+    assert url.scheme == ("https" if tls else "http") and tls == K8S_VARIANTS[name].tls
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_probes_and_metrics_point_to_routes_the_app_serves(name: str) -> None:
+    routes = {rule.rule for rule in create_app(Settings()).url_map.iter_rules()}
+    greeter = container(name, "greeter")
+    port = {p["name"]: p["containerPort"] for p in greeter["ports"]}["http"]
+    for probe, expected in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        path, probe_port = probe_path(greeter[probe])
+        assert path == expected and path in routes, (probe, path)
+        assert probe_port in ("http", port), (probe, probe_port)
+    annotations = objects(name, "Deployment")["greeter"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] in routes
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations.get("prometheus.io/scheme", "http") == ("https" if K8S_VARIANTS[name].tls else "http")
+
+
+def gunicorn_setting(setting: str, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What greeter/gunicorn_conf.py sets under the container's environment (its TLS files aside)."""
+    for variable, value in environment.items():
+        if not variable.startswith("GREETER_TLS_"):
+            monkeypatch.setenv(variable, value)
+    return runpy.run_path(str(GUNICORN_CONF))[setting]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_grace_period_outlasts_the_drain_and_gunicorns_graceful_stop(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    greeter = container(name, "greeter")
+    graceful = gunicorn_setting("graceful_timeout", env(greeter), monkeypatch)
+    command = greeter["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep", command
+    sleep = int(command[1])
+    transport = module(name)[ENDPOINT]["transport"]
+    assert "pool_ttl" not in transport, "this test assumes StateFun's default pool_ttl"
+    assert sleep >= POOL_TTL_DEFAULT_S + POOL_TTL_JITTER_MAX_S, "pooled connections must expire before SIGTERM"
+    assert pod_spec(name, "greeter")["terminationGracePeriodSeconds"] > sleep + graceful
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_workers_follow_the_pods_cpu_not_the_nodes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    greeter = container(name, "greeter")
+    assert "GREETER_WORKERS" in env(greeter), "gunicorn's default is the node's CPU count"
+    assert gunicorn_setting("workers", env(greeter), monkeypatch) >= 1
+    assert gunicorn_setting("bind", env(greeter), monkeypatch) == env(greeter)["GREETER_BIND"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_greeter_has_a_disruption_budget_and_a_cpu_autoscaler(name: str) -> None:
+    deployment = objects(name, "Deployment")["greeter"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budget = objects(name, "PodDisruptionBudget")["greeter"]["spec"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    autoscaler = objects(name, "HorizontalPodAutoscaler")["greeter"]["spec"]
+    assert autoscaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "greeter"}
+    ((metric),) = autoscaler["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert "cpu" in container(name, "greeter")["resources"]["requests"], "utilisation is relative to the request"
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the count"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_images_are_the_compose_stacks(name: str, compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    images = {}
+    for kind in ("Deployment", "Job"):
+        for object_name, doc in objects(name, kind).items():
+            (only,) = doc["spec"]["template"]["spec"]["containers"]
+            images[object_name] = only["image"]
+    assert images["statefun-master"] == images["statefun-worker"] == services["statefun-master"]["image"]
+    assert services["statefun-worker"]["image"] == services["statefun-master"]["image"]
+    assert images["greeter"] == services["greeter"]["image"]
+    assert images["topics"] == services["topics"]["image"]
+    if "generator" in images:
+        assert images["generator"] == services["generator"]["image"]
+
+
+def test_topics_job_matches_the_local_stack() -> None:
+    (job,) = objects("base", "Job").values()
+    (only,) = job["spec"]["template"]["spec"]["containers"]
+    script = " ".join(only["args"])
+    config = StackConfig()
+    assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(TOPICS)  # type: ignore[union-attr]
+    assert f"--partitions {config.partitions}" in script
+    assert f"max.message.bytes={config.max_message_bytes}" in script
+
+
+def test_generator_job_runs_the_compose_generator_bounded() -> None:
+    job = objects("overlays/demo", "Job")["generator"]
+    (only,) = job["spec"]["template"]["spec"]["containers"]
+    compose_args = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["generator"]["command"]
+    assert only["command"][0] == compose_args[0] == "greeter-generator"
+    assert {"--unicode", "--rate=2", "--names=10"} <= set(only["command"])
+    assert any(arg.startswith("--count=") for arg in only["command"]), "a Job must finish"
+    assert "generator" not in {name for name in objects("base", "Job")}, "the base runs no generator"
+
+
+@pytest.mark.parametrize("name", [name for name in VARIANTS if K8S_VARIANTS[name].tls])
+def test_mtls_files_are_where_the_secrets_are_mounted(name: str) -> None:
+    files = CertFiles(Path("/"))
+    transport = module(name)[ENDPOINT]["transport"]
+    for deployment in ("statefun-master", "statefun-worker"):
+        found = mounts(name, deployment)
+        for key, file in (
+            ("trust_cacerts", files.ca),
+            ("client_cert", files.client_cert),
+            ("client_key", files.client_key),
+        ):
+            path = Path(urlsplit(transport[key]).path)
+            _mount, volume = found[str(path.parent)]
+            assert volume["secret"]["secretName"] == "statefun-tls" and path.name == file.name, (deployment, key)
+    greeter = env(container(name, "greeter"))
+    found = mounts(name, "greeter")
+    for variable, file in (
+        ("GREETER_TLS_CERT", files.server_cert),
+        ("GREETER_TLS_KEY", files.server_key),
+        ("GREETER_TLS_CA", files.ca),
+    ):
+        path = Path(greeter[variable])
+        _mount, volume = found[str(path.parent)]
+        assert volume["secret"]["secretName"] == "greeter-tls" and path.name == file.name, variable
