@@ -68,18 +68,21 @@ def test_http_faults_are_retried_without_loss(
             lambda: plan.arm(FaultKind.RESET, count=SPOILED_REQUESTS),
         ),
     ]
-    step = ROUNDS // (2 * len(arms) + 1)
-    run.produce_until(step)
+    # All four strike after the first third of the input and leave the last third to come.
+    per_fault = (ROUNDS // 3) // len(arms)
+    run.produce_until(ROUNDS // 3)
     retries: dict[str, int] = {}
-    for index, (label, arm) in enumerate(arms):
+    for label, arm in arms:
         run.ready_to_strike()
         retries_before = runtime_retries(stack)
         fault = run.strike(label, arm)
-        run.produce_until((2 * index + 2) * step)  # the requests the fault spoils
+        run.produce_until(run.next_round + per_fault - 1)  # the requests the fault spoils
         wait_for(f"the proxy to spend its fault ({label})", lambda: not plan.armed, 120)
-        run.produce_until((2 * index + 3) * step if index < len(arms) - 1 else ROUNDS)
+        run.produce_until(run.next_round + 1)
         run.await_recovery(fault)
         retries[label] = runtime_retries(stack) - retries_before
+    assert run.next_round <= ROUNDS - ROUNDS // 3
+    run.produce_until(ROUNDS)
 
     report, result = run.finish(
         expect_failure=False, injected=dict(plan.injected), runtime_retries=retries, forwarded=plan.forwarded
