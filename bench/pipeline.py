@@ -1,95 +1,59 @@
-"""End-to-end benchmark of the local pipeline: start-up, throughput on a backlog, latency at a fixed rate.
+"""End-to-end benchmark: the StateFun pipeline against the Quix Streams peer, on one broker, back to back.
 
-Starts its own stack (free ports, temporary run folder), then:
-1. `up` time: from the call to the job RUNNING (jars already fetched);
-2. throughput, after a warm-up backlog (--warmup): produce a backlog of --messages records over --names
-   names as fast as Kafka takes them and count committed greetings (read_committed): first to last
-   greeting, and from the first record sent;
-   CPU seconds per 1,000 greetings and peak RSS of each process; messages per HTTP request (greeter metrics);
-   every name's greetings verified 1..k;
-3. latency: --rate records/s for --latency-seconds over fresh names; produce-to-committed-visible latency.
-Usage: scripts/bench-pipeline [--names 100] [--messages 300000] [--rate 1000] ...  (results: bench/results/)
+Starts its own stack (free ports, temporary run folder) and the peer (bench/peers/quix_app.py, its own
+virtualenv: `scripts/bench-venv quix`) beside it, then for each --names point and each of --repeat rounds:
+1. throughput: a backlog of --messages records over the point's names, produced as fast as Kafka takes them;
+   committed greetings/s read under read_committed, first to last greeting and from the first record sent;
+2. latency: --rate records/s for --latency-seconds; produce-to-committed-visible p50/p99/max;
+each measured for one system and then the other (never both at once; the order flips every round), with the CPU
+seconds per 1,000 greetings and the peak RSS of each of its processes (Kafka included), the runtime's messages per
+HTTP request (greeter metrics), and every name's greetings verified 1..k. Each point reports the min and the
+median over the rounds and the StateFun/Quix ratio of the medians; the `up` time and, before the points, a
+--warmup backlog (the JVMs compile their hot paths in the first tens of thousands of records).
+
+Same input for both: each system has its own input topic (`names`, `names-quix`), and both get the same
+records (names, values, order) produced the same way while that system runs; see bench/quix_peer.py for why.
+The peer commits its transactions every checkpoint interval, as the runtime's egress does.
+Usage: scripts/bench-pipeline [--names 1,100,10000] [--messages 300000] [--repeat 2] ...  (bench/results/)
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-import uuid
+from contextlib import nullcontext
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from confluent_kafka import Consumer, Producer
-
-from bench.procstats import cpu_seconds, peak_rss_mb
-from consumer.verify import verify
-from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
+from bench import load
+from bench.procstats import dir_bytes
+from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer, create_topics
+from greeter.wiring import GREETINGS_TOPIC, NAMES_TOPIC
 from stack.config import Ports, StackConfig
 from stack.local import LocalStack
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class GreetingReader(threading.Thread):
-    """Reads committed greetings from the end of the topic, noting when each became visible."""
-
-    def __init__(self, bootstrap: str) -> None:
-        super().__init__(daemon=True)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "latest",
-                "enable.auto.commit": False,
-            }
-        )
-        self.consumer.subscribe(["greetings"])
-        self.seen: list[tuple[float, str, str]] = []  # (time visible, name, greeting)
-        self.stopping = threading.Event()
-        self.assigned = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            batch = self.consumer.consume(10_000, 0.2)
-            if self.consumer.assignment():
-                self.assigned.set()
-            now = time.monotonic()
-            for message in batch:
-                if message.error() is None:
-                    response = GreetResponse.FromString(message.value())
-                    self.seen.append((now, response.name, response.greeting))
-        self.consumer.close()
-
-    def wait_for(self, count: int, deadline_s: float) -> None:
-        end = time.monotonic() + deadline_s
-        while len(self.seen) < count and time.monotonic() < end:
-            time.sleep(0.05)
-
-
-def producer(bootstrap: str) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-
-
-def send(kafka: Producer, name: str) -> None:
-    while True:
-        try:
-            kafka.produce("names", key=name.encode(), value=GreetRequest(name=name).SerializeToString())
-            return
-        except BufferError:
-            kafka.poll(0.05)
+SYSTEMS = ("statefun", "quix")
+# Each system's processes, whose CPU and memory it is charged: the broker's work for it included.
+STATEFUN_PROCESSES = frozenset({"kafka", "jobmanager", "taskmanager", "greeter"})
+QUIX_PROCESSES = frozenset({"kafka", "quix"})
+# The figures a point summarises: (measure, field).
+SUMMARISED = (
+    ("throughput", "greetings_per_s_first_to_last"),
+    ("throughput", "greetings_per_s_from_first_sent"),
+    ("throughput", "cpu_seconds_per_1000_greetings_total"),
+    ("latency", "p50_ms"),
+    ("latency", "p99_ms"),
+    ("latency", "max_ms"),
+    ("latency", "cpu_seconds_per_1000_greetings_total"),
+)
 
 
 def greeter_batches(stack: LocalStack) -> tuple[float, float]:
@@ -100,134 +64,238 @@ def greeter_batches(stack: LocalStack) -> tuple[float, float]:
     return float(values["greeter_invocations_per_request_sum"]), float(values["greeter_invocations_per_request_count"])
 
 
-def cpu_by_process(stack: LocalStack) -> dict[str, float]:
-    return {proc.name: cpu_seconds(proc.pid) for proc in stack.state.procs}
+def targets(stack: LocalStack, peer: QuixPeer | None, settle_s: float) -> dict[str, load.Target]:
+    def processes() -> dict[str, int]:
+        running = {proc.name: proc.pid for proc in stack.state.procs}
+        if peer is not None and peer.proc is not None:
+            running["quix"] = peer.pid
+        return running
 
+    def statefun_batches() -> tuple[float, float]:
+        return greeter_batches(stack)
 
-def throughput(stack: LocalStack, names: int, messages: int, label: str = "tp") -> dict:
-    bootstrap = stack.config.bootstrap_servers
-    pool = [f"{label}-{i}-{uuid.uuid4().hex[:6]}" for i in range(names)]
-    reader = GreetingReader(bootstrap)
-    reader.start()
-    reader.assigned.wait(30)
-    cpu_before, batches_before = cpu_by_process(stack), greeter_batches(stack)
-    started = time.monotonic()
-    kafka = producer(bootstrap)
-    for index in range(messages):
-        send(kafka, pool[index % names])
-        if index % 10_000 == 0:
-            kafka.poll(0)
-    kafka.flush(120)
-    produced = time.monotonic()
-    reader.wait_for(messages, deadline_s=600)
-    time.sleep(3 * stack.config.checkpoint_interval_ms / 1000)  # late duplicates would show up by now
-    reader.stopping.set()
-    reader.join()
-    cpu_after, batches_after = cpu_by_process(stack), greeter_batches(stack)
-    seen = reader.seen
-    report = verify(((name, greeting) for _t, name, greeting in seen), dict.fromkeys(pool, messages // names))
-    first, last = seen[0][0], seen[-1][0]
-    cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-    invocations = batches_after[0] - batches_before[0]
-    requests = batches_after[1] - batches_before[1]
-    return {
-        "names": names,
-        "messages": messages,
-        "greetings": len(seen),
-        "correct": report.ok,
-        "produce_seconds": round(produced - started, 2),
-        "greetings_per_s_first_to_last": round(len(seen) / (last - first)),
-        "greetings_per_s_from_first_sent": round(len(seen) / (last - started)),
-        "cpu_seconds_per_1000_greetings": {k: round(v / len(seen) * 1000, 4) for k, v in cpu.items()},
-        "cpu_share": {k: round(v / sum(cpu.values()), 3) for k, v in cpu.items()},
-        "messages_per_request": round(invocations / requests, 1) if requests else None,
+    common: dict[str, Any] = {"bootstrap": stack.config.bootstrap_servers, "processes": processes, "settle_s": settle_s}
+    found = {
+        "statefun": load.Target(
+            "statefun", NAMES_TOPIC, GREETINGS_TOPIC, STATEFUN_PROCESSES, batches=statefun_batches, **common
+        )
     }
+    if peer is not None:
+        found["quix"] = load.Target("quix", INPUT_TOPIC, OUTPUT_TOPIC, QUIX_PROCESSES, **common)
+    return found
 
 
-def latency(stack: LocalStack, names: int, rate: float, seconds: float) -> dict:
-    bootstrap = stack.config.bootstrap_servers
-    pool = [f"lat-{i}-{uuid.uuid4().hex[:6]}" for i in range(names)]
-    reader = GreetingReader(bootstrap)
-    reader.start()
-    reader.assigned.wait(30)
-    kafka = producer(bootstrap)
-    sent_at: dict[tuple[str, int], float] = {}
-    counts = dict.fromkeys(pool, 0)
-    total = int(rate * seconds)
-    started = time.monotonic()
-    for index in range(total):
-        pause = started + index / rate - time.monotonic()
-        if pause > 0:
-            kafka.poll(pause)
-        name = pool[index % names]
-        counts[name] += 1
-        sent_at[(name, counts[name])] = time.monotonic()
-        send(kafka, name)
-        kafka.poll(0)
-    kafka.flush(60)
-    reader.wait_for(total, deadline_s=120)
-    reader.stopping.set()
-    reader.join()
-    numbers: dict[str, int] = dict.fromkeys(pool, 0)
-    delays = []
-    for visible, name, _greeting in reader.seen:
-        numbers[name] += 1
-        delays.append((visible - sent_at[(name, numbers[name])]) * 1000)
-    delays.sort()
-    return {
-        "rate": rate,
-        "seconds": seconds,
-        "greetings": len(delays),
-        "p50_ms": round(statistics.median(delays)),
-        "p99_ms": round(delays[int(len(delays) * 0.99) - 1]),
-        "max_ms": round(delays[-1]),
+def state_bytes(stack: LocalStack, peer: QuixPeer | None) -> dict[str, dict[str, int]]:
+    """State on disk: the TaskManager's RocksDB and the retained checkpoints; the peer's RocksDB and changelog."""
+    config = stack.config
+    found = {
+        "statefun": {
+            "rocksdb": dir_bytes(config.flink_work_dir / "rocksdb"),
+            "checkpoints": dir_bytes(config.checkpoint_dir),
+        }
     }
+    if peer is not None:
+        found["quix"] = peer.state_bytes()
+    return found
 
 
-def main() -> int:
+def summarise(rounds: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
+    """Per system and figure, the min and the median over the rounds; StateFun/Quix of the medians."""
+    summary: dict[str, Any] = {}
+    for system in systems:
+        figures: dict[str, Any] = {}
+        for measure, name in SUMMARISED:
+            values = [r[system][measure][name] for r in rounds if r[system][measure].get(name) is not None]
+            if values:
+                figures[f"{measure}.{name}"] = {"min": min(values), "median": round(statistics.median(values), 4)}
+        figures["correct"] = all(r[system][m]["correct"] for r in rounds for m in ("throughput", "latency"))
+        summary[system] = figures
+    if set(SYSTEMS) <= set(systems):
+        ours, theirs = summary["statefun"], summary["quix"]
+        summary["statefun_to_quix"] = {
+            key: round(ours[key]["median"] / theirs[key]["median"], 2)
+            for key in ours.keys() & theirs.keys()
+            if key != "correct" and theirs[key]["median"]
+        }
+    return summary
+
+
+def run_point(found: dict[str, load.Target], names: int, args: argparse.Namespace, round_index: int) -> dict[str, Any]:
+    """One round of one point: throughput for each system in turn, then latency for each."""
+    order = list(found) if round_index % 2 == 0 else list(reversed(found))
+    result: dict[str, Any] = {"round": round_index, "order": order}
+    backlog, trickle = load.name_pool(f"tp{names}", names), load.name_pool(f"lat{names}", names)
+    for system in order:  # the same names and records for both: each system keeps its own counts
+        result[system] = {"throughput": load.throughput(found[system], backlog, args.messages)}
+        say(f"{system} names={names} round {round_index}: throughput {brief(result[system]['throughput'])}")
+    for system in order:
+        result[system]["latency"] = load.latency(found[system], trickle, args.rate, args.latency_seconds)
+        say(f"{system} names={names} round {round_index}: latency {brief(result[system]['latency'])}")
+    return result
+
+
+def brief(measure: dict[str, Any]) -> str:
+    keys = ["greetings", "correct", "greetings_per_s_first_to_last", "p50_ms", "p99_ms", "max_ms"]
+    keys += ["cpu_seconds_per_1000_greetings_total", "messages_per_request"]
+    return json.dumps({key: measure[key] for key in keys if key in measure})
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """The medians (and the min of greetings/s) per point and system, for the terminal."""
+    columns = ("names", "system", "greetings/s (min)", "from sent", "p50/p99/max ms", "CPU s/1000 tp, lat", "ok")
+    rows = [columns]
+    for point in result["points"]:
+        for system in result["systems"]:
+            figures = point["summary"][system]
+
+            def med(key: str, figures: dict[str, Any] = figures) -> str:
+                return str(figures[key]["median"]) if key in figures else "-"
+
+            rate = "throughput.greetings_per_s_first_to_last"
+            lowest = figures[rate]["min"] if rate in figures else "-"
+            rows.append(
+                (
+                    str(point["names"]),
+                    system,
+                    f"{med(rate)} ({lowest})",
+                    med("throughput.greetings_per_s_from_first_sent"),
+                    f"{med('latency.p50_ms')}/{med('latency.p99_ms')}/{med('latency.max_ms')}",
+                    f"{med('throughput.cpu_seconds_per_1000_greetings_total')}, "
+                    f"{med('latency.cpu_seconds_per_1000_greetings_total')}",
+                    "yes" if figures["correct"] else "NO",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for point in result["points"]:
+        if "statefun_to_quix" in point["summary"]:
+            ratios = ", ".join(f"{key} {value}" for key, value in sorted(point["summary"]["statefun_to_quix"].items()))
+            lines.append(f"statefun/quix at {point['names']} names (medians): {ratios}")
+    return lines
+
+
+def names_list(text: str) -> list[int]:
+    try:
+        points = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated counts, got {text!r}") from None
+    if not points or min(points) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be at least 1, got {text!r}")
+    return points
+
+
+def systems_list(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    if not chosen or set(chosen) - set(SYSTEMS):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(SYSTEMS)}, got {text!r}")
+    return [system for system in SYSTEMS if system in chosen]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--names", type=int, default=100)
-    parser.add_argument("--messages", type=int, default=300_000)
+    parser.add_argument("--names", type=names_list, default=[100], help="distinct names per point, e.g. 1,100,10000")
+    parser.add_argument("--messages", type=int, default=300_000, help="records per throughput backlog")
     parser.add_argument("--warmup", type=int, default=100_000, help="records sent and awaited before measuring")
-    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--rate", type=float, default=1000, help="records/s of the latency runs")
     parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument("--repeat", type=int, default=2, help="rounds per point (min and median reported)")
+    parser.add_argument("--systems", type=systems_list, default=list(SYSTEMS), help="statefun,quix (default both)")
     parser.add_argument("--greeter-workers", type=int, default=2)
-    parser.add_argument("--checkpoint-interval-ms", type=int, default=2000)
-    args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-stack-") as run_dir:
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=2000, help="also the peer's commit interval")
+    parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/pipeline-<time>.json)")
+    parser.add_argument("--run-dir", type=Path, help="the stack's run folder, kept (default: a temporary one)")
+    return parser.parse_args(argv)
+
+
+def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Everything after `up`, into `result`; saved after each point, so a long sweep that fails keeps the rest."""
+    if peer is not None:
+        create_topics(stack.config)
+        result["peer"] = peer.describe()
+        result["peer_up_seconds"] = round(peer.start(), 1)
+        say(f"[bench] Quix peer ready in {result['peer_up_seconds']} s (pid {peer.pid})")
+    settle_s = 3 * args.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
+    found = {name: target for name, target in targets(stack, peer, settle_s).items() if name in args.systems}
+    if args.warmup:
+        warm = load.name_pool("warmup", args.names[0])
+        result["warmup"] = {name: load.throughput(target, warm, args.warmup) for name, target in found.items()}
+        say(f"[bench] warm-up: {json.dumps(result['warmup'])}")
+    for names in args.names:
+        rounds = [run_point(found, names, args, index) for index in range(args.repeat)]
+        summary = summarise(rounds, args.systems)
+        result["points"].append({"names": names, "rounds": rounds, "summary": summary})
+        result["points"][-1]["state_bytes"] = state_bytes(stack, peer)
+        args.out.write_text(json.dumps(result, indent=2))
+    result["job_failures"] = stack.failure_count()
+    result["correct"] = all(p["summary"][s]["correct"] for p in result["points"] for s in args.systems)
+    result["complete"] = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    args.out = args.out or RESULTS / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    keep = nullcontext(str(args.run_dir.resolve())) if args.run_dir else None
+    with keep or tempfile.TemporaryDirectory(prefix="bench-stack-") as run_dir:
         config = StackConfig(
             run_dir=Path(run_dir),
             ports=Ports.free(),
             greeter_workers=args.greeter_workers,
             checkpoint_interval_ms=args.checkpoint_interval_ms,
         )
-        stack = LocalStack(config, report=lambda line: print(f"[stack] {line}", file=sys.stderr))
+        stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
+        peer = QuixPeer(config) if "quix" in args.systems else None
+        result: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "complete": False,
+            "systems": args.systems,
+            "greeter_workers": args.greeter_workers,
+            "checkpoint_interval_ms": args.checkpoint_interval_ms,
+            "messages": args.messages,
+            "warmup_messages": args.warmup,
+            "rate": args.rate,
+            "latency_seconds": args.latency_seconds,
+            "repeat": args.repeat,
+            "points": [],
+        }
         try:
             started = time.monotonic()
             stack.up(fresh=True)
-            result: dict = {
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "up_seconds": round(time.monotonic() - started, 1),
-                "greeter_workers": args.greeter_workers,
-                "checkpoint_interval_ms": args.checkpoint_interval_ms,
-            }
-            print(json.dumps(result), file=sys.stderr)
-            if args.warmup:  # the JVMs compile their hot paths during the first tens of thousands of records
-                result["warmup"] = throughput(stack, args.names, args.warmup, "warmup")
-                print(json.dumps(result["warmup"]), file=sys.stderr)
-            result["throughput"] = throughput(stack, args.names, args.messages)
-            print(json.dumps(result["throughput"]), file=sys.stderr)
-            result["latency"] = latency(stack, args.names, args.rate, args.latency_seconds)
-            result["peak_rss_mb"] = {p.name: round(peak_rss_mb(p.pid)) for p in stack.state.procs}
-            result["restarts"] = stack.restart_count()
+            result["up_seconds"] = round(time.monotonic() - started, 1)
+            measure(stack, peer, args, result)
         finally:
+            if peer is not None:
+                say(f"[bench] Quix peer: {peer.stop()}")
             stack.down()
-    out = RESULTS / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+            if result["points"] or result["complete"]:
+                args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    return 0 if result["throughput"]["correct"] and result["latency"]["greetings"] else 1
+    for line in [*table(result), f"results: {args.out}"]:
+        say(line)
+    return 0 if result["correct"] else 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding like Ctrl-C."""
+
+
+def cli() -> int:
+    """main() with SIGTERM unwinding like Ctrl-C, so the stack and the peer are stopped by PID either way."""
+
+    def terminate(_signum: int, _frame: FrameType | None) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        return main()
+    except KeyboardInterrupt as interrupt:
+        say("[bench] interrupted: the stack and the peer are stopped")
+        return 143 if isinstance(interrupt, Terminated) else 130
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

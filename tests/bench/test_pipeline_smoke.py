@@ -1,0 +1,69 @@
+"""The pipeline benchmark at its smallest, end to end: a fresh stack and the Quix Streams peer beside it, a
+backlog and a fixed-rate run through each, one after the other. Keeps the benchmark working; its figures at
+this size mean nothing. Builds the peer's virtualenv first (scripts/bench-venv quix, from PyPI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import pipeline
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = [
+    "--names",
+    "10",
+    "--messages",
+    "1000",
+    "--warmup",
+    "0",
+    "--repeat",
+    "1",
+    "--rate",
+    "200",
+    "--latency-seconds",
+    "2",
+]
+SMOKE += ["--checkpoint-interval-ms", "1000"]  # the 3-interval settle wait after each backlog stays short
+
+
+@pytest.mark.timeout(300)
+def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> None:
+    subprocess.run([str(ROOT / "scripts" / "bench-venv"), "quix"], check=True, timeout=240)
+    out = tmp_path / "pipeline.json"
+
+    code = pipeline.main([*SMOKE, "--out", str(out), "--run-dir", str(tmp_path / "run")])
+
+    result = json.loads(out.read_text())
+    (point,) = result["points"]
+    (round_,) = point["rounds"]
+    for system in ("statefun", "quix"):
+        backlog, trickle = round_[system]["throughput"], round_[system]["latency"]
+        assert backlog["correct"], backlog["problems"]
+        assert trickle["correct"], trickle["problems"]
+        assert backlog["greetings"] == 1000
+        assert trickle["greetings"] == 400
+        # None when the whole backlog became visible in one transaction, likely at this size
+        assert backlog["greetings_per_s_first_to_last"] is None or backlog["greetings_per_s_first_to_last"] > 0
+        assert backlog["greetings_per_s_from_first_sent"] > 0
+        assert 0 < trickle["p50_ms"] <= trickle["p99_ms"] <= trickle["max_ms"]
+        for measure in (backlog, trickle):
+            assert measure["cpu_seconds_per_1000_greetings_total"] > 0
+            assert measure["peak_rss_mb"]["kafka"] > 0
+        summary = point["summary"][system]
+        assert summary["correct"]
+        assert set(summary["throughput.greetings_per_s_from_first_sent"]) == {"min", "median"}
+    assert set(round_["statefun"]["throughput"]["cpu_seconds_per_1000_greetings"]) == pipeline.STATEFUN_PROCESSES
+    assert set(round_["quix"]["throughput"]["cpu_seconds_per_1000_greetings"]) == {"kafka", "quix"}
+    assert round_["quix"]["throughput"]["peak_rss_mb"]["quix"] > 0
+    assert round_["statefun"]["throughput"]["messages_per_request"] >= 1
+    assert point["summary"]["statefun_to_quix"]["throughput.greetings_per_s_from_first_sent"] > 0
+    assert point["state_bytes"]["quix"]["rocksdb"] > 0
+    assert result["peer_up_seconds"] > 0
+    assert result["job_failures"] == 0
+    assert code == 0

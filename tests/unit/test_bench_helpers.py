@@ -1,0 +1,62 @@
+"""The benchmark's pure helpers: who expects how many greetings, percentiles, the sweep flags, the summary."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from bench import load, pipeline
+
+
+def test_expected_counts_spread_the_records_round_robin_and_leave_out_names_never_sent() -> None:
+    assert load.expected_counts(["a", "b", "c"], 7) == {"a": 3, "b": 2, "c": 2}
+    assert load.expected_counts(["a", "b", "c"], 2) == {"a": 1, "b": 1}
+
+
+def test_name_pools_are_distinct_and_new_each_time() -> None:
+    first, second = load.name_pool("tp", 3), load.name_pool("tp", 3)
+    assert len(set(first)) == 3
+    assert not set(first) & set(second)
+
+
+def test_nearest_rank_percentile() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert load.percentile(values, 0.5) == 50
+    assert load.percentile(values, 0.99) == 99
+    assert load.percentile([7.0], 0.99) == 7
+
+
+def test_names_and_systems_flags() -> None:
+    assert pipeline.names_list("1,100,10000") == [1, 100, 10_000]
+    assert pipeline.names_list("100") == [100]
+    assert pipeline.systems_list("quix,statefun") == ["statefun", "quix"]
+    for bad in ("0", "a,b", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            pipeline.names_list(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        pipeline.systems_list("flink")
+
+
+def _round(system_figures: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    return {
+        system: {
+            "throughput": {"correct": True, "greetings_per_s_first_to_last": rate},
+            "latency": {"correct": True, "p50_ms": p50},
+        }
+        for system, (rate, p50) in system_figures.items()
+    }
+
+
+def test_summary_takes_min_and_median_and_the_ratio_of_the_medians() -> None:
+    rounds = [
+        _round({"statefun": (300, 1000), "quix": (100, 500)}),
+        _round({"statefun": (200, 1200), "quix": (150, 700)}),
+        _round({"statefun": (400, 1100), "quix": (200, 600)}),
+    ]
+    summary = pipeline.summarise(rounds, ["statefun", "quix"])
+    assert summary["statefun"]["throughput.greetings_per_s_first_to_last"] == {"min": 200, "median": 300}
+    assert summary["quix"]["latency.p50_ms"] == {"min": 500, "median": 600}
+    assert summary["statefun_to_quix"]["throughput.greetings_per_s_first_to_last"] == 2.0
+    assert summary["statefun"]["correct"] and summary["quix"]["correct"]
