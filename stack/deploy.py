@@ -1,8 +1,9 @@
 """Renders the container stacks' runtime configuration from the same settings as the local stack.
 
-`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml and the Kubernetes files that kustomize turns
-into ConfigMaps (deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml); tests/static fails when a committed
-file differs from what this renders, so the stacks cannot drift.
+`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml, deploy/compose/module.mtls.yaml (what
+docker-compose.mtls.yml mounts) and the Kubernetes files that kustomize turns into ConfigMaps
+(deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml); tests/static fails when a committed file differs from
+what this renders, so the stacks cannot drift.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from .flinkconf import OFFICIAL, pipeline_entries, render
 from .render import RenderError, with_tls_transport
 from .tls import CertFiles
 
-COMPOSE_FLINK_CONF = REPO_ROOT / "deploy" / "compose" / "flink-conf.yaml"
+COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
+COMPOSE_FLINK_CONF = COMPOSE_DIR / "flink-conf.yaml"
+# The compose stack's mutual TLS (docker-compose.mtls.yml): the module it mounts, and where `python -m stack.tls`
+# writes the certificates it mounts (gitignored).
+COMPOSE_MODULE_MTLS = COMPOSE_DIR / "module.mtls.yaml"
+COMPOSE_TLS_DIR = COMPOSE_DIR / "tls"
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 # The one Kafka setting of the Kubernetes stack: the generator and topics Jobs read it as a ConfigMap, and
@@ -26,9 +32,11 @@ K8S_KAFKA_ENV = K8S_DIR / "base" / "kafka.env"
 K8S_BOOTSTRAP_VARIABLE = "GREETER_BOOTSTRAP_SERVERS"
 # The names module.yaml and the manifests share.
 K8S_MASTER_SERVICE = "statefun-master"
-K8S_GREETER_URL_TLS = MODULE_GREETER_URL.replace("http://", "https://", 1)
-# Where the mtls overlay mounts the runtime's Secret (ca.pem, runtime.pem, runtime-key.pem: stack/tls.py's names).
-K8S_RUNTIME_TLS_DIR = Path("/etc/statefun/tls")
+GREETER_URL_TLS = MODULE_GREETER_URL.replace("http://", "https://", 1)
+# Where both container stacks mount the runtime's certificate files (ca.pem, runtime.pem, runtime-key.pem:
+# stack/tls.py's names): the k8s mtls overlay from the statefun-tls Secret, docker-compose.mtls.yml from
+# deploy/compose/tls/.
+RUNTIME_TLS_DIR = Path("/etc/statefun/tls")
 
 
 FLINK_CONF = "flink-conf.yaml"
@@ -102,6 +110,25 @@ def render_compose_flink_conf() -> str:
     return render(pipeline_entries(StackConfig()) + container_entries(), header)
 
 
+def with_container_tls(module_yaml: str) -> str:
+    """module.yaml for mutual TLS in a container stack: https:// to the greeter, and the transport's certificate
+    files in RUNTIME_TLS_DIR, merged by the same code as the local stack's --tls (stack/render.py)."""
+    if MODULE_GREETER_URL not in module_yaml:
+        raise RenderError(f"module.yaml does not contain {MODULE_GREETER_URL!r}: update stack/config.py")
+    return with_tls_transport(module_yaml.replace(MODULE_GREETER_URL, GREETER_URL_TLS), CertFiles(RUNTIME_TLS_DIR))
+
+
+def render_compose_module_mtls(source: str | None = None) -> str:
+    """The repository's module.yaml (whose hosts are the compose services') with mutual TLS."""
+    source = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8") if source is None else source
+    header = (
+        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml, with mutual TLS:\n"
+        f"# https:// and the runtime's certificate files in {RUNTIME_TLS_DIR}, where docker-compose.mtls.yml mounts\n"
+        "# them from deploy/compose/tls/ (minted by `python -m stack.tls`). Edit module.yaml, then render again.\n"
+    )
+    return header + with_container_tls(source)
+
+
 def render_k8s_flink_conf(variant: K8sVariant) -> str:
     header = (
         "Rendered by stack/deploy.py (`python -m stack.deploy`) from the settings the local stack uses; "
@@ -133,12 +160,8 @@ def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, boots
     rendered = source.replace(MODULE_KAFKA_ADDRESS, bootstrap)
     what = "Kafka from deploy/k8s/base/kafka.env"
     if variant.tls:
-        rendered = with_tls_transport(
-            rendered.replace(MODULE_GREETER_URL, K8S_GREETER_URL_TLS), CertFiles(K8S_RUNTIME_TLS_DIR)
-        )
-        what += (
-            f"; mutual TLS with the runtime's certificate files from the statefun-tls Secret in {K8S_RUNTIME_TLS_DIR}"
-        )
+        rendered = with_container_tls(rendered)
+        what += f"; mutual TLS with the runtime's certificate files from the statefun-tls Secret in {RUNTIME_TLS_DIR}"
     header = (
         "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml: "
         f"{what}.\n# Edit those, then render again; kustomize makes this the statefun-module ConfigMap.\n"
@@ -148,7 +171,7 @@ def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, boots
 
 def rendered_files() -> dict[Path, str]:
     """Every file this module writes, with its content."""
-    files = {COMPOSE_FLINK_CONF: render_compose_flink_conf()}
+    files = {COMPOSE_FLINK_CONF: render_compose_flink_conf(), COMPOSE_MODULE_MTLS: render_compose_module_mtls()}
     for name, variant in K8S_VARIANTS.items():
         if FLINK_CONF in variant.own_files:
             files[K8S_DIR / name / FLINK_CONF] = render_k8s_flink_conf(variant)

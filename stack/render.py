@@ -36,7 +36,8 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     """Add the TLS keys to the endpoint's async transport (StateFun 3.3's NettyRequestReplySpec), making one if
     the endpoint declares none. Text, not YAML: the rendered copy keeps the source's comments and order.
 
-    Used by the local stack (--tls) and by stack/deploy.py for the Kubernetes mtls overlay."""
+    Used by the local stack (--tls) and by stack/deploy.py for the container stacks (docker-compose.mtls.yml, the
+    Kubernetes mtls overlay)."""
     documents = re.split(r"(?m)^---[ \t]*$", source)
     endpoints = [
         i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*{re.escape(ENDPOINT_KIND)}\s*$", doc)

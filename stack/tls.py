@@ -1,5 +1,8 @@
-"""Throwaway mutual-TLS material for one run: a CA, the greeter's server certificate and the runtime's client
-certificate, minted into the run folder on every `up --tls` and never committed.
+"""Throwaway mutual-TLS material: a CA, the greeter's server certificate and the runtime's client certificate,
+minted into the run folder on every `up --tls` and never committed.
+
+`python -m stack.tls DIR --host greeter --world-readable` mints the same files for the compose stack's mutual TLS
+(docker-compose.mtls.yml mounts them from deploy/compose/tls/); see main() and the README's "Mutual TLS".
 
 The runtime's async transport (StateFun 3.3, Netty 4.1 with the JDK's TLS) reads PEM certificates and an
 unencrypted PKCS#8 PEM key (`BEGIN PRIVATE KEY`); Python's ssl reads the same files.
@@ -7,10 +10,14 @@ unencrypted PKCS#8 PEM key (`BEGIN PRIVATE KEY`); Python's ssl reads the same fi
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import os
+import re
 import ssl
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +60,10 @@ class CertFiles:
     def client_key(self) -> Path:
         return self.directory / "runtime-key.pem"
 
+    @property
+    def all(self) -> tuple[Path, ...]:
+        return (self.ca, self.server_cert, self.server_key, self.client_cert, self.client_key)
+
     def client_context(self) -> ssl.SSLContext:
         """What a client of the greeter needs: trust our CA, show the runtime's certificate."""
         context = ssl.create_default_context(cafile=self.ca)
@@ -68,7 +79,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _builder(subject: str, issuer: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+def _builder(
+    subject: str, issuer: x509.Name, public: ec.EllipticCurvePublicKey, validity: datetime.timedelta
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -77,7 +90,7 @@ def _builder(subject: str, issuer: x509.Name, public: ec.EllipticCurvePublicKey)
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
 
@@ -86,14 +99,15 @@ def _leaf(
     subject: str,
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
-    usage: x509.ObjectIdentifier,
+    usages: list[x509.ObjectIdentifier],
     names: list[x509.GeneralName],
+    validity: datetime.timedelta,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = _key()
     builder = (
-        _builder(subject, ca_cert.subject, key.public_key())
+        _builder(subject, ca_cert.subject, key.public_key(), validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if names:
@@ -107,12 +121,13 @@ _CA_USAGE = dict.fromkeys(
 ) | {"key_cert_sign": True, "crl_sign": True, "encipher_only": False, "decipher_only": False}
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
+def _write(path: Path, data: bytes, mode: int) -> None:
     path.unlink(missing_ok=True)
-    # Keys readable by their owner only, from the moment they exist.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    # The mode from the moment the file exists (keys: readable by their owner only, unless asked otherwise).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
+    os.chmod(path, mode)  # os.open's mode passes through the umask
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -122,30 +137,131 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def mint(directory: Path) -> CertFiles:
-    """A fresh CA, a server certificate for 127.0.0.1/localhost and a client certificate, all under `directory`."""
+# A DNS name as certificates carry it: dot-separated labels of letters, digits and inner hyphens.
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def server_names(hosts: Iterable[str] = ()) -> list[x509.GeneralName]:
+    """The greeter certificate's subject alternative names: 127.0.0.1 and localhost (the local stack, and the
+    in-container health check), then each of `hosts`, an IP address or a DNS name (e.g. `greeter` in compose)."""
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+    for host in hosts:
+        try:
+            name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            if not _DNS_NAME.fullmatch(host):
+                raise ValueError(f"{host!r} is neither an IP address nor a DNS name") from None
+            name = x509.DNSName(host.lower())
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def mint(
+    directory: Path,
+    hosts: Iterable[str] = (),
+    *,
+    validity: datetime.timedelta = VALIDITY,
+    world_readable: bool = False,
+) -> CertFiles:
+    """A fresh CA, a server certificate for 127.0.0.1, localhost and `hosts`, and a client certificate, all under
+    `directory`. The CA's key is not kept: nothing more can be signed, and minting again replaces everything.
+
+    The folder is its owner's only (0700); the keys are too (0600) unless `world_readable` (0644, like the
+    certificates): for containers that bind-mount the files one by one and read them as another user (the
+    greeter image's uid 10001). A bind-mounted file is opened inside the container without passing through its
+    folder on the host, so the folder keeps other users of this machine out either way."""
+    names = server_names(hosts)
     files = CertFiles(directory)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
+    key_mode = 0o644 if world_readable else 0o600
     ca_key = _key()
+    ca_name = "greeter-stack throwaway CA"
     ca_cert = (
-        _builder("greeter-stack throwaway CA", _name("greeter-stack throwaway CA"), ca_key.public_key())
+        _builder(ca_name, _name(ca_name), ca_key.public_key(), validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(**_CA_USAGE), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
+    # clientAuth too: the container health checks (compose, Kubernetes) show the greeter its own certificate.
     server_key, server_cert = _leaf(
         "greeter",
         ca_key,
         ca_cert,
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")],
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        names,
+        validity,
     )
-    client_key, client_cert = _leaf("statefun-runtime", ca_key, ca_cert, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    client_key, client_cert = _leaf(
+        "statefun-runtime", ca_key, ca_cert, [ExtendedKeyUsageOID.CLIENT_AUTH], [], validity
+    )
     pem = serialization.Encoding.PEM
-    _write(files.ca, ca_cert.public_bytes(pem))
-    _write(files.server_cert, server_cert.public_bytes(pem))
-    _write(files.server_key, _pem_key(server_key), private=True)
-    _write(files.client_cert, client_cert.public_bytes(pem))
-    _write(files.client_key, _pem_key(client_key), private=True)
+    _write(files.ca, ca_cert.public_bytes(pem), 0o644)
+    _write(files.server_cert, server_cert.public_bytes(pem), 0o644)
+    _write(files.server_key, _pem_key(server_key), key_mode)
+    _write(files.client_cert, client_cert.public_bytes(pem), 0o644)
+    _write(files.client_key, _pem_key(client_key), key_mode)
     return files
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.tls",
+        description=(
+            "Mint a throwaway CA, the greeter's certificate (127.0.0.1, localhost and each --host) and the "
+            "runtime's client certificate into DIR: ca.pem, greeter.pem, greeter-key.pem, runtime.pem, "
+            "runtime-key.pem. For the compose stack: python -m stack.tls deploy/compose/tls --host greeter "
+            "--world-readable"
+        ),
+    )
+    parser.add_argument("directory", type=Path, metavar="DIR", help="created if missing; earlier files replaced")
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another DNS name or IP address the greeter is reached by (repeat for more)",
+    )
+    parser.add_argument(
+        "--days", type=int, default=VALIDITY.days, help="validity of every certificate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--world-readable",
+        action="store_true",
+        help="keys 0644 instead of 0600, for containers that bind-mount the files and read them as another user "
+        "(the greeter image runs as uid 10001); DIR stays 0700",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
+    if args.days < 1:
+        parser.error(f"--days {args.days}: at least 1")
+    try:
+        server_names(args.host)
+    except ValueError as error:
+        parser.error(f"--host {error}")
+    if directory.exists():
+        if not directory.is_dir():
+            parser.error(f"{directory} is not a folder")
+        ours = {path.name for path in CertFiles(directory).all}
+        others = sorted(path.name for path in directory.iterdir() if path.name not in ours)
+        if others:  # mint changes the folder's mode and replaces files: only in a folder of its own
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            parser.error(f"{directory} holds other files than certificates minted here ({shown})")
+    files = mint(directory, args.host, validity=datetime.timedelta(days=args.days), world_readable=args.world_readable)
+    for path in files.all:
+        print(path)
+    names = ", ".join(str(name.value) for name in server_names(args.host))
+    print(f"a new CA; the greeter's certificate is for {names}; valid {args.days} days", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

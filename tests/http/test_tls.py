@@ -1,7 +1,13 @@
-"""greeter-serve with mutual TLS on (GREETER_TLS_*): only clients with a certificate from our CA are served."""
+"""greeter-serve with mutual TLS on (GREETER_TLS_*): only clients with a certificate from our CA are served.
+
+Every test runs twice: with the local stack's certificates (`greeter-stack up --tls`) and with the compose stack's
+(`python -m stack.tls deploy/compose/tls --host greeter --world-readable`, docker-compose.mtls.yml), where the
+container health check must be served too."""
 
 import http.client
 import os
+import re
+import shlex
 import signal
 import socket
 import ssl
@@ -11,8 +17,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from greeter.harness import RuntimeHarness
 from stack.tls import CertFiles, mint
@@ -20,6 +28,9 @@ from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_MTLS = ROOT / "docker-compose.mtls.yml"
+LOCAL, COMPOSE = "greeter-stack up --tls", "python -m stack.tls"
 
 
 @dataclass
@@ -67,9 +78,20 @@ def wait_ready(server: TlsServer, deadline_s: float = 20) -> None:
     raise AssertionError(f"not ready over TLS after {deadline_s} s: {last}\n{server.log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return mint(tmp_path_factory.mktemp("tls"))
+def compose_certs(directory: Path) -> CertFiles:
+    """The command docker-compose.mtls.yml names, as a user runs it."""
+    (command,) = re.findall(r"python -m stack\.tls ([^#\n]+)", COMPOSE_MTLS.read_text())
+    _folder, *options = shlex.split(command)
+    subprocess.run(
+        [sys.executable, "-m", "stack.tls", str(directory), *options], cwd=ROOT, check=True, capture_output=True
+    )
+    return CertFiles(directory)
+
+
+@pytest.fixture(scope="module", params=[LOCAL, COMPOSE])
+def certs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    directory = tmp_path_factory.mktemp("tls") / "tls"
+    return mint(directory) if request.param == LOCAL else compose_certs(directory)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +198,38 @@ def test_refused_clients_do_not_disturb_the_workers(server: TlsServer) -> None:
     assert get(server, server.certs.client_context()) == 200
     after = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
     assert sorted(after) == sorted(workers), "a worker died or was replaced"
+
+
+def test_the_container_health_check_is_served(server: TlsServer) -> None:
+    # docker-compose.mtls.yml's health check (the Kubernetes mtls overlay's probe, tests/static holds them equal):
+    # it shows the greeter its own certificate, in the container's environment.
+    test = yaml.safe_load(COMPOSE_MTLS.read_text())["services"]["greeter"]["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1] == "python"
+    script = test[3].replace("https://127.0.0.1:8000", f"https://127.0.0.1:{server.port}")
+    assert script.count(str(server.port)) == 1, test[3]
+    result = subprocess.run(
+        [sys.executable, test[2], script, *test[4:]],
+        env={**os.environ, **tls_env(server.certs)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_compose_certificate_holds_for_the_host_the_runtime_calls(
+    server: TlsServer, request: pytest.FixtureRequest
+) -> None:
+    documents = yaml.safe_load_all((ROOT / "deploy" / "compose" / "module.mtls.yaml").read_text())
+    (url,) = [doc["spec"]["urlPathTemplate"] for doc in documents if "urlPathTemplate" in doc["spec"]]
+    host = urlsplit(url).hostname
+    context = server.certs.client_context()  # checks the name, as StateFun 3.3's client does not
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        if request.node.callspec.params["certs"] == COMPOSE:
+            context.wrap_socket(raw, server_hostname=host).close()
+        else:
+            with pytest.raises(ssl.SSLCertVerificationError, match=f"not valid for '{host}'"):
+                context.wrap_socket(raw, server_hostname=host)
 
 
 def test_the_server_certificate_is_checked_by_the_client(server: TlsServer, tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_the_server_certificate_names_the_loopback_address_and_is_for_servers(ce
     assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     assert names.get_values_for_type(x509.DNSName) == ["localhost"]
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    # clientAuth as well: the container health checks show the greeter its own certificate.
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
 def test_the_client_certificate_is_for_clients(certs: CertFiles) -> None:
