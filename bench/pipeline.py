@@ -34,8 +34,9 @@ from typing import Any
 
 from bench import load
 from bench.procstats import dir_bytes
-from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer, create_topics
+from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer
 from greeter.wiring import GREETINGS_TOPIC, NAMES_TOPIC
+from stack import kafka
 from stack.config import Ports, StackConfig
 from stack.local import LocalStack
 
@@ -210,7 +211,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, result: dict[str, Any]) -> None:
     """Everything after `up`, into `result`; saved after each point, so a long sweep that fails keeps the rest."""
     if peer is not None:
-        create_topics(stack.config)
+        kafka.ensure_topics(stack.config, (INPUT_TOPIC, OUTPUT_TOPIC))  # the peer's, like ours
         result["peer"] = peer.describe()
         result["peer_up_seconds"] = round(peer.start(), 1)
         say(f"[bench] Quix peer ready in {result['peer_up_seconds']} s (pid {peer.pid})")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from bench.procstats import dir_bytes
 from stack import kafka, procs
@@ -29,26 +28,6 @@ NAME = "quix"
 INPUT_TOPIC = "names-quix"
 OUTPUT_TOPIC = "greetings-quix"
 GROUP = "greeter-quix"
-
-
-def create_topics(config: StackConfig) -> None:
-    """The peer's input and output, like the stack's `names` and `greetings`: same partitions, same limit."""
-    client = kafka.admin(config)
-    wanted = [
-        NewTopic(
-            name,
-            num_partitions=config.partitions,
-            replication_factor=1,
-            config={"max.message.bytes": str(config.max_message_bytes)},
-        )
-        for name in (INPUT_TOPIC, OUTPUT_TOPIC)
-    ]
-    for name, future in client.create_topics(wanted, request_timeout=15).items():
-        try:
-            future.result()
-        except KafkaException as error:
-            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise RuntimeError(f"creating topic {name!r} failed: {error}") from error
 
 
 class QuixPeer:

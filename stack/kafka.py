@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,8 +145,8 @@ def formatted_cluster_id(config: StackConfig) -> str | None:
     return None
 
 
-def ensure_topics(config: StackConfig) -> None:
-    """Create the topics that are missing (idempotent)."""
+def ensure_topics(config: StackConfig, names: Iterable[str] = TOPICS) -> None:
+    """Create the topics that are missing (idempotent), with the stack's partitions and record size bound."""
     client = admin(config)
     existing = client.list_topics(timeout=5).topics
     wanted = [
@@ -155,7 +156,7 @@ def ensure_topics(config: StackConfig) -> None:
             replication_factor=1,
             config={"max.message.bytes": str(config.max_message_bytes)},
         )
-        for name in TOPICS
+        for name in names
         if name not in existing
     ]
     for name, future in client.create_topics(wanted, request_timeout=15).items() if wanted else ():
