@@ -228,6 +228,8 @@ def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, 
         result["points"][-1]["state_bytes"] = state_bytes(stack, peer)
         args.out.write_text(json.dumps(result, indent=2))
     result["job_failures"] = stack.failure_count()
+    # Deliveries that failed and were retried (a closed keep-alive connection would show here): should be 0.
+    result["failed_deliveries"] = stack.delivery_retries()
     result["correct"] = all(p["summary"][s]["correct"] for p in result["points"] for s in args.systems)
     result["complete"] = True
 
@@ -271,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             if result["points"] or result["complete"]:
                 args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    for line in [*table(result), f"results: {args.out}"]:
+    retried = f"failed deliveries retried by the runtime: {result.get('failed_deliveries', '-')}"
+    for line in [*table(result), retried, f"results: {args.out}"]:
         say(line)
     return 0 if result["correct"] else 1
 

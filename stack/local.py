@@ -3,6 +3,7 @@ stop them in reverse. The API the CLI and the e2e tests share."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import sys
@@ -25,6 +26,9 @@ from .tls import mint
 
 def _stderr(line: str) -> None:
     print(f"[stack] {line}", file=sys.stderr, flush=True)
+
+
+_RETRY = re.compile(r"Retry #\d+")
 
 
 class LocalStack:
@@ -191,6 +195,15 @@ class LocalStack:
 
     def failure_count(self) -> int:
         return self.rest.failure_count(self._require_job())
+
+    def delivery_retries(self) -> int:
+        """Failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
+        each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the TaskManager's log
+        of this run folder (appended across respawns)."""
+        log = self.config.log_file("taskmanager")
+        if not log.exists():
+            return 0
+        return len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace")))
 
     def latest_checkpoint(self) -> Checkpoint | None:
         return self.rest.latest_checkpoint(self._require_job())

@@ -66,4 +66,5 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
     assert point["state_bytes"]["quix"]["rocksdb"] > 0
     assert result["peer_up_seconds"] > 0
     assert result["job_failures"] == 0
+    assert result["failed_deliveries"] == 0  # the keep-alive worker: no delivery failed and was retried
     assert code == 0

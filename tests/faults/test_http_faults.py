@@ -8,7 +8,6 @@ Each stays within module.yaml's call timeout (1 min), so the runtime retries (it
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,12 +36,6 @@ def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, FaultProxy]]:
             yield stack, proxy
         finally:
             stack.down()
-
-
-def runtime_retries(stack: LocalStack) -> int:
-    """Failed attempts the runtime's HTTP client retried (StateFun's NettyRequest logs `Retry #n`)."""
-    log = stack.config.log_file("taskmanager").read_text(encoding="utf-8", errors="replace")
-    return len(re.findall(r"Retry #\d+", log))
 
 
 @pytest.mark.timeout(900)
@@ -74,13 +67,13 @@ def test_http_faults_are_retried_without_loss(
     retries: dict[str, int] = {}
     for label, arm in arms:
         run.ready_to_strike()
-        retries_before = runtime_retries(stack)
+        retries_before = stack.delivery_retries()
         fault = run.strike(label, arm)
         run.produce_until(run.next_round + per_fault - 1)  # the requests the fault spoils
         wait_for(f"the proxy to spend its fault ({label})", lambda: not plan.armed, 120)
         run.produce_until(run.next_round + 1)
         run.await_recovery(fault)
-        retries[label] = runtime_retries(stack) - retries_before
+        retries[label] = stack.delivery_retries() - retries_before
     assert run.next_round <= ROUNDS - ROUNDS // 3
     run.produce_until(ROUNDS)
 
