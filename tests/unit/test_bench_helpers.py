@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bench import load, pipeline
+from bench.profile_greeter import shares
 
 
 def test_expected_counts_spread_the_records_round_robin_and_leave_out_names_never_sent() -> None:
@@ -60,3 +61,17 @@ def test_summary_takes_min_and_median_and_the_ratio_of_the_medians() -> None:
     assert summary["quix"]["latency.p50_ms"] == {"min": 500, "median": 600}
     assert summary["statefun_to_quix"]["throughput.greetings_per_s_first_to_last"] == 2.0
     assert summary["statefun"]["correct"] and summary["quix"]["correct"]
+
+
+def test_profile_shares_go_to_the_innermost_known_component() -> None:
+    raw = "\n".join(
+        [
+            'process 1:"gunicorn";run (asyncio/runners.py:118);handle (greeter/dispatch.py:10);'
+            "inc (prometheus_client/values.py:104) 3",
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/worker.py:62) 1',
+        ]
+    )
+    assert shares(raw) == [
+        ("metrics (prometheus_client, multiprocess files)", 75.0),
+        ("HTTP (greeter/worker.py, wsgi_http.py)", 25.0),
+    ]
