@@ -16,6 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from statefun.request_reply_pb2 import FromFunction
 
@@ -121,7 +122,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: int, repeat: int) -> list[dict]:
+def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: int, repeat: int) -> list[dict[str, Any]]:
     """All servers run at once (an idle one costs nothing); the runs are interleaved, server after server,
     so that drift of the host hits every peer alike."""
     processes = {server.port: start(server) for server in all_servers}
@@ -172,9 +173,9 @@ IN_PROCESS_TARGETS = (
 )
 
 
-def in_process(bodies: dict[int, Path], seconds: float, repeat: int) -> list[dict]:
+def in_process(bodies: dict[int, Path], seconds: float, repeat: int) -> list[dict[str, Any]]:
     """Each target in its own process on the server core, interleaved over `repeat` rounds; the median round."""
-    samples: dict[tuple[str, int], list[dict]] = {}
+    samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(repeat):
         for target, python in IN_PROCESS_TARGETS:
             for batch in (1, 100):
@@ -197,7 +198,7 @@ def in_process(bodies: dict[int, Path], seconds: float, repeat: int) -> list[dic
     return rows
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| server | invocations/request | requests/s (median, min) | invocations/s | p50 ms | p99 ms "
         "| peak RSS MB | errors |",
