@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
@@ -283,15 +284,15 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, unwinding like Ctrl-C."""
 
 
-def cli() -> int:
-    """main() with SIGTERM unwinding like Ctrl-C, so the stack and the peer are stopped by PID either way."""
+def cli(run: Callable[[], int] = main) -> int:
+    """run() with SIGTERM unwinding like Ctrl-C, so the stack and the peer are stopped by PID either way."""
 
     def terminate(_signum: int, _frame: FrameType | None) -> None:
         raise Terminated
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        return main()
+        return run()
     except KeyboardInterrupt as interrupt:
         say("[bench] interrupted: the stack and the peer are stopped")
         return 143 if isinstance(interrupt, Terminated) else 130

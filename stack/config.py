@@ -108,6 +108,8 @@ class StackConfig:
     # The port module.yaml sends the runtime to: the greeter's, unless something sits in between (the fault
     # tests' HTTP proxy). None: the greeter's.
     endpoint_port: int | None = None
+    # flink-conf.yaml keys set over the rendered ones (benchmark variants: e.g. heap state instead of RocksDB).
+    flink_overrides: tuple[tuple[str, str], ...] = ()
     extras: tuple[Extra, ...] = ()
 
     @property

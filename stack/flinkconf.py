@@ -81,7 +81,13 @@ def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, 
 
 
 def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
-    return pipeline_entries(config) + local_entries(config, module_url)
+    rendered = pipeline_entries(config) + local_entries(config, module_url)
+    overrides = dict(config.flink_overrides)
+    why = "set over the default by the stack's caller"
+    result = []
+    for key, value, reason in rendered:
+        result.append((key, overrides.pop(key), why) if key in overrides else (key, value, reason))
+    return result + [(key, value, why) for key, value in overrides.items()]
 
 
 def render(entries: list[tuple[str, str, str]], header: str) -> str:

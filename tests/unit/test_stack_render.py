@@ -119,3 +119,14 @@ def test_cluster_id_looks_like_kafkas() -> None:
     ids = {cluster_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) and not i.startswith("-") for i in ids)
+
+
+def test_flink_conf_overrides_replace_in_place_and_add_new_keys(tmp_path: Path) -> None:
+    overrides = (("state.backend", "hashmap"), ("pipeline.object-reuse", "true"))
+    text = render_flink_conf(StackConfig(run_dir=tmp_path, flink_overrides=overrides), "file:///x/module.yaml")
+    settings = [line for line in text.splitlines() if line and not line.startswith("#")]
+    keys = [line.split(": ", 1)[0] for line in settings]
+    assert len(keys) == len(set(keys)), "an override must replace its key, not repeat it"
+    assert "state.backend: hashmap" in settings
+    assert settings[-1] == "pipeline.object-reuse: true"
+    assert _flink_conf(StackConfig(run_dir=tmp_path))["state.backend"] == "rocksdb"

@@ -1,0 +1,222 @@
+"""Tuning, measured: every setting the stack ships with against its alternative, on the pipeline benchmark's load.
+
+Each variant changes one thing from the shipped defaults (module.yaml, flink-conf, the greeter's gunicorn
+settings) and runs its own stack (free ports, a temporary folder): a warm-up backlog, then for each --names
+point a throughput backlog, then a latency run at --rate over the last point's names (bench/load.py: committed
+greetings/s read under read_committed, produce-to-visible delay, CPU per process, every name verified 1..k).
+Rounds are interleaved: round 1 runs the variants in order, round 2 in reverse, and so on, so each variant's
+median is compared with the default's median from the same run (this machine drifts up to 2x in minutes).
+
+Usage: scripts/bench-tuning [--variants default,okhttp] [--names 100,10000] [--messages 100000] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import load
+from bench.pipeline import RESULTS, cli, names_list, say, targets
+from stack.config import Ports, StackConfig
+from stack.local import LocalStack
+from stack.render import ENDPOINT_KIND
+
+EGRESS_KIND = "io.statefun.kafka.v1/egress"
+OKHTTP_TRANSPORT = "io.statefun.transports.v1/okhttp"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    setting: str  # what differs from the default, for the table
+    config: Mapping[str, Any] = field(default_factory=dict)  # StackConfig fields
+    endpoint: Mapping[str, Any] = field(default_factory=dict)  # keys of module.yaml's endpoint spec
+    producer: Mapping[str, str] = field(default_factory=dict)  # the exactly-once egress's Kafka producer properties
+    greeter_env: Mapping[str, str] = field(default_factory=dict)  # GREETER_* settings of gunicorn_conf.py
+
+
+VARIANTS = (
+    Variant("default", "as shipped: 2 KeepAliveWorkers, async transport, maxNumBatchRequests 10000, 2 s "
+            "checkpoints, parallelism 1, RocksDB, the producer's defaults"),
+    Variant("workers-1", "1 gunicorn worker", config={"greeter_workers": 1}),
+    Variant("workers-3", "3 gunicorn workers", config={"greeter_workers": 3}),
+    Variant("sync-worker", "gunicorn's stock `sync` worker class", greeter_env={"GREETER_WORKER_CLASS": "sync"}),
+    Variant("okhttp", f"transport {OKHTTP_TRANSPORT}",
+            endpoint={"transport": {"type": OKHTTP_TRANSPORT, "timeouts": {"call": "1min"}}}),
+    Variant("batch-1000", "maxNumBatchRequests 1000 (StateFun's default)", endpoint={"maxNumBatchRequests": 1000}),
+    Variant("checkpoint-1s", "checkpoints every 1 s", config={"checkpoint_interval_ms": 1000}),
+    Variant("checkpoint-5s", "checkpoints every 5 s", config={"checkpoint_interval_ms": 5000}),
+    Variant("parallelism-2", "parallelism 2 (2 task slots)", config={"parallelism": 2}),
+    Variant("heap-state", "heap state (hashmap) instead of RocksDB",
+            config={"flink_overrides": (("state.backend", "hashmap"), ("state.backend.incremental", "false"))}),
+    Variant("producer-batching", "egress producer linger.ms 20, batch.size 256 KiB (defaults 0, 16 KiB)",
+            producer={"linger.ms": "20", "batch.size": str(256 * 1024)}),
+)  # fmt: skip
+BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def module_yaml(source: str, variant: Variant) -> str:
+    """The repository's module.yaml with the variant's endpoint keys and egress producer properties set."""
+    documents = [doc for doc in yaml.safe_load_all(source) if doc]
+    for doc in documents:
+        if doc["kind"] == ENDPOINT_KIND:
+            doc["spec"].update(variant.endpoint)
+        elif doc["kind"] == EGRESS_KIND and variant.producer:
+            doc["spec"]["properties"] = [{key: value} for key, value in variant.producer.items()]
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+@contextmanager
+def greeter_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """The greeter inherits the stack's environment (stack/daemons.py): set the variant's settings around it."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
+    """One round of one variant on its own fresh stack."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-tuning-{variant.name}-") as work:
+        module = Path(work) / "module.yaml"
+        module.write_text(module_yaml(StackConfig().module_yaml.read_text(encoding="utf-8"), variant))
+        config = replace(StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), module_yaml=module),
+                         **variant.config)  # fmt: skip
+        stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
+        with greeter_environment(variant.greeter_env):
+            try:
+                started = time.monotonic()
+                stack.up(fresh=True)
+                result: dict[str, Any] = {"up_seconds": round(time.monotonic() - started, 1)}
+                settle_s = 3 * config.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
+                target = targets(stack, None, settle_s)["statefun"]
+                load.throughput(target, load.name_pool("warmup", args.names[0]), args.warmup)
+                result["throughput"] = {
+                    str(names): load.throughput(target, load.name_pool(f"tp{names}", names), args.messages)
+                    for names in args.names
+                }
+                pool = load.name_pool(f"lat{args.names[-1]}", args.names[-1])
+                result["latency"] = load.latency(target, pool, args.rate, args.latency_seconds)
+                result["job_failures"] = stack.failure_count()
+                result["failed_deliveries"] = stack.delivery_retries()
+            finally:
+                stack.down()
+    say(f"[tuning] {variant.name}: {json.dumps(brief(result))}")
+    return result
+
+
+def brief(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures the table shows, from one round."""
+    figures: dict[str, Any] = {}
+    for names, measured in result["throughput"].items():
+        figures[f"greetings_per_s@{names}"] = measured["greetings_per_s_first_to_last"]
+        figures[f"cpu_s_per_1000@{names}"] = measured["cpu_seconds_per_1000_greetings_total"]
+        figures[f"messages_per_request@{names}"] = measured.get("messages_per_request")
+    latency = result["latency"]
+    figures.update(p50_ms=latency["p50_ms"], p99_ms=latency["p99_ms"])
+    figures["cpu_s_per_1000@rate"] = latency["cpu_seconds_per_1000_greetings_total"]
+    figures["failed_deliveries"] = result["failed_deliveries"]
+    figures["job_failures"] = result["job_failures"]
+    figures["correct"] = all(m["correct"] for m in [*result["throughput"].values(), latency])
+    return figures
+
+
+def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure, the median over rounds (counts: the sum; correctness: all rounds)."""
+    figures = [brief(r) for r in rounds]
+    summary: dict[str, Any] = {}
+    for key in figures[0]:
+        values = [f[key] for f in figures if f[key] is not None]
+        if key == "correct":
+            summary[key] = all(values)
+        elif key in ("failed_deliveries", "job_failures"):
+            summary[key] = sum(values)
+        else:
+            summary[key] = round(statistics.median(values), 4) if values else None
+    return summary
+
+
+def ratios(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each variant's medians over the default's, for the rates and costs."""
+    base = summaries.get("default")
+    if base is None:
+        return {}
+    keys = [key for key in base if key.startswith(("greetings_per_s@", "cpu_s_per_1000@", "p99_ms"))]
+    return {
+        name: {key: round(s[key] / base[key], 2) for key in keys if s.get(key) and base.get(key)}
+        for name, s in summaries.items()
+    }
+
+
+def variants_list(text: str) -> list[Variant]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in chosen if name not in BY_NAME]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(f"unknown variants {unknown}; choose from {', '.join(BY_NAME)}")
+    return [BY_NAME[name] for name in chosen]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", type=variants_list, default=list(VARIANTS), help="default: all")
+    parser.add_argument("--names", type=names_list, default=[100, 10_000], help="distinct names per backlog")
+    parser.add_argument("--messages", type=int, default=100_000, help="records per throughput backlog")
+    parser.add_argument("--warmup", type=int, default=30_000, help="records sent and awaited before measuring")
+    parser.add_argument("--rate", type=float, default=1000, help="records/s of the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=15)
+    parser.add_argument("--repeat", type=int, default=2, help="rounds (order reversed every other round)")
+    parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/tuning-<time>.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    out = args.out or RESULTS / f"tuning-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(["scripts/bench-tuning", *(argv if argv is not None else sys.argv[1:])]),
+        "names": args.names,
+        "messages": args.messages,
+        "warmup_messages": args.warmup,
+        "rate": args.rate,
+        "latency_seconds": args.latency_seconds,
+        "variants": {v.name: {"setting": v.setting, "rounds": []} for v in args.variants},
+    }
+    for index in range(args.repeat):
+        for variant in args.variants if index % 2 == 0 else reversed(args.variants):
+            result["variants"][variant.name]["rounds"].append(run_variant(variant, args))
+            out.write_text(json.dumps(result, indent=2))  # kept after every run: a long sweep that fails keeps the rest
+    summaries = {name: summarise(entry["rounds"]) for name, entry in result["variants"].items()}
+    for name, summary in summaries.items():
+        result["variants"][name]["summary"] = summary
+    result["to_default"] = ratios(summaries)
+    result["correct"] = all(summary["correct"] for summary in summaries.values())
+    out.write_text(json.dumps(result, indent=2))
+    for name, summary in summaries.items():
+        say(f"{name}: {json.dumps(summary)}")
+        say(f"{name} / default: {json.dumps(result['to_default'].get(name, {}))}")
+    say(f"results: {out}")
+    return 0 if result["correct"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main))

@@ -1,0 +1,42 @@
+"""The tuning benchmark at its smallest, end to end, on the variants that change what the runtime parses (the
+transport in module.yaml, the state backend in flink-conf, the egress producer's properties): each must start
+a real job and greet every record exactly once. Keeps the benchmark working; its figures at this size mean
+nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import tuning
+
+pytestmark = pytest.mark.e2e
+
+VARIANTS = ("okhttp", "heap-state", "producer-batching")
+SMOKE = ["--variants", ",".join(VARIANTS), "--names", "10,1000", "--messages", "1000", "--warmup", "0"]
+SMOKE += ["--repeat", "1", "--rate", "200", "--latency-seconds", "2"]
+
+
+@pytest.mark.timeout(420)
+def test_variants_start_real_jobs_and_greet_every_record_exactly_once(tmp_path: Path) -> None:
+    out = tmp_path / "tuning.json"
+
+    code = tuning.main([*SMOKE, "--out", str(out)])
+
+    result = json.loads(out.read_text())
+    assert code == 0
+    assert list(result["variants"]) == list(VARIANTS)
+    for name in VARIANTS:
+        (round_,) = result["variants"][name]["rounds"]
+        for names in ("10", "1000"):
+            backlog = round_["throughput"][names]
+            assert backlog["correct"], backlog["problems"]
+            assert backlog["greetings"] == 1000
+            assert backlog["cpu_seconds_per_1000_greetings_total"] > 0
+        assert round_["latency"]["correct"], round_["latency"]["problems"]
+        assert round_["latency"]["greetings"] == 400
+        assert round_["job_failures"] == 0
+        summary = result["variants"][name]["summary"]
+        assert summary["correct"] and summary["failed_deliveries"] == 0

@@ -1,0 +1,48 @@
+"""The tuning benchmark's variants: each changes exactly the setting it names, in a module.yaml the stack accepts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bench import tuning
+from stack.config import StackConfig
+from stack.render import render_module_yaml
+
+SOURCE = StackConfig().module_yaml.read_text(encoding="utf-8")
+
+
+def documents(text: str) -> dict[str, dict[str, Any]]:
+    return {doc["kind"]: doc["spec"] for doc in yaml.safe_load_all(text) if doc}
+
+
+def test_the_default_variant_renders_the_shipped_module_unchanged() -> None:
+    assert documents(tuning.module_yaml(SOURCE, tuning.BY_NAME["default"])) == documents(SOURCE)
+
+
+@pytest.mark.parametrize("variant", tuning.VARIANTS, ids=lambda v: v.name)
+def test_each_variant_changes_only_its_own_keys_and_still_renders_for_the_stack(variant: tuning.Variant) -> None:
+    shipped, rendered = documents(SOURCE), documents(tuning.module_yaml(SOURCE, variant))
+    endpoint, egress = rendered[tuning.ENDPOINT_KIND], rendered[tuning.EGRESS_KIND]
+    assert endpoint == {**shipped[tuning.ENDPOINT_KIND], **variant.endpoint}
+    expected_properties = [{key: value} for key, value in variant.producer.items()]
+    assert egress.get("properties", []) == expected_properties
+    assert {k: v for k, v in egress.items() if k != "properties"} == shipped[tuning.EGRESS_KIND]
+    local = documents(render_module_yaml(tuning.module_yaml(SOURCE, variant), greeter_port=18000, kafka_port=19092))
+    assert local[tuning.ENDPOINT_KIND]["urlPathTemplate"] == "http://127.0.0.1:18000/statefun"
+    replace(StackConfig(run_dir=Path("/nonexistent")), **variant.config)  # every config key is a StackConfig field
+
+
+def test_okhttp_variant_uses_the_transport_timeouts_that_transport_reads() -> None:
+    transport = documents(tuning.module_yaml(SOURCE, tuning.BY_NAME["okhttp"]))[tuning.ENDPOINT_KIND]["transport"]
+    assert transport == {"type": "io.statefun.transports.v1/okhttp", "timeouts": {"call": "1min"}}
+
+
+def test_unknown_variant_names_are_refused_with_the_choices() -> None:
+    with pytest.raises(SystemExit):
+        tuning.parse(["--variants", "default,turbo"])
+    assert [v.name for v in tuning.parse(["--variants", "okhttp,default"]).variants] == ["okhttp", "default"]
