@@ -67,12 +67,7 @@ class StatefunEndpoint:
         except UnknownFunction as error:
             log.error("request for a function this service does not serve", extra={"function": error.typename})
             return self._plain(start_response, "404 Not Found", str(error))
-        metrics = self._metrics
-        if reply.invocations:
-            metrics.batch_size.observe(reply.invocations)
-        else:
-            metrics.state_requests.inc()
-        metrics.latency.observe(time.perf_counter() - started)
+        self._metrics.answered(reply.invocations, time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "served a batch",

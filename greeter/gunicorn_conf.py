@@ -8,6 +8,7 @@ import ssl
 
 from prometheus_client import multiprocess
 
+from greeter.metrics import flush_all
 from greeter.settings import load_settings
 
 # Loopback by default; containers set GREETER_BIND=0.0.0.0:8000.
@@ -49,3 +50,8 @@ def child_exit(server: object, worker: object) -> None:
     # Drop the dead worker's live gauges from the shared metrics files.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
+
+
+def worker_exit(server: object, worker: object) -> None:
+    # In the exiting worker: the metrics it counted since the last periodic flush go to its file.
+    flush_all()

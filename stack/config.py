@@ -173,6 +173,7 @@ class StackConfig:
         values = dict(data)
         values["ports"] = Ports(**values["ports"])
         values["extras"] = tuple(Extra(e["name"], tuple(e["argv"])) for e in values.get("extras", ()))
+        values["flink_overrides"] = tuple((key, value) for key, value in values.get("flink_overrides", ()))
         for name in ("run_dir", "module_yaml", "venv_bin", "jvm_dir"):
             values[name] = Path(values[name])
         return cls(**values)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, multiprocess
 
 from greeter.harness import RuntimeHarness, build_request
 from tests.protocol.messages import greet, greetings
@@ -114,15 +115,60 @@ def test_bad_bodies_get_4xx_never_500(server: Server) -> None:
     assert server.post(build_request("example/nobody", "x", []))[0] == 404
 
 
+def scrape(server: Server) -> str:
+    connection = server.connection()
+    try:
+        connection.request("GET", "/metrics")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
 def test_metrics_are_summed_over_workers(server: Server) -> None:
     body = build_request("example/greeter", "Ada", [greet("Ada")], {})
     for _ in range(30):
         server.post(body)  # a new connection each time: spread over both workers
-    connection = server.connection()
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
-    connection.close()
-    assert "greeter_missing_state_replies_total 30.0" in text
+    # The worker that answers flushes its own counts; the other one's arrive within its flush period.
+    deadline = time.monotonic() + 10
+    while "greeter_missing_state_replies_total 30.0" not in (text := scrape(server)):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
+
+
+def test_a_sigterm_worker_writes_its_last_metrics_before_it_exits(tmp_path: Path) -> None:
+    # The periodic flush is made an hour long: what reaches the files can only come from the exit flush.
+    config = tmp_path / "gunicorn_conf.py"
+    config.write_text(
+        "from greeter.gunicorn_conf import *  # noqa: F403\n"
+        "import greeter.metrics\n"
+        "greeter.metrics.FLUSH_SECONDS = 3600.0\n"
+    )
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    port = free_port()
+    log = tmp_path / "greeter.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", str(config), "--workers", "1", "greeter.app:app"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "GREETER_BIND": f"127.0.0.1:{port}"},
+        start_new_session=True,
+    )
+    server = Server(process, port, log)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", 20, alive=lambda: process.poll() is None)
+        runtime = RuntimeHarness(send=lambda body: server.post(body)[2], function_type="example/greeter")
+        runtime.invoke("Ada", [greet("Ada")] * 3)  # asks for state, then 3 messages: 2 requests
+        runtime.invoke("Ada", [greet("Ada")])  # 1 more request
+        assert stop(server) == 0, log.read_text()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(directory))
+        assert registry.get_sample_value("greeter_request_seconds_count") == 3.0, log.read_text()
+        assert registry.get_sample_value("greeter_missing_state_replies_total") == 1.0
+        assert registry.get_sample_value("greeter_invocations_per_request_sum") == 4.0
+        assert registry.get_sample_value("greeter_invocations_per_request_bucket", {"le": "5.0"}) == 2.0
+    finally:
+        stop(server)
 
 
 def test_oversized_body_is_413(tmp_path: Path) -> None:
