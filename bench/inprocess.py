@@ -29,6 +29,18 @@ def target(name: str) -> Callable[[bytes], object]:
     return RequestReplyHandler(functions).handle_sync if name == "sdk" else Dispatcher(functions).handle
 
 
+def us_per_call(handle: Callable[[bytes], object], body: bytes, seconds: float) -> float:
+    """Microseconds per call of `handle(body)`, after a warm-up, over `seconds`."""
+    for _ in range(200):  # warm up
+        handle(body)
+    calls, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for _ in range(100):
+            handle(body)
+        calls += 100
+    return elapsed / calls * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", choices=["walkthrough", "sdk", "dispatcher"], required=True)
@@ -37,19 +49,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     handle, body = target(args.target), args.body.read_bytes()
-    for _ in range(200):  # warm up
-        handle(body)
-    requests, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < args.seconds:
-        for _ in range(100):
-            handle(body)
-        requests += 100
+    us = us_per_call(handle, body, args.seconds)
     print(
         json.dumps(
             {
-                "requests_per_s": requests / elapsed,
-                "invocations_per_s": requests * args.invocations / elapsed,
-                "us_per_request": elapsed / requests * 1e6,
+                "requests_per_s": 1e6 / us,
+                "invocations_per_s": 1e6 / us * args.invocations,
+                "us_per_request": us,
             }
         )
     )
