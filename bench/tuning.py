@@ -166,6 +166,26 @@ def ratios(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The medians per variant, with the ratio to the default's, as a Markdown table (BENCHMARKS.md)."""
+    names = [str(n) for n in result["names"]]
+    header = ["variant", "setting", *(f"greetings/s, {n} names (x default)" for n in names)]
+    header += ["p50 / p99 ms", *(f"CPU s/1,000, {n} names" for n in names), "CPU s/1,000 at rate"]
+    header += ["messages/request", "failed deliveries", "exact"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, entry in result["variants"].items():
+        summary, ratio = entry["summary"], result["to_default"].get(name, {})
+        cells = [name, entry["setting"]]
+        cells += [f"{summary[f'greetings_per_s@{n}']:,.0f} ({ratio.get(f'greetings_per_s@{n}', '-')})" for n in names]
+        cells.append(f"{summary['p50_ms']:,.0f} / {summary['p99_ms']:,.0f}")
+        cells += [f"{summary[f'cpu_s_per_1000@{n}']:.3f}" for n in names]
+        cells.append(f"{summary['cpu_s_per_1000@rate']:.3f}")
+        cells.append(" / ".join(str(summary[f"messages_per_request@{n}"]) for n in names))
+        cells += [str(summary["failed_deliveries"]), "yes" if summary["correct"] else "NO"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def variants_list(text: str) -> list[Variant]:
     chosen = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [name for name in chosen if name not in BY_NAME]
@@ -184,11 +204,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=15)
     parser.add_argument("--repeat", type=int, default=2, help="rounds (order reversed every other round)")
     parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/tuning-<time>.json)")
+    parser.add_argument("--table", type=Path, metavar="RESULT", help="only print RESULT's table (Markdown)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.table:
+        print("\n".join(markdown(json.loads(args.table.read_text()))))
+        return 0
     out = args.out or RESULTS / f"tuning-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
@@ -211,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     result["to_default"] = ratios(summaries)
     result["correct"] = all(summary["correct"] for summary in summaries.values())
     out.write_text(json.dumps(result, indent=2))
-    for name, summary in summaries.items():
-        say(f"{name}: {json.dumps(summary)}")
-        say(f"{name} / default: {json.dumps(result['to_default'].get(name, {}))}")
+    print("\n".join(markdown(result)))
     say(f"results: {out}")
     return 0 if result["correct"] else 1
 

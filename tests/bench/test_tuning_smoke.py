@@ -40,3 +40,6 @@ def test_variants_start_real_jobs_and_greet_every_record_exactly_once(tmp_path: 
         assert round_["job_failures"] == 0
         summary = result["variants"][name]["summary"]
         assert summary["correct"] and summary["failed_deliveries"] == 0
+    table = tuning.markdown(result)
+    assert [row.split(" | ")[0] for row in table[2:]] == [f"| {name}" for name in VARIANTS]
+    assert all(row.endswith("| 0 | yes |") for row in table[2:])

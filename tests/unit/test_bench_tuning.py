@@ -46,3 +46,23 @@ def test_unknown_variant_names_are_refused_with_the_choices() -> None:
     with pytest.raises(SystemExit):
         tuning.parse(["--variants", "default,turbo"])
     assert [v.name for v in tuning.parse(["--variants", "okhttp,default"]).variants] == ["okhttp", "default"]
+
+
+def _round(greetings_per_s: float) -> dict[str, Any]:
+    backlog = {"correct": True, "greetings_per_s_first_to_last": greetings_per_s}
+    backlog |= {"cpu_seconds_per_1000_greetings_total": 0.1, "messages_per_request": 5.0}
+    latency = {"correct": True, "p50_ms": 1000, "p99_ms": 2400, "cpu_seconds_per_1000_greetings_total": 0.5}
+    return {"throughput": {"100": backlog}, "latency": latency, "failed_deliveries": 1, "job_failures": 0}
+
+
+def test_medians_and_ratios_to_the_default_from_the_same_run() -> None:
+    rounds = {"default": [_round(1000), _round(3000)], "okhttp": [_round(1000), _round(1000)]}
+    summaries = {name: tuning.summarise(found) for name, found in rounds.items()}
+    assert summaries["default"]["greetings_per_s@100"] == 2000
+    assert summaries["okhttp"]["failed_deliveries"] == 2  # counts add up over rounds
+    assert tuning.ratios(summaries)["okhttp"]["greetings_per_s@100"] == 0.5
+    result = {"names": [100], "to_default": tuning.ratios(summaries), "variants": {}}
+    for name, summary in summaries.items():
+        result["variants"][name] = {"setting": name, "summary": summary}
+    rows = tuning.markdown(result)
+    assert rows[3].startswith("| okhttp | okhttp | 1,000 (0.5) | 1,000 / 2,400 | 0.100 | 0.500 | 5.0 | 2 | yes |")
