@@ -50,6 +50,7 @@ def test_unknown_variant_names_are_refused_with_the_choices() -> None:
 
 def _round(greetings_per_s: float) -> dict[str, Any]:
     backlog = {"correct": True, "greetings_per_s_first_to_last": greetings_per_s}
+    backlog |= {"greetings_per_s_from_first_sent": greetings_per_s / 2}
     backlog |= {"cpu_seconds_per_1000_greetings_total": 0.1, "messages_per_request": 5.0}
     latency = {"correct": True, "p50_ms": 1000, "p99_ms": 2400, "cpu_seconds_per_1000_greetings_total": 0.5}
     return {"throughput": {"100": backlog}, "latency": latency, "failed_deliveries": 1, "job_failures": 0}
@@ -61,8 +62,13 @@ def test_medians_and_ratios_to_the_default_from_the_same_run() -> None:
     assert summaries["default"]["greetings_per_s@100"] == 2000
     assert summaries["okhttp"]["failed_deliveries"] == 2  # counts add up over rounds
     assert tuning.ratios(summaries)["okhttp"]["greetings_per_s@100"] == 0.5
-    result = {"names": [100], "to_default": tuning.ratios(summaries), "variants": {}}
-    for name, summary in summaries.items():
-        result["variants"][name] = {"setting": name, "summary": summary}
+    result = {"names": [100], "variants": {name: {"setting": name, "rounds": r} for name, r in rounds.items()}}
     rows = tuning.markdown(result)
-    assert rows[3].startswith("| okhttp | okhttp | 1,000 (0.5) | 1,000 / 2,400 | 0.100 | 0.500 | 5.0 | 2 | yes |")
+    assert rows[3] == "| okhttp | okhttp | 1,000 / 500 (0.5 / 0.5) | 1,000 / 2,400 | 0.100 | 0.500 | 5.0 | 2 | yes |"
+
+
+def test_a_backlog_visible_in_one_transaction_shows_a_dash_not_a_rate() -> None:
+    one_commit = _round(1000)
+    one_commit["throughput"]["100"]["greetings_per_s_first_to_last"] = None
+    result = {"names": [100], "variants": {"checkpoint-5s": {"setting": "5 s", "rounds": [one_commit]}}}
+    assert tuning.markdown(result)[2].startswith("| checkpoint-5s | 5 s | - / 500 (- / -) |")
