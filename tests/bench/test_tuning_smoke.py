@@ -14,7 +14,7 @@ from bench import tuning
 
 pytestmark = pytest.mark.e2e
 
-VARIANTS = ("okhttp", "heap-state", "producer-batching")
+VARIANTS = ("okhttp", "heap-state", "producer-defaults")
 SMOKE = ["--variants", ",".join(VARIANTS), "--names", "10,1000", "--messages", "1000", "--warmup", "0"]
 SMOKE += ["--repeat", "1", "--rate", "200", "--latency-seconds", "2"]
 

@@ -29,9 +29,12 @@ def test_each_variant_changes_only_its_own_keys_and_still_renders_for_the_stack(
     shipped, rendered = documents(SOURCE), documents(tuning.module_yaml(SOURCE, variant))
     endpoint, egress = rendered[tuning.ENDPOINT_KIND], rendered[tuning.EGRESS_KIND]
     assert endpoint == {**shipped[tuning.ENDPOINT_KIND], **variant.endpoint}
-    expected_properties = [{key: value} for key, value in variant.producer.items()]
-    assert egress.get("properties", []) == expected_properties
-    assert {k: v for k, v in egress.items() if k != "properties"} == shipped[tuning.EGRESS_KIND]
+    shipped_properties = {k: v for entry in shipped[tuning.EGRESS_KIND]["properties"] for k, v in entry.items()}
+    expected_properties = [{key: value} for key, value in {**shipped_properties, **variant.producer}.items()]
+    assert egress["properties"] == expected_properties
+    assert {k: v for k, v in egress.items() if k != "properties"} == {
+        k: v for k, v in shipped[tuning.EGRESS_KIND].items() if k != "properties"
+    }
     local = documents(render_module_yaml(tuning.module_yaml(SOURCE, variant), greeter_port=18000, kafka_port=19092))
     assert local[tuning.ENDPOINT_KIND]["urlPathTemplate"] == "http://127.0.0.1:18000/statefun"
     replace(StackConfig(run_dir=Path("/nonexistent")), **variant.config)  # every config key is a StackConfig field
