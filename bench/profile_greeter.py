@@ -38,6 +38,9 @@ COMPONENTS = (
     ("event loop (uvloop's C code under asyncio.Runner)", r"asyncio/runners\.py"),
 )
 _FILE = re.compile(r"\(([^:()]+):\d+\)")
+# A thread asleep that py-spy's idle detection still samples: the metrics flush thread between flushes (its loop
+# is the innermost frame only while it sleeps; a flush puts flush_all's frames under it). Left out of the shares.
+_ASLEEP = re.compile(r"^_flush_forever \(greeter/metrics\.py:\d+\)$")
 
 
 def component(frames: list[str]) -> str:
@@ -54,8 +57,9 @@ def shares(raw: str) -> list[tuple[str, float]]:
     counts: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack:
-            counts[component(stack.split(";")[1:])] += int(count)  # the first "frame" names the process
+        frames = stack.split(";")
+        if stack and not _ASLEEP.match(frames[-1]):
+            counts[component(frames[1:])] += int(count)  # the first "frame" names the process
     total = sum(counts.values()) or 1
     return [(name, 100 * count / total) for name, count in counts.most_common()]
 

@@ -75,3 +75,18 @@ def test_profile_shares_go_to_the_innermost_known_component() -> None:
         ("metrics (prometheus_client, multiprocess files)", 75.0),
         ("HTTP (greeter/worker.py, wsgi_http.py)", 25.0),
     ]
+
+
+def test_profile_leaves_out_the_metrics_flush_thread_asleep_but_counts_its_flushes() -> None:
+    thread = 'process 1:"gunicorn";Thread.run (threading.py:982);_flush_forever (greeter/metrics.py:174)'
+    raw = "\n".join(
+        [
+            f"{thread} 50",
+            f"{thread};flush_all (greeter/metrics.py:160) 1",
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/worker.py:62) 3',
+        ]
+    )
+    assert shares(raw) == [
+        ("HTTP (greeter/worker.py, wsgi_http.py)", 75.0),
+        ("metrics (prometheus_client, multiprocess files)", 25.0),
+    ]
