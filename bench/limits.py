@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
 
 from bench.endpoint import RESULTS, SERVER_CPU, write_bodies
 from bench.inprocess import target, us_per_call
+from bench.pipeline import cli, say
 from generator.names import generate_names
 from generator.produce import encode_records
 from greeter.dispatch import Reply
@@ -203,7 +203,7 @@ def produce(java: str, config: StackConfig, topic: str, size: int, records: int,
     arguments = ["--topic", topic, "--num-records", str(records), "--record-size", str(size), "--throughput", "-1"]
     arguments += ["--producer-props", f"bootstrap.servers={config.bootstrap_servers}", *PRODUCER_PROPS]
     if transactional:
-        arguments += ["--transactional-id", f"limits-{topic}"]
+        arguments += ["--transactional-id", topic]
         arguments += ["--transaction-duration-ms", str(config.checkpoint_interval_ms)]
     command, output = tool(java, config, PRODUCER_PERFORMANCE, arguments)
     found = PRODUCED.search(output)
@@ -343,15 +343,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def cli() -> int:
-    # SIGTERM unwinds like Ctrl-C, so the broker is stopped by PID either way.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    return main()
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(cli(main))

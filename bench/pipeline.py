@@ -14,6 +14,8 @@ median over the rounds and the StateFun/Quix ratio of the medians; the `up` time
 Same input for both: each system has its own input topic (`names`, `names-quix`), and both get the same
 records (names, values, order) produced the same way while that system runs; see bench/quix_peer.py for why.
 The peer commits its transactions every checkpoint interval, as the runtime's egress does.
+With --latency-also-at-ms (e.g. 1000), the latency runs are repeated afterwards at each of those checkpoint and
+commit intervals, on a fresh stack and peer each.
 Usage: scripts/bench-pipeline [--names 1,100,10000] [--messages 300000] [--repeat 2] ...  (bench/results/)
 """
 
@@ -106,11 +108,11 @@ def summarise(rounds: list[dict[str, Any]], systems: list[str]) -> dict[str, Any
     summary: dict[str, Any] = {}
     for system in systems:
         figures: dict[str, Any] = {}
-        for measure, name in SUMMARISED:
-            values = [r[system][measure][name] for r in rounds if r[system][measure].get(name) is not None]
+        for measure, name in SUMMARISED:  # a round may hold only some measures (latency at another interval)
+            values = [r[system][measure][name] for r in rounds if r[system].get(measure, {}).get(name) is not None]
             if values:
                 figures[f"{measure}.{name}"] = {"min": min(values), "median": round(statistics.median(values), 4)}
-        figures["correct"] = all(r[system][m]["correct"] for r in rounds for m in ("throughput", "latency"))
+        figures["correct"] = all(r[system][m]["correct"] for r in rounds for m in r[system])
         summary[system] = figures
     if set(SYSTEMS) <= set(systems):
         ours, theirs = summary["statefun"], summary["quix"]
@@ -169,11 +171,58 @@ def table(result: dict[str, Any]) -> list[str]:
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for other in result.get("latency_at_other_intervals", []):
+        for point in other["points"]:
+            for system in result["systems"]:
+                figures = point["summary"][system]
+                p50, p99, top = (figures[f"latency.{key}"]["median"] for key in ("p50_ms", "p99_ms", "max_ms"))
+                ok = "yes" if figures["correct"] else "NO"
+                lines.append(f"at {other['checkpoint_interval_ms']} ms, {point['names']} names, {system}: "
+                             f"p50/p99/max {p50}/{p99}/{top} ms, correct {ok}")  # fmt: skip
     for point in result["points"]:
         if "statefun_to_quix" in point["summary"]:
             ratios = ", ".join(f"{key} {value}" for key, value in sorted(point["summary"]["statefun_to_quix"].items()))
             lines.append(f"statefun/quix at {point['names']} names (medians): {ratios}")
     return lines
+
+
+def latency_at(interval_ms: int, args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
+    """Latency only, at another checkpoint interval: a fresh stack, and the peer committing as often, on new
+    names at every point; rounds interleaved as in run_point."""
+    config = StackConfig(
+        run_dir=run_root / f"interval-{interval_ms}",
+        ports=Ports.free(),
+        greeter_workers=args.greeter_workers,
+        checkpoint_interval_ms=interval_ms,
+    )
+    stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
+    peer = QuixPeer(config) if "quix" in args.systems else None
+    result: dict[str, Any] = {"checkpoint_interval_ms": interval_ms, "points": []}
+    try:
+        stack.up(fresh=True)
+        if peer is not None:
+            kafka.ensure_topics(stack.config, (INPUT_TOPIC, OUTPUT_TOPIC))
+            peer.start()
+        found = {name: t for name, t in targets(stack, peer, 3 * interval_ms / 1000).items() if name in args.systems}
+        for names in args.names:
+            rounds = []
+            for index in range(args.repeat):
+                order = list(found) if index % 2 == 0 else list(reversed(found))
+                trickle = load.name_pool(f"lat{interval_ms}ms{names}", names)
+                measured: dict[str, Any] = {"round": index, "order": order}
+                for system in order:
+                    latency = load.latency(found[system], trickle, args.rate, args.latency_seconds)
+                    measured[system] = {"latency": latency}
+                    say(f"{system} names={names} at {interval_ms} ms round {index}: latency {brief(latency)}")
+                rounds.append(measured)
+            result["points"].append({"names": names, "rounds": rounds, "summary": summarise(rounds, args.systems)})
+        result["job_failures"] = stack.failure_count()
+        result["failed_deliveries"] = stack.delivery_retries()
+    finally:
+        if peer is not None:
+            say(f"[bench] Quix peer: {peer.stop()}")
+        stack.down()
+    return result
 
 
 def names_list(text: str) -> list[int]:
@@ -184,6 +233,16 @@ def names_list(text: str) -> list[int]:
     if not points or min(points) < 1:
         raise argparse.ArgumentTypeError(f"counts must be at least 1, got {text!r}")
     return points
+
+
+def intervals_list(text: str) -> list[int]:
+    try:
+        intervals = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated milliseconds, got {text!r}") from None
+    if min(intervals, default=0) < 100:
+        raise argparse.ArgumentTypeError(f"intervals must be at least 100 ms, got {text!r}")
+    return intervals
 
 
 def systems_list(text: str) -> list[str]:
@@ -204,6 +263,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--systems", type=systems_list, default=list(SYSTEMS), help="statefun,quix (default both)")
     parser.add_argument("--greeter-workers", type=int, default=2)
     parser.add_argument("--checkpoint-interval-ms", type=int, default=2000, help="also the peer's commit interval")
+    parser.add_argument(
+        "--latency-also-at-ms",
+        type=intervals_list,
+        default=[],
+        help="after the points, latency again at these checkpoint/commit intervals, each on a fresh stack, e.g. 1000",
+    )
     parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/pipeline-<time>.json)")
     parser.add_argument("--run-dir", type=Path, help="the stack's run folder, kept (default: a temporary one)")
     return parser.parse_args(argv)
@@ -273,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
             stack.down()
             if result["points"] or result["complete"]:
                 args.out.write_text(json.dumps(result, indent=2))
+        for interval_ms in args.latency_also_at_ms if result["complete"] else []:
+            other = latency_at(interval_ms, args, Path(run_dir))
+            result.setdefault("latency_at_other_intervals", []).append(other)
+            result["correct"] = result["correct"] and all(
+                point["summary"][system]["correct"] for point in other["points"] for system in args.systems
+            )
+            args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     retried = f"failed deliveries retried by the runtime: {result.get('failed_deliveries', '-')}"
     for line in [*table(result), retried, f"results: {args.out}"]:
@@ -294,7 +366,7 @@ def cli(run: Callable[[], int] = main) -> int:
     try:
         return run()
     except KeyboardInterrupt as interrupt:
-        say("[bench] interrupted: the stack and the peer are stopped")
+        say("[bench] interrupted: what it started is stopped")
         return 143 if isinstance(interrupt, Terminated) else 130
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -108,6 +109,7 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
                 started = time.monotonic()
                 stack.up(fresh=True)
                 result: dict[str, Any] = {"up_seconds": round(time.monotonic() - started, 1)}
+                result["ran_with"] = ran_with(config)
                 settle_s = 3 * config.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
                 target = targets(stack, None, settle_s)["statefun"]
                 load.throughput(target, load.name_pool("warmup", args.names[0]), args.warmup)
@@ -123,6 +125,27 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
                 stack.down()
     say(f"[tuning] {variant.name}: {json.dumps(brief(result))}")
     return result
+
+
+def ran_with(config: StackConfig) -> dict[str, Any]:
+    """What the running stack was given, read back from its rendered files and the greeter's log: the proof
+    that a variant took effect."""
+    conf = (config.conf_dir / "flink-conf.yaml").read_text(encoding="utf-8").splitlines()
+    flink = dict(line.split(": ", 1) for line in conf if line and not line.startswith("#"))
+    module_text = (config.conf_dir / "module.yaml").read_text(encoding="utf-8")
+    module = {doc["kind"]: doc["spec"] for doc in yaml.safe_load_all(module_text) if doc}
+    endpoint, egress = module[ENDPOINT_KIND], module[EGRESS_KIND]
+    worker = re.search(r"Using worker: (\S+)", config.log_file("greeter").read_text(encoding="utf-8"))
+    return {
+        "state.backend": flink["state.backend"],
+        "parallelism": flink["parallelism.default"],
+        "checkpoint_interval": flink["execution.checkpointing.interval"],
+        "transport": endpoint.get("transport", {}).get("type"),
+        "maxNumBatchRequests": endpoint.get("maxNumBatchRequests"),
+        "producer": {key: str(value) for entry in egress.get("properties", []) for key, value in entry.items()},
+        "greeter_workers": config.greeter_workers,
+        "greeter_worker_class": worker.group(1) if worker else None,
+    }
 
 
 def brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -179,15 +202,16 @@ def shown(value: float | None, spec: str) -> str:
 def markdown(result: dict[str, Any]) -> list[str]:
     """The medians per variant, with the ratio to the default's, as a Markdown table (BENCHMARKS.md)."""
     names = [str(n) for n in result["names"]]
-    summaries = {name: summarise(entry["rounds"]) for name, entry in result["variants"].items()}
+    # A sweep saved part way holds variants with no round yet.
+    summaries = {name: summarise(entry["rounds"]) for name, entry in result["variants"].items() if entry["rounds"]}
     to_default = ratios(summaries)
     header = ["variant", "setting"]
     header += [f"greetings/s, {n} names: first to last / from first sent (x default)" for n in names]
     header += ["p50 / p99 ms", *(f"CPU s/1,000, {n} names" for n in names), "CPU s/1,000 at rate"]
-    header += ["messages/request", "failed deliveries", "exact"]
+    header += ["messages/request", "failed deliveries", "job failures", "exact"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for name, entry in result["variants"].items():
-        summary, ratio = summaries[name], to_default.get(name, {})
+    for name, summary in summaries.items():
+        entry, ratio = result["variants"][name], to_default.get(name, {})
         cells = [name, entry["setting"]]
         for n in names:
             first, sent = f"greetings_per_s@{n}", f"from_sent_per_s@{n}"
@@ -197,7 +221,11 @@ def markdown(result: dict[str, Any]) -> list[str]:
         cells += [shown(summary[f"cpu_s_per_1000@{n}"], ".3f") for n in names]
         cells.append(shown(summary["cpu_s_per_1000@rate"], ".3f"))
         cells.append(" / ".join(str(summary[f"messages_per_request@{n}"]) for n in names))
-        cells += [str(summary["failed_deliveries"]), "yes" if summary["correct"] else "NO"]
+        cells += [
+            str(summary["failed_deliveries"]),
+            str(summary["job_failures"]),
+            "yes" if summary["correct"] else "NO",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

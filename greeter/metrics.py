@@ -60,13 +60,14 @@ class _Pending:
         """Write and forget what is pending. Histogram has no public bulk API: its value objects do it."""
         if not any(self.counts):
             return
+        # Taken and zeroed first: a write that fails half way must not be written again by the next flush.
+        counts, total = self.counts, self.total
+        self.counts, self.total = [0] * len(self.bounds), 0.0
         histogram = self._histogram
-        histogram._sum.inc(self.total)
-        for index, count in enumerate(self.counts):
+        histogram._sum.inc(total)
+        for index, count in enumerate(counts):
             if count:
                 histogram._buckets[index].inc(count)
-                self.counts[index] = 0
-        self.total = 0.0
 
 
 class GreeterMetrics:

@@ -30,9 +30,10 @@ SMOKE = [
     "2",
 ]
 SMOKE += ["--checkpoint-interval-ms", "1000"]  # the 3-interval settle wait after each backlog stays short
+SMOKE += ["--latency-also-at-ms", "2000"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "bench-venv"), "quix"], check=True, timeout=240)
     out = tmp_path / "pipeline.json"
@@ -67,4 +68,13 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
     assert result["peer_up_seconds"] > 0
     assert result["job_failures"] == 0
     assert result["failed_deliveries"] == 0  # the keep-alive worker: no delivery failed and was retried
+    (other,) = result["latency_at_other_intervals"]
+    assert other["checkpoint_interval_ms"] == 2000
+    (other_point,) = other["points"]
+    for system in ("statefun", "quix"):
+        (other_round,) = [r[system]["latency"] for r in other_point["rounds"]]
+        assert other_round["correct"], other_round["problems"]
+        assert other_round["greetings"] == 400
+        assert other_point["summary"][system]["latency.p99_ms"]["median"] > 0
+    assert other["job_failures"] == 0 and other["failed_deliveries"] == 0
     assert code == 0

@@ -42,4 +42,13 @@ def test_variants_start_real_jobs_and_greet_every_record_exactly_once(tmp_path: 
         assert summary["correct"] and summary["failed_deliveries"] == 0
     table = tuning.markdown(result)
     assert [row.split(" | ")[0] for row in table[2:]] == [f"| {name}" for name in VARIANTS]
-    assert all(row.endswith("| 0 | yes |") for row in table[2:])
+    assert all(row.endswith("| 0 | 0 | yes |") for row in table[2:])
+    # Each variant really ran with its setting, read back from the stack's rendered files and the greeter's log.
+    ran = {name: result["variants"][name]["rounds"][0]["ran_with"] for name in VARIANTS}
+    assert ran["okhttp"]["transport"] == "io.statefun.transports.v1/okhttp"
+    assert ran["heap-state"]["state.backend"] == "hashmap"
+    assert ran["heap-state"]["transport"] == "io.statefun.transports.v1/async"
+    assert ran["producer-defaults"]["producer"] == {"linger.ms": "0", "batch.size": "16384"}
+    assert ran["okhttp"]["producer"] == {"linger.ms": "20", "batch.size": "262144"}
+    assert {r["state.backend"] for name, r in ran.items() if name != "heap-state"} == {"rocksdb"}
+    assert {r["greeter_worker_class"] for r in ran.values()} == {"greeter.worker.KeepAliveWorker"}

@@ -12,7 +12,7 @@ import pytest
 
 from stack.local import LocalStack
 
-from .kafka_io import produce, requests, unique_names
+from .kafka_io import produce, read_greetings, requests, unique_names
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +39,9 @@ def test_latency_is_reported_for_every_greeting_of_a_new_request(stack: LocalSta
         for _ in range(ROUNDS):  # a trickle over ~5 s, not one burst
             produce(bootstrap, "names", requests(names, 1))
             time.sleep(0.5)
+        # Once every greeting is committed, the consumer sees them in its next polls: two more running lines.
+        committed = read_greetings(bootstrap, names, ROUNDS, settle_s=0.0, deadline_s=90)
+        assert committed.ok, committed.summary()
         deadline = time.monotonic() + 60
         running_lines = []
         while time.monotonic() < deadline and len(running_lines) < 2:

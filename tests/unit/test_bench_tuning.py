@@ -40,6 +40,18 @@ def test_each_variant_changes_only_its_own_keys_and_still_renders_for_the_stack(
     replace(StackConfig(run_dir=Path("/nonexistent")), **variant.config)  # every config key is a StackConfig field
 
 
+def test_producer_defaults_variant_puts_the_kafka_client_defaults_over_the_shipped_batching() -> None:
+    egress = documents(tuning.module_yaml(SOURCE, tuning.BY_NAME["producer-defaults"]))[tuning.EGRESS_KIND]
+    assert egress["properties"] == [{"linger.ms": "0"}, {"batch.size": "16384"}]
+    assert documents(SOURCE)[tuning.EGRESS_KIND]["properties"] == [{"linger.ms": 20}, {"batch.size": 262144}]
+
+
+def test_a_partly_saved_sweep_renders_the_variants_that_ran() -> None:
+    result = {"names": [100], "variants": {"default": {"setting": "d", "rounds": [_round(1000)]}}}
+    result["variants"]["okhttp"] = {"setting": "o", "rounds": []}
+    assert [row.split(" | ")[0] for row in tuning.markdown(result)[2:]] == ["| default"]
+
+
 def test_okhttp_variant_uses_the_transport_timeouts_that_transport_reads() -> None:
     transport = documents(tuning.module_yaml(SOURCE, tuning.BY_NAME["okhttp"]))[tuning.ENDPOINT_KIND]["transport"]
     assert transport == {"type": "io.statefun.transports.v1/okhttp", "timeouts": {"call": "1min"}}
@@ -67,7 +79,9 @@ def test_medians_and_ratios_to_the_default_from_the_same_run() -> None:
     assert tuning.ratios(summaries)["okhttp"]["greetings_per_s@100"] == 0.5
     result = {"names": [100], "variants": {name: {"setting": name, "rounds": r} for name, r in rounds.items()}}
     rows = tuning.markdown(result)
-    assert rows[3] == "| okhttp | okhttp | 1,000 / 500 (0.5 / 0.5) | 1,000 / 2,400 | 0.100 | 0.500 | 5.0 | 2 | yes |"
+    assert (
+        rows[3] == "| okhttp | okhttp | 1,000 / 500 (0.5 / 0.5) | 1,000 / 2,400 | 0.100 | 0.500 | 5.0 | 2 | 0 | yes |"
+    )
 
 
 def test_a_backlog_visible_in_one_transaction_shows_a_dash_not_a_rate() -> None:
