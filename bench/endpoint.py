@@ -2,18 +2,23 @@
 
 Each server runs pinned to CPU 0 (one process or one gunicorn worker: the figures are per server core);
 wrk runs on CPU 1 with 8 connections. Bodies carry 1, 10 and 100 invocations for one address, with state.
-Usage: scripts/bench-endpoint [--seconds N] [--repeat N]   (results: bench/results/endpoint-*.json)
+With --baseline REV, the greeter as it was at git revision REV (checked out into a temporary worktree and
+run on the same virtualenv) is measured beside today's, in the same interleaved rounds.
+Usage: scripts/bench-endpoint [--seconds N] [--repeat N] [--baseline REV]   (results: bench/results/endpoint-*.json)
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +44,24 @@ class Server:
     command: list[str]
     env: dict[str, str]
     port: int
+    cwd: Path = ROOT
 
 
-def servers(base_port: int) -> list[Server]:
+def servers(base_port: int, baseline: Path | None) -> list[Server]:
     serve = [str(VENV_BIN / "greeter-serve"), "--workers", "1", "--bind"]
+    before = []
+    if baseline is not None:
+        address = f"127.0.0.1:{base_port + 4}"
+        gunicorn = [sys.executable, "-m", "gunicorn", "--config", str(baseline / "greeter" / "gunicorn_conf.py")]
+        before.append(
+            Server(
+                f"greeter at {baseline.name}",
+                [*gunicorn, "--workers", "1", "--bind", address, "greeter.app:app"],
+                {"PYTHONPATH": str(baseline), "PROMETHEUS_MULTIPROC_DIR": str(RESULTS / f"metrics-{base_port + 4}")},
+                base_port + 4,
+                baseline,
+            )
+        )
     return [
         Server(
             "walkthrough as written (Flask dev server, handle_sync, pure-Python protobuf)",
@@ -62,8 +81,32 @@ def servers(base_port: int) -> list[Server]:
             {"GREETER_WORKER_CLASS": "sync"},
             base_port + 2,
         ),
-        Server("greeter (KeepAliveWorker)", [*serve, f"127.0.0.1:{base_port + 3}"], {}, base_port + 3),
+        Server(
+            "greeter (GreeterWorker: uvicorn, SDK handle_async)",
+            [*serve, f"127.0.0.1:{base_port + 3}"],
+            {},
+            base_port + 3,
+        ),
+        *before,
     ]
+
+
+@contextlib.contextmanager
+def baseline_tree(revision: str | None) -> Iterator[Path | None]:
+    """The repository at `revision`, checked out into a temporary git worktree (removed afterwards)."""
+    if revision is None:
+        yield None
+        return
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as parent:
+        tree = Path(parent) / commit
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
 
 
 def write_bodies(directory: Path) -> dict[int, Path]:
@@ -103,9 +146,11 @@ def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 
 def start(server: Server) -> subprocess.Popen[bytes]:
     log = (RESULTS / f"server-{server.port}.log").open("wb")
+    if "PROMETHEUS_MULTIPROC_DIR" in server.env:
+        Path(server.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
     return subprocess.Popen(
         ["taskset", "-c", str(SERVER_CPU), *server.command],
-        cwd=ROOT,
+        cwd=server.cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **server.env},
@@ -166,34 +211,50 @@ def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: in
     return rows
 
 
-IN_PROCESS_TARGETS = (
-    ("walkthrough", WALKTHROUGH_PYTHON),
-    ("sdk", Path(sys.executable)),
-    ("dispatcher", Path(sys.executable)),
-)
+@dataclass(frozen=True)
+class InProcessTarget:
+    label: str
+    target: str  # bench/inprocess.py --target
+    python: Path
+    tree: Path = ROOT  # whose bench/inprocess.py and greeter run
 
 
-def in_process(bodies: dict[int, Path], seconds: float, repeat: int) -> list[dict[str, Any]]:
+def in_process_targets(baseline: Path | None) -> list[InProcessTarget]:
+    python = Path(sys.executable)
+    targets = [
+        InProcessTarget("walkthrough", "walkthrough", WALKTHROUGH_PYTHON),
+        InProcessTarget("sdk handle_sync", "sdk", python),
+        InProcessTarget("sdk handle_async, running loop", "sdk-async", python),
+        InProcessTarget("dispatcher (handle_async, running loop)", "dispatcher", python),
+    ]
+    if baseline is not None:
+        targets.append(InProcessTarget(f"dispatcher at {baseline.name}", "dispatcher", python, baseline))
+    return targets
+
+
+def in_process(
+    targets: list[InProcessTarget], bodies: dict[int, Path], seconds: float, repeat: int
+) -> list[dict[str, Any]]:
     """Each target in its own process on the server core, interleaved over `repeat` rounds; the median round."""
     samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(repeat):
-        for target, python in IN_PROCESS_TARGETS:
+        for target in targets:
             for batch in (1, 100):
-                command = [str(python), "bench/inprocess.py", "--target", target, "--body", str(bodies[batch])]
-                command += ["--invocations", str(batch), "--seconds", str(seconds)]
+                command = [str(target.python), "bench/inprocess.py", "--target", target.target]
+                command += ["--body", str(bodies[batch]), "--invocations", str(batch), "--seconds", str(seconds)]
                 output = subprocess.run(
                     ["taskset", "-c", str(SERVER_CPU), *command],
-                    cwd=ROOT,
+                    cwd=target.tree,
                     capture_output=True,
                     text=True,
                     check=True,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    env={**os.environ, "PYTHONPATH": str(target.tree)},
                 ).stdout
-                samples.setdefault((target, batch), []).append(json.loads(output))
+                samples.setdefault((target.label, batch), []).append(json.loads(output))
     rows = []
-    for (target, batch), runs in samples.items():
+    for (target_label, batch), runs in samples.items():
         median = sorted(runs, key=lambda run: run["requests_per_s"])[len(runs) // 2]
-        rows.append({"target": target, "invocations_per_request": batch, **median})
+        rows.append({"target": target_label, "invocations_per_request": batch, **median})
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -227,16 +288,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--repeat", type=int, default=3, help="wrk runs per point, interleaved across servers")
-    parser.add_argument("--port", type=int, default=18080, help="first of four consecutive ports")
+    parser.add_argument("--port", type=int, default=18080, help="first of five consecutive ports")
+    parser.add_argument("--baseline", metavar="REV", help="also measure the greeter at this git revision")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     bodies = write_bodies(RESULTS)
-    result = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().release}",
-        "in_process": in_process(bodies, 2.0, args.repeat),
-        "http": measure_http(servers(args.port), bodies, args.seconds, args.repeat),
-    }
+    with baseline_tree(args.baseline) as baseline:
+        result = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().release}",
+            "baseline": args.baseline,
+            "in_process": in_process(in_process_targets(baseline), bodies, 2.0, args.repeat),
+            "http": measure_http(servers(args.port, baseline), bodies, args.seconds, args.repeat),
+        }
     out = RESULTS / f"endpoint-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(markdown(result))

@@ -3,8 +3,9 @@
 1. Protocol floor: one process pinned to one core, no HTTP, no SDK: parse a one-message ToFunction body
    (bench/endpoint.py's), decode the GreetRequest and the seen_count state, build the GreetResponse, its
    KafkaProducerRecord egress message and the state mutation, serialize the FromFunction reply, with the
-   generated classes on upb. Timed beside the greeter's Dispatcher (bench/inprocess.py's `dispatcher`) on the
-   same body, rounds interleaved; both replies must say the same, or the floor would not be doing the same job.
+   generated classes on upb. Timed beside the greeter's Dispatcher (bench/inprocess.py's `dispatcher`:
+   handle_async awaited on a running uvloop) on the same body, rounds interleaved; both replies must say
+   the same, or the floor would not be doing the same job.
 2. Kafka: the stack's broker alone (temporary run folder, free ports) and Kafka's own ProducerPerformance and
    ConsumerPerformance, on topics with the stack's partitions, for a names record and a greetings record:
    produce idempotent with acks=all, produce in transactions committed every checkpoint interval, and consume
@@ -24,18 +25,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import google.protobuf
+import uvloop
 from google.protobuf.internal import api_implementation
 from statefun.kafka_egress_pb2 import KafkaProducerRecord
 from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
 
 from bench.endpoint import RESULTS, SERVER_CPU, write_bodies
-from bench.inprocess import target, us_per_call
+from bench.inprocess import AsyncHandle, async_target, us_per_await, us_per_call
 from bench.pipeline import cli, say
 from generator.names import generate_names
 from generator.produce import encode_records
@@ -100,8 +102,8 @@ def floor_reply(body: bytes) -> bytes:
     return serialized
 
 
-def dispatcher_reply(handle: Callable[[bytes], object], body: bytes) -> bytes:
-    reply = handle(body)
+def dispatcher_reply(handle: AsyncHandle, body: bytes) -> bytes:
+    reply: object = uvloop.run(handle(body))
     assert isinstance(reply, Reply), reply
     return reply.body
 
@@ -131,7 +133,7 @@ def protobuf_limits(body: bytes, seconds: float, rounds: int) -> dict[str, Any]:
     backend = api_implementation.Type()
     if backend != "upb":
         raise RuntimeError(f"protobuf runs on its {backend} backend, not upb: the floor would not be the greeter's")
-    dispatcher = target("dispatcher")
+    dispatcher = async_target("dispatcher")
     floor, ours = floor_reply(body), dispatcher_reply(dispatcher, body)
     if reply_says(floor) != reply_says(ours):
         raise RuntimeError(f"the floor replies {reply_says(floor)}, the Dispatcher {reply_says(ours)}")
@@ -139,7 +141,7 @@ def protobuf_limits(body: bytes, seconds: float, rounds: int) -> dict[str, Any]:
     with pinned(SERVER_CPU):
         for _ in range(rounds):  # interleaved, so drift of the host hits both alike
             samples["floor"].append(us_per_call(floor_reply, body, seconds))
-            samples["dispatcher"].append(us_per_call(dispatcher, body, seconds))
+            samples["dispatcher"].append(uvloop.run(us_per_await(dispatcher, body, seconds)))
     floor_us, dispatcher_us = statistics.median(samples["floor"]), statistics.median(samples["dispatcher"])
     return {
         "cpu": SERVER_CPU,

@@ -33,8 +33,8 @@ COMPONENTS = (
     ("protobuf (Python side)", r"google/protobuf/"),
     ("the function (validation, greeting)", r"greeter/(function|validation|greeting)\.py"),
     ("dispatch (greeter/dispatch.py)", r"greeter/dispatch\.py"),
-    ("WSGI /statefun (greeter/endpoint.py)", r"greeter/endpoint\.py"),
-    ("HTTP (greeter/worker.py, wsgi_http.py)", r"greeter/(worker|wsgi_http)\.py"),
+    ("/statefun route (greeter/asgi.py, endpoint.py)", r"greeter/(asgi|endpoint)\.py"),
+    ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", r"uvicorn/|greeter/(worker|http_protocol)\.py|a2wsgi/"),
     ("event loop (uvloop's C code under asyncio.Runner)", r"asyncio/runners\.py"),
 )
 _FILE = re.compile(r"\(([^:()]+):\d+\)")

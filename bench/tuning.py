@@ -49,7 +49,7 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("default", "as shipped: 2 KeepAliveWorkers, async transport, maxNumBatchRequests 10000, 2 s "
+    Variant("default", "as shipped: 2 GreeterWorkers (uvicorn), async transport, maxNumBatchRequests 10000, 2 s "
             "checkpoints, parallelism 1, RocksDB, egress producer linger.ms 20 and batch.size 256 KiB"),
     Variant("workers-1", "1 gunicorn worker", config={"greeter_workers": 1}),
     Variant("workers-3", "3 gunicorn workers", config={"greeter_workers": 3}),

@@ -14,7 +14,7 @@ from clitools.kafka_args import add_kafka_arguments, kafka_config
 from clitools.progress import Progress, add_progress_argument
 from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 from generator.names import InvalidName, read_names_file
-from greeter.settings import Settings
+from greeter.settings import Settings, SettingsError, max_name_length
 from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .expectation import Expectation, dead_letter_problems
@@ -80,9 +80,9 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     checks.add_argument(
         "--max-name-length",
         type=positive_int,
-        default=int((env or os.environ).get("GREETER_MAX_NAME_LENGTH") or Settings.max_name_length),
         metavar="N",
-        help="the greeter's GREETER_MAX_NAME_LENGTH, to tell poison from requests (default: %(default)s)",
+        help="the greeter's bound on names, to tell poison from requests (default: env GREETER_MAX_NAME_LENGTH, "
+        f"else {Settings.max_name_length})",
     )
     checks.add_argument(
         "--settle",
@@ -234,6 +234,11 @@ def _read(
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.max_name_length is None:
+        try:
+            args.max_name_length = max_name_length()
+        except SettingsError as error:
+            parser.error(str(error))
     _check_usage(parser, args)
     try:
         config = kafka_config(args, CONSUMER_GUARANTEES)

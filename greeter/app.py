@@ -1,41 +1,51 @@
 """The Flask app: POST /statefun for the runtime, /healthz, /readyz and /metrics for operators.
 
 `greeter.app:app` is the contract gunicorn serves; create_app() builds a configured instance for tests.
+Under greeter-serve the worker (greeter/worker.py) answers /statefun on its event loop through the same
+StatefunEndpoint, which it finds in `app.extensions["greeter"]`, and hands every other path to this app.
 """
+
+from dataclasses import dataclass
 
 from flask import Flask, Response
 
 from protos.generated.greeter_pb2 import DeadLetterReason
 
 from .dispatch import Dispatcher
-from .endpoint import StatefunEndpoint
-from .function import build_functions
+from .endpoint import StatefunEndpoint, StatefunWsgi
+from .function import Greeter
 from .logs import configure_logging
 from .metrics import GreeterMetrics
 from .readiness import self_test
 from .settings import Settings, load_settings
 
 
+@dataclass(frozen=True)
+class GreeterService:
+    """What a server needs beside the WSGI app: the settings it was built with and the /statefun endpoint."""
+
+    settings: Settings
+    endpoint: StatefunEndpoint
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings if settings is not None else load_settings()
     configure_logging(settings.log_level)
     metrics = GreeterMetrics()
-    functions = build_functions(
+    greeter = Greeter(
         settings,
         on_dead_letter=lambda _address, rejection: metrics.dead_letters.labels(
             reason=DeadLetterReason.Name(rejection.reason)
         ).inc(),
     )
-    dispatcher = Dispatcher(functions)
+    dispatcher = Dispatcher(greeter.functions, on_empty_id=greeter.empty_id_records)
     # One canned request through the real dispatcher: a broken protobuf backend or SDK fails here, at start.
     self_test(dispatcher, settings)
+    endpoint = StatefunEndpoint(dispatcher, metrics, settings.max_request_bytes)
 
     app = Flask("greeter")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.config["GREETER_SETTINGS"] = settings
-    app.wsgi_app = StatefunEndpoint(  # type: ignore[method-assign]
-        app.wsgi_app, dispatcher, metrics, settings.max_request_bytes
-    )
+    app.extensions["greeter"] = GreeterService(settings, endpoint)
+    app.wsgi_app = StatefunWsgi(app.wsgi_app, endpoint)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,29 +1,24 @@
-"""The request-reply protocol without an event loop per request.
+"""The request-reply protocol: the SDK's own RequestReplyHandler, behind a check that answers bad input 4xx.
 
-The SDK's RequestReplyHandler.handle_sync runs asyncio.run() for every request (110-150 us of a
-130-190 us call here) even when the function is synchronous. This dispatcher does the same protocol steps
-with the SDK's own building blocks, calling sync functions directly; async functions still go through
-the SDK. It also tells a malformed body and an unknown function apart, so the app can answer 4xx.
+Every batch is run by statefun.RequestReplyHandler.handle_async. In front of it, `check` parses the body once
+and refuses what the SDK would raise on, which the server would answer 500 and the runtime retry until the
+job restarts: a body that is not a ToFunction invocation batch, no target, an unknown function type, and
+state the function cannot read. A batch addressed to an empty id, which the SDK cannot turn into a Message,
+goes to `on_empty_id` when one is given (the greeter dead-letters its records) and is refused otherwise.
 """
 
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 from statefun import RequestReplyHandler, StatefulFunctions
-from statefun.messages import Message
-from statefun.request_reply_pb2 import FromFunction, ToFunction
-from statefun.request_reply_v3 import (
-    UserFacingContext,
-    collect_delayed,
-    collect_failure,
-    collect_messages,
-    sdk_address_from_pb,
-)
-from statefun.storage import resolve
+from statefun.core import parse_typename
+from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
 
 
 class InvalidRequest(ValueError):
-    """The body is not a ToFunction invocation batch."""
+    """The body is not a ToFunction invocation batch this service can run."""
 
 
 class UnknownFunction(LookupError):
@@ -43,49 +38,28 @@ class Reply(NamedTuple):  # a tuple: built once per request, on the hot path
     invocations: int
 
 
-def _message(typename: str, address_id: str, typed_value: Any) -> Message:
-    # Message.__init__ rejects an empty id with ValueError; the function dead-letters such records instead.
-    message: Message = Message.__new__(Message)
-    message.target_typename = typename
-    message.target_id = address_id
-    message.typed_value = typed_value
-    return message
+# Egress messages (statefun.EgressMessage) for the arguments of a batch addressed to the empty id.
+EmptyIdHandler = Callable[[str, Sequence[TypedValue]], Sequence[Any]]
 
 
-_MODIFY = FromFunction.PersistedValueMutation.MODIFY
-_DELETE = FromFunction.PersistedValueMutation.DELETE
+class _Checked(NamedTuple):
+    typename: str
+    address_id: str
+    invocations: int
+    is_async: bool
+    batch: Any  # ToFunction.InvocationBatchRequest
 
 
-def _collect(context: UserFacingContext) -> bytes:
-    """The SDK's collect_success, minus its per-record typename parsing and enum lookups by name."""
-    reply = FromFunction()
-    result = reply.invocation_result
-    result.SetInParent()  # an invocation result, even when the batch produced nothing
-    if context._outgoing_messages:
-        collect_messages(context._outgoing_messages, result)
-    if context._outgoing_delayed_messages:
-        collect_delayed(context._outgoing_delayed_messages, result)
-    egresses = result.outgoing_egresses
-    for message in context._outgoing_egress_messages:
-        namespace, _, name = message.typename.rpartition("/")
-        egresses.add(egress_namespace=namespace, egress_type=name, argument=message.typed_value)
-    mutations = result.state_mutations
-    for state_name, cell in context._storage._cells.items():
-        if cell.dirty:
-            if cell.typed_value is None:
-                mutations.add(state_name=state_name, mutation_type=_DELETE)
-            else:
-                mutations.add(state_name=state_name, mutation_type=_MODIFY, state_value=cell.typed_value)
-    body: bytes = reply.SerializeToString()
-    return body
-
-
-def _check_state(specs: Any, received: Any) -> None:
-    """State the function would fail to read is the request's fault: refuse the batch, don't crash in it."""
+def _check_state(specs: Any, received: Any) -> bool:
+    """Refuse state the function would fail to read; True when every declared state arrived."""
     declared = {spec.name: spec.type for spec in specs}
+    arrived = set()
     for value in received:
         state_type = declared.get(value.state_name)
-        if state_type is None or not value.state_value.has_value:
+        if state_type is None:
+            continue
+        arrived.add(value.state_name)
+        if not value.state_value.has_value:
             continue
         if value.state_value.typename != state_type.typename:
             raise InvalidRequest(
@@ -96,14 +70,29 @@ def _check_state(specs: Any, received: Any) -> None:
             state_type.serializer().deserialize(value.state_value.value)
         except Exception as error:  # any decoder failure: the bytes are not the declared type
             raise InvalidRequest(f"state {value.state_name!r} is not a valid {state_type.typename}: {error}") from None
+    return arrived == declared.keys()
+
+
+def _egress_reply(messages: Sequence[Any]) -> bytes:
+    reply = FromFunction()
+    result = reply.invocation_result
+    result.SetInParent()
+    for message in messages:
+        namespace, name = parse_typename(message.typename)  # raises on a malformed typename, as the SDK does
+        result.outgoing_egresses.add(egress_namespace=namespace, egress_type=name, argument=message.typed_value)
+    body: bytes = reply.SerializeToString()
+    return body
 
 
 class Dispatcher:
-    def __init__(self, functions: StatefulFunctions) -> None:
-        self._functions = functions
-        self._sdk_handler = RequestReplyHandler(functions)
+    """Runs request-reply batches for `functions`; `handle` without an event loop, `handle_async` on one."""
 
-    def handle(self, body: bytes) -> Reply:
+    def __init__(self, functions: StatefulFunctions, on_empty_id: EmptyIdHandler | None = None) -> None:
+        self._functions = functions
+        self._handler = RequestReplyHandler(functions)
+        self._on_empty_id = on_empty_id
+
+    def _check(self, body: bytes) -> _Checked:
         to_function = ToFunction()
         try:
             to_function.ParseFromString(body)
@@ -112,25 +101,42 @@ class Dispatcher:
         if not to_function.HasField("invocation"):
             raise InvalidRequest("body is not a ToFunction invocation batch")
         batch = to_function.invocation
-        address = sdk_address_from_pb(batch.target)
-        if address is None or not address.namespace or not address.name:
+        target = batch.target
+        if not target.namespace or not target.type:
             raise InvalidRequest("the invocation batch names no target function")
+        typename = f"{target.namespace}/{target.type}"
         try:
-            target = self._functions.for_typename(address.typename)
+            function = self._functions.for_typename(typename)
         except KeyError:
-            raise UnknownFunction(address.typename) from None
-        typename, address_id = address.typename, address.id
-        if target.is_async:
-            return Reply(self._sdk_handler.handle_sync(body), typename, address_id, len(batch.invocations))
+            raise UnknownFunction(typename) from None
+        if not target.id and self._on_empty_id is None:
+            raise InvalidRequest("the invocation batch is addressed to an empty id")
+        complete = _check_state(function.storage_spec.specs, batch.state)
+        invocations = len(batch.invocations) if complete else 0
+        return _Checked(typename, target.id, invocations, function.is_async, batch)
 
-        _check_state(target.storage_spec.specs, batch.state)
-        resolution = resolve(target.storage_spec, address.typename, batch.state)
-        if resolution.missing_specs:
-            return Reply(collect_failure(resolution.missing_specs).SerializeToString(), typename, address_id, 0)
-        context = UserFacingContext(address, resolution.storage)
-        function = target.fun
-        for invocation in batch.invocations:
-            # Ingress records have no caller: skip building an empty address for each of them.
-            context._caller = sdk_address_from_pb(invocation.caller) if invocation.HasField("caller") else None
-            function(context, _message(typename, address_id, invocation.argument))
-        return Reply(_collect(context), typename, address_id, len(batch.invocations))
+    def _empty_id_reply(self, checked: _Checked) -> Reply:
+        assert self._on_empty_id is not None  # _check refused the batch otherwise
+        arguments = [invocation.argument for invocation in checked.batch.invocations]
+        body = _egress_reply(self._on_empty_id(checked.typename, arguments))
+        return Reply(body, checked.typename, "", len(arguments))
+
+    async def handle_async(self, body: bytes) -> Reply:
+        """The reply to one batch, for a caller on a running event loop (the server's)."""
+        checked = self._check(body)
+        if not checked.address_id:
+            return self._empty_id_reply(checked)
+        reply = await self._handler.handle_async(body)
+        return Reply(reply, checked.typename, checked.address_id, checked.invocations)
+
+    def handle(self, body: bytes) -> Reply:
+        """The reply to one batch, for a caller with no running event loop (tests, probes, WSGI servers)."""
+        checked = self._check(body)
+        if not checked.address_id:
+            return self._empty_id_reply(checked)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            reply = asyncio.run(self._handler.handle_async(body))
+            return Reply(reply, checked.typename, checked.address_id, checked.invocations)
+        raise RuntimeError("Dispatcher.handle was called on a running event loop: await handle_async instead")

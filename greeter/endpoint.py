@@ -1,17 +1,17 @@
-"""POST /statefun as a lean WSGI layer in front of Flask's own dispatch.
+"""POST /statefun over HTTP: one answer for every outcome, whichever server carries the request.
 
-The runtime calls this path thousands of times a second, one request per address batch; Flask's routing
-and request objects cost about 145 us per call here, more than the function itself. So this path is
-answered at the WSGI layer (Flask's documented `app.wsgi_app` middleware hook) and every other path
-falls through to the Flask app.
+`StatefunEndpoint` turns a body into an `Answer` (200 with the reply, or a 4xx naming what was wrong) and
+counts it in the metrics; it is the one place that answers 413 too. Two thin adapters carry it: the ASGI
+route in greeter/asgi.py (the server's running loop, the SDK's handle_async) and `StatefunWsgi` here, which
+puts it in front of the Flask app so that `greeter.app:app` serves /statefun under any WSGI server.
 """
 
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from .dispatch import Dispatcher, InvalidRequest, UnknownFunction
+from .dispatch import Dispatcher, InvalidRequest, Reply, UnknownFunction
 from .metrics import GreeterMetrics
 
 log = logging.getLogger("greeter.endpoint")
@@ -19,78 +19,108 @@ log = logging.getLogger("greeter.endpoint")
 PATH = "/statefun"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-_OCTET_STREAM = [("Content-Type", "application/octet-stream")]
+
+class Answer(NamedTuple):
+    status: int
+    reason: str  # the status line's phrase
+    content_type: str
+    body: bytes
+    close: bool = False  # the connection is closed after it (the rest of the request is not read)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def _read_body(environ: dict[str, Any], limit: int) -> bytes:
-    stream = environ["wsgi.input"]
-    length_header = environ.get("CONTENT_LENGTH")
-    if length_header:
-        length = int(length_header)
-        if length > limit:
-            raise BodyTooLarge
-        return bytes(stream.read(length))
-    body = stream.read(limit + 1)  # chunked: read one byte past the limit to notice an oversized body
-    if len(body) > limit:
-        raise BodyTooLarge
-    return bytes(body)
+def _plain(status: int, reason: str, text: str, close: bool = False) -> Answer:
+    return Answer(status, reason, "text/plain; charset=utf-8", (text + "\n").encode("utf-8"), close)
 
 
 class StatefunEndpoint:
-    def __init__(self, fallback: WsgiApp, dispatcher: Dispatcher, metrics: GreeterMetrics, max_bytes: int):
-        self._fallback = fallback
+    def __init__(self, dispatcher: Dispatcher, metrics: GreeterMetrics, max_bytes: int) -> None:
         self._dispatcher = dispatcher
         self._metrics = metrics
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH:
-            return self._fallback(environ, start_response)
-        if environ["REQUEST_METHOD"] != "POST":
-            return self._plain(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])
+    def refused(self, answer: Answer) -> Answer:
+        self._metrics.rejected.labels(status=str(answer.status)).inc()
+        return answer
+
+    def method_not_allowed(self) -> Answer:
+        return self.refused(_plain(405, "Method Not Allowed", "use POST"))
+
+    def too_large(self) -> Answer:
+        return self.refused(_plain(413, "Request Entity Too Large", f"body over {self.max_bytes} bytes", close=True))
+
+    def bad_length(self) -> Answer:
+        return self.refused(_plain(400, "Bad Request", "Content-Length is not a number", close=True))
+
+    def answer(self, body: bytes) -> Answer:
+        """For a caller with no running event loop."""
         started = time.perf_counter()
         try:
-            body = _read_body(environ, self._max_bytes)
-        except BodyTooLarge:
-            return self._plain(start_response, "413 Request Entity Too Large", f"body over {self._max_bytes} bytes")
-        except ValueError:
-            return self._plain(start_response, "400 Bad Request", "Content-Length is not a number")
-        try:
             reply = self._dispatcher.handle(body)
-        except InvalidRequest as error:
-            log.warning("refused a request", extra={"reason": str(error)})
-            return self._plain(start_response, "400 Bad Request", str(error))
-        except UnknownFunction as error:
+        except (InvalidRequest, UnknownFunction) as error:
+            return self._refusal(error)
+        return self._served(reply, started)
+
+    async def answer_async(self, body: bytes) -> Answer:
+        """For a caller on the server's running loop."""
+        started = time.perf_counter()
+        try:
+            reply = await self._dispatcher.handle_async(body)
+        except (InvalidRequest, UnknownFunction) as error:
+            return self._refusal(error)
+        return self._served(reply, started)
+
+    def _refusal(self, error: InvalidRequest | UnknownFunction) -> Answer:
+        if isinstance(error, UnknownFunction):
             log.error("request for a function this service does not serve", extra={"function": error.typename})
-            return self._plain(start_response, "404 Not Found", str(error))
+            return self.refused(_plain(404, "Not Found", str(error)))
+        log.warning("refused a request", extra={"reason": str(error)})
+        return self.refused(_plain(400, "Bad Request", str(error)))
+
+    def _served(self, reply: Reply, started: float) -> Answer:
         self._metrics.answered(reply.invocations, time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "served a batch",
                 extra={"address": f"{reply.typename}/{reply.address_id}", "invocations": reply.invocations},
             )
-        start_response("200 OK", [*_OCTET_STREAM, ("Content-Length", str(len(reply.body)))])
-        return [reply.body]
+        return Answer(200, "OK", "application/octet-stream", reply.body)
 
-    def _plain(
-        self,
-        start_response: Callable[..., Any],
-        status: str,
-        reason: str,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> Iterable[bytes]:
-        self._metrics.rejected.labels(status=status[:3]).inc()
-        body = (reason + "\n").encode("utf-8")
-        start_response(
-            status,
-            [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                *(headers or []),
-            ],
-        )
-        return [body]
+
+class StatefunWsgi:
+    """The WSGI adapter: POST /statefun answered by the endpoint, every other path by `fallback` (Flask)."""
+
+    def __init__(self, fallback: WsgiApp, endpoint: StatefunEndpoint) -> None:
+        self._fallback = fallback
+        self._endpoint = endpoint
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH:
+            return self._fallback(environ, start_response)
+        answer = self._answer(environ)
+        headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))]
+        if answer.status == 405:
+            headers.append(("Allow", "POST"))
+        if answer.close:
+            headers.append(("Connection", "close"))
+        start_response(f"{answer.status} {answer.reason}", headers)
+        return [answer.body]
+
+    def _answer(self, environ: dict[str, Any]) -> Answer:
+        endpoint = self._endpoint
+        if environ["REQUEST_METHOD"] != "POST":
+            return endpoint.method_not_allowed()
+        stream = environ["wsgi.input"]
+        length_header = environ.get("CONTENT_LENGTH")
+        if length_header:
+            try:
+                length = int(length_header)
+            except ValueError:
+                return endpoint.bad_length()
+            if length > endpoint.max_bytes:
+                return endpoint.too_large()
+            body = bytes(stream.read(length))
+        else:
+            body = bytes(stream.read(endpoint.max_bytes + 1))  # chunked: one byte past the limit shows it
+            if len(body) > endpoint.max_bytes:
+                return endpoint.too_large()
+        return endpoint.answer(body)

@@ -1,7 +1,7 @@
 """The greeter function: count the user, greet them, or dead-letter what cannot be greeted."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -46,35 +46,59 @@ def greeting_record(name: str, seen: int) -> Any:
     )
 
 
-def build_functions(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> StatefulFunctions:
-    """The StatefulFunctions registry holding example/greeter, configured by `settings`."""
-    state_name = seen_count_state_name(settings.seen_count_ttl_seconds)
-    max_name_length = settings.max_name_length
-    functions = StatefulFunctions()
+class Greeter:
+    """example/greeter, configured by `settings`: the functions registry and the handler of empty-id batches."""
 
-    @functions.bind(typename=FUNCTION_TYPE, specs=[seen_count_spec(settings.seen_count_ttl_seconds)])  # type: ignore[untyped-decorator]
-    def greet(context: Any, message: Any) -> None:
-        address_id: str = context.address.id
-        typed_value = message.typed_value
+    def __init__(self, settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> None:
+        self._state_name = seen_count_state_name(settings.seen_count_ttl_seconds)
+        self._max_name_length = settings.max_name_length
+        self._on_dead_letter = on_dead_letter
+        self.functions = StatefulFunctions()
+
+        def greet(context: Any, message: Any) -> None:  # the SDK requires exactly (context, message)
+            self._greet(context, message)
+
+        self.functions.register(FUNCTION_TYPE, greet, specs=[seen_count_spec(settings.seen_count_ttl_seconds)])
+
+    def _rejected(self, address_id: str, typed_value: Any) -> Any:
+        """The dead letter for a record that cannot be greeted, or None when it can."""
         raw = typed_value.value if typed_value.has_value else None
-        checked = validate(typed_value.typename, raw, address_id, max_name_length)
-        if isinstance(checked, Rejection):
-            log.warning(
-                "dead-lettered a record",
-                extra={
-                    "address": f"{FUNCTION_TYPE}/{address_id}",
-                    "reason": DeadLetterReason.Name(checked.reason),
-                    "detail": checked.detail,
-                },
-            )
-            if on_dead_letter is not None:
-                on_dead_letter(address_id, checked)
-            context.send_egress(dead_letter(address_id, checked, typed_value.typename, raw))
+        checked = validate(typed_value.typename, raw, address_id, self._max_name_length)
+        if not isinstance(checked, Rejection):
+            return None
+        log.warning(
+            "dead-lettered a record",
+            extra={
+                "address": f"{FUNCTION_TYPE}/{address_id}",
+                "reason": DeadLetterReason.Name(checked.reason),
+                "detail": checked.detail,
+            },
+        )
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(address_id, checked)
+        return dead_letter(address_id, checked, typed_value.typename, raw)
+
+    def _greet(self, context: Any, message: Any) -> None:
+        address_id: str = context.address.id
+        letter = self._rejected(address_id, message.typed_value)
+        if letter is not None:
+            context.send_egress(letter)
             return
         storage = context.storage
-        previous: SeenCount | None = getattr(storage, state_name)
+        previous: SeenCount | None = getattr(storage, self._state_name)
         seen = (previous.seen if previous is not None else 0) + 1
-        setattr(storage, state_name, SeenCount(seen=seen))
-        context.send_egress(greeting_record(checked.name, seen))
+        setattr(storage, self._state_name, SeenCount(seen=seen))
+        context.send_egress(greeting_record(address_id, seen))
 
-    return functions
+    def empty_id_records(self, typename: str, arguments: Sequence[Any]) -> list[Any]:
+        """A batch for the empty id, which a Kafka record with an empty key becomes: every record is refused
+        (an empty name is never greeted), so each is dead-lettered without state."""
+        letters = [self._rejected("", argument) for argument in arguments]
+        if any(letter is None for letter in letters):
+            raise AssertionError("validation accepted a record for the empty id")
+        return letters
+
+
+def build_functions(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> StatefulFunctions:
+    """The StatefulFunctions registry holding example/greeter, configured by `settings`."""
+    return Greeter(settings, on_dead_letter).functions

@@ -6,23 +6,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings, with_overrides
 
 CONFIG_FILE = Path(__file__).with_name("gunicorn_conf.py")
 
 
 def _parser() -> argparse.ArgumentParser:
+    defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="greeter-serve",
-        description="Serve the greeter function (POST /statefun) under gunicorn.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve the greeter function (POST /statefun) under gunicorn. Every other setting is a "
+        "GREETER_* variable (README: Configuration).",
     )
-    parser.add_argument("--bind", default=os.environ.get("GREETER_BIND", "127.0.0.1:8000"), help="env GREETER_BIND")
+    parser.add_argument("--bind", help=f"HOST:PORT to listen on (env GREETER_BIND, default {defaults.bind})")
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get("GREETER_WORKERS", str(os.cpu_count() or 1))),
-        help="env GREETER_WORKERS",
+        "--workers", type=int, help="gunicorn worker processes (env GREETER_WORKERS, default: one per CPU)"
     )
     parser.add_argument("--pid", help="write the gunicorn master's PID to this file")
     return parser
@@ -42,16 +40,18 @@ def _metrics_dir() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        load_settings()  # fail here, naming the variable, rather than in every worker
+        # Fail here, naming the variable or flag, rather than in gunicorn's config loader.
+        settings = with_overrides(load_settings(), bind=args.bind, workers=args.workers)
     except SettingsError as error:
         print(f"greeter-serve: {error}", file=sys.stderr)
         return 2
-    os.environ["GREETER_BIND"] = args.bind
-    os.environ["GREETER_WORKERS"] = str(args.workers)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir()
     command = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG_FILE)]
+    # Command-line values win over the config file's, which reads the same variables without the flags.
+    command += ["--bind", settings.bind, "--workers", str(settings.worker_count)]
     if args.pid:
         command += ["--pid", args.pid]
+    # prometheus_client reads this variable itself, in every worker; it is not a greeter setting.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir()
     # exec keeps this PID: whoever started greeter-serve can signal gunicorn's master directly.
     os.execv(sys.executable, [*command, "greeter.app:app"])
     return 0  # not reached

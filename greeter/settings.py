@@ -6,7 +6,7 @@ A bad value fails start-up with a message naming the variable; nothing is read a
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -36,6 +36,34 @@ class Settings:
     log_level: str = "INFO"
     # None: plain HTTP. Set: HTTPS, and only clients with a certificate signed by `ca` are served (the runtime).
     tls: TlsFiles | None = None
+    # Loopback by default; containers set GREETER_BIND=0.0.0.0:8000.
+    bind: str = "127.0.0.1:8000"
+    # The function is CPU-bound and holds no state: one worker per core keeps every core busy without the
+    # context switching of more. 0 = the machine's CPU count.
+    workers: int = 0
+    # gunicorn's worker class: the greeter's bounded uvicorn worker (greeter/worker.py) unless a benchmark swaps it.
+    worker_class: str = "greeter.worker.GreeterWorker"
+    # Seconds an idle connection is kept open: longer than the runtime's pooled-connection lifetime, so the
+    # runtime, not the server, closes idle ones (a server-side close races the runtime's next request).
+    keepalive_seconds: int = 75
+    # Seconds a request may take to arrive in full, headers and body, counted from its first byte: a client
+    # that sends half a request, or a byte a second, is cut off (408) instead of holding a connection forever.
+    # Also the deadline of a TLS handshake.
+    read_timeout_seconds: int = 10
+    # Open connections per worker; one more is answered 503 and closed at once, before it can hold memory.
+    max_connections: int = 1000
+    # Longest request line (method, target, version) in bytes: 400 above it.
+    max_request_line_bytes: int = 8190
+    # Largest request head (request line and headers) in bytes: 431 above it.
+    max_header_bytes: int = 65536
+    # A worker silent this long is stuck: gunicorn restarts it and the runtime retries its batch.
+    timeout_seconds: int = 30
+    # On SIGTERM, batches in flight finish (milliseconds each) before the worker exits.
+    graceful_timeout_seconds: int = 20
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -83,6 +111,16 @@ def _tls(env: Mapping[str, str]) -> TlsFiles | None:
     return files
 
 
+def max_name_length(env: Mapping[str, str] | None = None) -> int:
+    """GREETER_MAX_NAME_LENGTH alone: the consumer needs it to tell poison from requests, and nothing else."""
+    return _int(os.environ if env is None else env, "GREETER_MAX_NAME_LENGTH", Settings.max_name_length, 1)
+
+
+def seen_count_ttl(env: Mapping[str, str] | None = None) -> int:
+    """GREETER_SEEN_COUNT_TTL alone: the local stack checks the value it passes on to the greeter."""
+    return _int(os.environ if env is None else env, "GREETER_SEEN_COUNT_TTL", Settings.seen_count_ttl_seconds, 0)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     defaults = Settings()
@@ -90,9 +128,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"GREETER_LOG_LEVEL={log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
     return Settings(
-        seen_count_ttl_seconds=_int(env, "GREETER_SEEN_COUNT_TTL", defaults.seen_count_ttl_seconds, 0),
-        max_name_length=_int(env, "GREETER_MAX_NAME_LENGTH", defaults.max_name_length, 1),
+        seen_count_ttl_seconds=seen_count_ttl(env),
+        max_name_length=max_name_length(env),
         max_request_bytes=_int(env, "GREETER_MAX_REQUEST_BYTES", defaults.max_request_bytes, 1024),
         log_level=log_level,
         tls=_tls(env),
+        bind=_bind(env.get("GREETER_BIND", "").strip() or defaults.bind, "GREETER_BIND"),
+        workers=_int(env, "GREETER_WORKERS", defaults.workers, 0),
+        worker_class=env.get("GREETER_WORKER_CLASS", "").strip() or defaults.worker_class,
+        keepalive_seconds=_int(env, "GREETER_KEEPALIVE", defaults.keepalive_seconds, 1),
+        read_timeout_seconds=_int(env, "GREETER_READ_TIMEOUT", defaults.read_timeout_seconds, 1),
+        max_connections=_int(env, "GREETER_MAX_CONNECTIONS", defaults.max_connections, 1),
+        max_request_line_bytes=_int(env, "GREETER_MAX_REQUEST_LINE", defaults.max_request_line_bytes, 256),
+        max_header_bytes=_int(env, "GREETER_MAX_HEADER_BYTES", defaults.max_header_bytes, 1024),
+        timeout_seconds=_int(env, "GREETER_TIMEOUT", defaults.timeout_seconds, 1),
+        graceful_timeout_seconds=_int(env, "GREETER_GRACEFUL_TIMEOUT", defaults.graceful_timeout_seconds, 1),
     )
+
+
+def _bind(value: str, name: str) -> str:
+    """HOST:PORT with a port gunicorn can bind (unix: sockets are not used by any launcher here)."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{name}={value!r} is not HOST:PORT")
+    return value
+
+
+def with_overrides(settings: Settings, *, bind: str | None, workers: int | None) -> Settings:
+    """`settings` with greeter-serve's --bind and --workers applied, each checked as its variable is."""
+    if bind is not None:
+        settings = replace(settings, bind=_bind(bind, "--bind"))
+    if workers is not None:
+        if workers < 0:
+            raise SettingsError(f"--workers={workers} must be at least 0")
+        settings = replace(settings, workers=workers)
+    return settings

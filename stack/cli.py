@@ -7,11 +7,13 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from .config import ENV_SETTINGS, ConfigError, Extra, Ports, StackConfig, from_env, port_env_var
+from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
 from .local import LocalStack
 from .logs import follow, log_files, print_logs
@@ -19,7 +21,6 @@ from .readiness import Interrupted, StartError
 from .status import format_status
 from .supervise import watch
 
-_ENV = dict(ENV_SETTINGS)
 _HELP = {
     "checkpoint_interval_ms": "Flink checkpoint interval; exactly-once output is committed at this pace",
     "heartbeat_interval_ms": "Flink heartbeat interval",
@@ -34,6 +35,18 @@ _HELP = {
 }
 
 
+def _flag_type(setting: EnvSetting, flag: str) -> Callable[[str], Any]:
+    """The setting's own parser, its error in argparse's words: a flag is checked as its variable is."""
+
+    def parse(text: str) -> Any:
+        try:
+            return setting.read(text, flag)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
 def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greeter-stack", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -42,7 +55,7 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         "--run-dir",
         type=Path,
         default=defaults.run_dir,
-        help=f"the one folder for logs, state and PIDs (env {_ENV['run_dir']})",
+        help=f"the one folder for logs, state and PIDs (env {RUN_DIR.variable})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="resolve the jars with Maven (up does it too)")
@@ -55,22 +68,13 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     up.add_argument(
         "--foreground", action="store_true", help="stay attached: stop everything on Ctrl-C or when a process dies"
     )
-    for name, _ in ENV_SETTINGS[1:]:
-        default = getattr(defaults, name)
+    for setting in UP_SETTINGS:
+        default = getattr(defaults, setting.field)
+        flag, help_text = "--" + setting.field.replace("_", "-"), f"{_HELP[setting.field]} (env {setting.variable})"
         if isinstance(default, bool):  # --tls / --no-tls: a flag overrides the environment either way
-            up.add_argument(
-                "--" + name.replace("_", "-"),
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=f"{_HELP[name]} (env {_ENV[name]})",
-            )
-            continue
-        up.add_argument(
-            "--" + name.replace("_", "-"),
-            default=default,
-            type=type(default) if name != "seen_count_ttl" else str,
-            help=f"{_HELP[name]} (env {_ENV[name]})",
-        )
+            up.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            up.add_argument(flag, default=default, type=_flag_type(setting, flag), help=help_text)
     for port in fields(Ports):
         up.add_argument(
             f"--port-{port.name.replace('_', '-')}",
@@ -102,7 +106,7 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, defaults: StackConfig) -> StackConfig:
-    values = {name: getattr(args, name) for name, _ in ENV_SETTINGS[1:]}
+    values = {setting.field: getattr(args, setting.field) for setting in UP_SETTINGS}
     ports = Ports(**{p.name: getattr(args, "port_" + p.name) for p in fields(Ports)})
     extras = []
     bootstrap = ["--bootstrap-servers", f"127.0.0.1:{ports.kafka}"]

@@ -11,11 +11,12 @@ import dataclasses
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from greeter.settings import seen_count_ttl
 from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
 # Versions: stack/jvm/pom.xml carries the same values as defaults; the fetch passes these with -D, so this
@@ -179,19 +180,60 @@ class StackConfig:
         return cls(**values)
 
 
-# Settings read from the environment: (field, variable). Ports are GREETER_STACK_PORT_<NAME>.
-ENV_SETTINGS: tuple[tuple[str, str], ...] = (
-    ("run_dir", ENV_PREFIX + "RUN_DIR"),
-    ("checkpoint_interval_ms", ENV_PREFIX + "CHECKPOINT_INTERVAL_MS"),
-    ("heartbeat_interval_ms", ENV_PREFIX + "HEARTBEAT_INTERVAL_MS"),
-    ("heartbeat_timeout_ms", ENV_PREFIX + "HEARTBEAT_TIMEOUT_MS"),
-    ("parallelism", ENV_PREFIX + "PARALLELISM"),
-    ("greeter_workers", ENV_PREFIX + "GREETER_WORKERS"),
-    ("seen_count_ttl", "GREETER_SEEN_COUNT_TTL"),
-    ("partitions", ENV_PREFIX + "PARTITIONS"),
-    ("start_timeout_s", ENV_PREFIX + "START_TIMEOUT_S"),
-    ("stop_timeout_s", ENV_PREFIX + "STOP_TIMEOUT_S"),
-    ("tls", ENV_PREFIX + "TLS"),
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser().resolve()
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _bool(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"expected one of {', '.join(_BOOLEANS)}") from None
+
+
+def _seen_count_ttl(text: str) -> str:
+    # The greeter's own parser: the stack passes the value on as the greeter's variable, checked the same way.
+    return str(seen_count_ttl({"GREETER_SEEN_COUNT_TTL": text}))
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """A StackConfig field that an environment variable (and `greeter-stack up`'s flag of the same name) sets."""
+
+    field: str
+    variable: str
+    parse: Callable[[str], Any]  # raises ValueError saying what is wrong
+
+    def read(self, text: str, source: str) -> Any:
+        try:
+            return self.parse(text)
+        except ValueError as error:
+            raise ConfigError(f"{source}={text!r}: {error}") from None
+
+
+RUN_DIR = EnvSetting("run_dir", ENV_PREFIX + "RUN_DIR", _path)
+# What `greeter-stack up` takes as flags too. Ports are GREETER_STACK_PORT_<NAME>.
+UP_SETTINGS: tuple[EnvSetting, ...] = (
+    EnvSetting("checkpoint_interval_ms", ENV_PREFIX + "CHECKPOINT_INTERVAL_MS", _count),
+    EnvSetting("heartbeat_interval_ms", ENV_PREFIX + "HEARTBEAT_INTERVAL_MS", _count),
+    EnvSetting("heartbeat_timeout_ms", ENV_PREFIX + "HEARTBEAT_TIMEOUT_MS", _count),
+    EnvSetting("parallelism", ENV_PREFIX + "PARALLELISM", _count),
+    EnvSetting("greeter_workers", ENV_PREFIX + "GREETER_WORKERS", _count),
+    EnvSetting("seen_count_ttl", "GREETER_SEEN_COUNT_TTL", _seen_count_ttl),
+    EnvSetting("partitions", ENV_PREFIX + "PARTITIONS", _count),
+    EnvSetting("start_timeout_s", ENV_PREFIX + "START_TIMEOUT_S", float),
+    EnvSetting("stop_timeout_s", ENV_PREFIX + "STOP_TIMEOUT_S", float),
+    EnvSetting("tls", ENV_PREFIX + "TLS", _bool),
 )
 
 
@@ -199,40 +241,16 @@ def port_env_var(name: str) -> str:
     return f"{ENV_PREFIX}PORT_{name.upper()}"
 
 
-_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-
-
-def _parse(kind: Any, text: str, variable: str) -> Any:
-    if kind in (bool, "bool"):
-        if text.strip().lower() not in _BOOLEANS:
-            raise ConfigError(f"{variable}={text!r}: expected one of {', '.join(_BOOLEANS)}")
-        return _BOOLEANS[text.strip().lower()]
-    try:
-        if kind in (int, "int"):
-            value: Any = int(text)
-            if value < 0:
-                raise ValueError("negative")
-            return value
-        if kind in (float, "float"):
-            return float(text)
-        if kind in (Path, "Path"):
-            return Path(text).expanduser().resolve()
-    except ValueError as error:
-        raise ConfigError(f"{variable}={text!r}: {error}") from None
-    return text
-
-
 def from_env(environ: Mapping[str, str] | None = None) -> StackConfig:
     """The defaults overridden by the environment; a bad value fails naming its variable."""
     env = os.environ if environ is None else environ
-    kinds = {f.name: f.type for f in fields(StackConfig)}
-    values: dict[str, Any] = {}
-    for name, variable in ENV_SETTINGS:
-        if env.get(variable, "") != "":
-            kind = "Path" if name == "run_dir" else kinds[name]
-            values[name] = _parse(kind, env[variable], variable)
+    values = {
+        setting.field: setting.read(env[setting.variable], setting.variable)
+        for setting in (RUN_DIR, *UP_SETTINGS)
+        if env.get(setting.variable, "") != ""
+    }
     ports = {
-        p.name: _parse(int, env[port_env_var(p.name)], port_env_var(p.name))
+        p.name: EnvSetting(p.name, port_env_var(p.name), _count).read(env[port_env_var(p.name)], port_env_var(p.name))
         for p in fields(Ports)
         if env.get(port_env_var(p.name), "") != ""
     }

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import Producer
 
+from consumer.source import CONSUMER_GUARANTEES, read_to_end
+from protos.generated.greeter_pb2 import GreetResponse
 from stack.local import LocalStack
 
-from .kafka_io import count_partitions, produce, read_greetings, requests, unique_names
+from .kafka_io import count_partitions, produce, read, read_greetings, requests, unique_names
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +63,26 @@ def test_status_shows_the_job_its_checkpoints_and_no_lag_once_caught_up(stack: L
     assert stack.failure_count() == 0
     checkpoint = stack.latest_checkpoint()
     assert checkpoint is not None and checkpoint.path.startswith("file:" + str(stack.config.checkpoint_dir))
+
+
+@pytest.mark.timeout(120)
+def test_an_aborted_transaction_on_greetings_is_invisible_to_read_committed(stack: LocalStack) -> None:
+    # The proof behind every exactly-once figure: what a transaction wrote and then aborted reaches a
+    # read_uncommitted consumer, never a read_committed one (the verifier's and greeter-consumer's isolation).
+    bootstrap = stack.config.bootstrap_servers
+    names = unique_names(5)
+    keys = {name.encode() for name in names}
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"e2e-abort-{names[0]}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for name in names:
+        value = GreetResponse(name=name, greeting="aborted").SerializeToString()
+        producer.produce("greetings", key=name.encode(), value=value)
+    assert producer.flush(30) == 0
+    producer.abort_transaction(30)
+
+    uncommitted = read(bootstrap, "greetings", keys, len(names), 60, 1, isolation="read_uncommitted")
+    assert sorted(r.key for r in uncommitted) == sorted(keys), "the aborted records were never written"
+    # To the end of the topic as it is now, past the abort marker: not one of them.
+    committed = read_to_end({"bootstrap.servers": bootstrap, **CONSUMER_GUARANTEES}, "greetings")
+    assert [m.key() for m in committed if m.key() in keys] == [], "read_committed saw aborted records"

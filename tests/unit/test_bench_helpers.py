@@ -68,12 +68,12 @@ def test_profile_shares_go_to_the_innermost_known_component() -> None:
         [
             'process 1:"gunicorn";run (asyncio/runners.py:118);handle (greeter/dispatch.py:10);'
             "inc (prometheus_client/values.py:104) 3",
-            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/worker.py:62) 1',
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (uvicorn/protocols/http/httptools_impl.py:62) 1',
         ]
     )
     assert shares(raw) == [
         ("metrics (prometheus_client, multiprocess files)", 75.0),
-        ("HTTP (greeter/worker.py, wsgi_http.py)", 25.0),
+        ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", 25.0),
     ]
 
 
@@ -83,10 +83,10 @@ def test_profile_leaves_out_the_metrics_flush_thread_asleep_but_counts_its_flush
         [
             f"{thread} 50",
             f"{thread};flush_all (greeter/metrics.py:160) 1",
-            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/worker.py:62) 3',
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (uvicorn/protocols/http/httptools_impl.py:62) 3',
         ]
     )
     assert shares(raw) == [
-        ("HTTP (greeter/worker.py, wsgi_http.py)", 75.0),
+        ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", 75.0),
         ("metrics (prometheus_client, multiprocess files)", 25.0),
     ]

@@ -54,6 +54,16 @@ def test_a_bad_environment_value_exits_2(monkeypatch: pytest.MonkeyPatch, capsys
     assert "GREETER_STACK_PORT_GREETER" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--parallelism", "-1"), ("--start-timeout-s", "soon"), ("--seen-count-ttl", "sixty")]
+)
+def test_a_bad_flag_is_refused_as_its_variable_is(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parser(StackConfig()).parse_args(["up", flag, value])
+    assert exit_info.value.code == 2
+    assert f"{flag}={value!r}" in capsys.readouterr().err
+
+
 def test_status_and_down_without_a_stack(tmp_path: Path) -> None:
     assert main(["--run-dir", str(tmp_path), "down"]) == 0
     assert main(["--run-dir", str(tmp_path), "status"]) == 1

@@ -48,7 +48,14 @@ def test_empty_variables_mean_default() -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("GREETER_STACK_PARTITIONS", "four"), ("GREETER_STACK_PORT_KAFKA", "-1"), ("GREETER_STACK_STOP_TIMEOUT_S", "x")],
+    [
+        ("GREETER_STACK_PARTITIONS", "four"),
+        ("GREETER_STACK_PORT_KAFKA", "-1"),
+        ("GREETER_STACK_STOP_TIMEOUT_S", "x"),
+        ("GREETER_STACK_TLS", "maybe"),
+        # Passed on to the greeter, and checked by the greeter's own parser first.
+        ("GREETER_SEEN_COUNT_TTL", "-5"),
+    ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):

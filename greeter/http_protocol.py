@@ -1,0 +1,130 @@
+"""uvicorn's httptools protocol with the bounds a server facing untrusted clients needs and uvicorn lacks.
+
+uvicorn keeps a connection that never sends a byte, and a request that arrives a byte at a time, for as long
+as the client likes, and puts no bound on the request line or headers. Each bound here is one setting
+(greeter/settings.py) and is listed with its reason in docs/limits.md:
+- read deadline: a request must arrive in full, head and body, within `read_timeout` of its first byte;
+  trickling bytes does not extend it. 408 (or a plain close once an answer has started).
+- idle deadline: a new connection gets the keep-alive timeout before its first byte too.
+- connections: past `max_connections` per worker a new connection is answered 503 and closed at once.
+- head size: a request line over `max_request_line` bytes is answered 400; a head over `max_header_bytes`, 431.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("greeter.http")
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    read_timeout: float
+    max_connections: int
+    max_request_line: int
+    max_header_bytes: int
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; uvicorn's error path then sends our answer."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._in_head = True  # before the current request's headers are complete
+        self._url_bytes = 0
+        self._head_bytes = 0  # bytes received in the current request's head, as far as chunks tell
+        self._refusal: tuple[int, str] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._answer_and_close(503, f"over {self.limits.max_connections} connections to this worker")
+            return
+        # uvicorn arms the keep-alive timer only after a response: a client that connects and stays
+        # silent would be kept forever.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_read_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        counted = self._in_head  # a chunk that completes one head, or starts the next request, is not counted
+        super().data_received(data)
+        if self.transport.is_closing() or not (counted and self._in_head):
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._answer_and_close(431, f"request head over {self.limits.max_header_bytes} bytes")
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes, self._url_bytes = True, 0, 0
+        self._cancel_read_deadline()
+        self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
+
+    def on_url(self, url: bytes) -> None:
+        # Called for every piece of the target as it arrives: a long one is refused before it is whole.
+        self._url_bytes += len(url)
+        if self._url_bytes > self.limits.max_request_line:
+            self._refusal = (400, f"request line over {self.limits.max_request_line} bytes")
+            raise _Refused
+        super().on_url(url)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        head = self._url_bytes + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if head > self.limits.max_header_bytes:
+            self._refusal = (431, f"request head over {self.limits.max_header_bytes} bytes")
+            raise _Refused
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_read_deadline()
+        self._in_head, self._head_bytes = True, 0
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a parser error; a refusal raised from a callback above answers in its place."""
+        status, text = self._refusal or (400, msg)
+        self._answer_and_close(status, text)
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
+            self.transport.close()  # an answer is under way (a 413 before the body): just stop reading
+            return
+        self._answer_and_close(408, f"request not received in full within {self.limits.read_timeout:g} s")
+
+    def _cancel_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _answer_and_close(self, status: int, text: str) -> None:
+        log.warning("cut off a client", extra={"status": status, "reason": text, "client": self.client})
+        body = (text + "\n").encode()
+        head = (
+            f"HTTP/1.1 {status} {_PHRASES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
+_PHRASES = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
