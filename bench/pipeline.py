@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import sys
 import tempfile
@@ -32,12 +31,12 @@ import urllib.request
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench import load
 from bench.procstats import dir_bytes
 from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer
+from clitools.signals import Terminated, unwinding_on_sigterm
 from greeter.wiring import GREETINGS_TOPIC, NAMES_TOPIC
 from stack import kafka
 from stack.config import Ports, StackConfig
@@ -352,19 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result["correct"] else 1
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, unwinding like Ctrl-C."""
-
-
 def cli(run: Callable[[], int] = main) -> int:
     """run() with SIGTERM unwinding like Ctrl-C, so the stack and the peer are stopped by PID either way."""
-
-    def terminate(_signum: int, _frame: FrameType | None) -> None:
-        raise Terminated
-
-    signal.signal(signal.SIGTERM, terminate)
     try:
-        return run()
+        with unwinding_on_sigterm():
+            return run()
     except KeyboardInterrupt as interrupt:
         say("[bench] interrupted: what it started is stopped")
         return 143 if isinstance(interrupt, Terminated) else 130

@@ -1,10 +1,14 @@
-"""Graceful stop on SIGINT/SIGTERM: the first signal asks the tool to drain and stop, a second forces exit.
+"""Graceful stop on SIGINT/SIGTERM for every CLI: the first signal asks to drain and stop, a second forces exit.
 
-The handler only records the request: the tool's loop checks `requested` between short blocking calls,
-so it can flush what it holds. The second signal raises `ForcedExit`, which the CLI turns into 128 + signal.
+The handler only records the request: the tool's loop checks `requested` (or waits on `event`, which a
+thread can wait on too) between short blocking calls, so it can flush what it holds. The second signal
+raises `ForcedExit`, which the CLI turns into 128 + signal. Handlers are restored when the block ends.
+`unwinding_on_sigterm` is for the benchmarks, whose clean-up is in `finally` blocks: SIGTERM unwinds them
+as Ctrl-C does.
 """
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -31,15 +35,22 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.event = threading.Event()  # set with the first signal, for code that waits instead of polling
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal that asked to stop, the shell's convention; None when none did."""
+        return None if self.signum is None else 128 + self.signum
+
     def handle(self, signum: int, frame: FrameType | None = None) -> None:
         if self.signum is not None:
             raise ForcedExit(signum)
         self.signum = signum
+        self.event.set()
 
 
 @contextmanager
@@ -51,3 +62,21 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding like Ctrl-C."""
+
+
+@contextmanager
+def unwinding_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises Terminated for the duration of the block, as SIGINT raises KeyboardInterrupt."""
+
+    def terminate(_signum: int, _frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,17 +1,18 @@
-"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | status | logs)."""
+"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | status | logs | watch)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 
 from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
@@ -97,6 +98,12 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         help="another command to run after the job (log run/NAME.log)",
     )
     sub.add_parser("down", help="stop every recorded process (SIGTERM, then SIGKILL)")
+    watch_parser = sub.add_parser(
+        "watch", help="wait until Ctrl-C, or until a process dies (naming it); then stop everything"
+    )
+    watch_parser.add_argument(
+        "--while-pid", type=int, metavar="PID", help="also stop everything once this process (a consumer) has exited"
+    )
     sub.add_parser("status", help="processes, job, last checkpoint, ingress lag")
     logs = sub.add_parser("logs", help="print (or -f follow) the log files, prefixed by process")
     logs.add_argument("name", nargs="?", help="one process (kafka, greeter, jobmanager, taskmanager, ...)")
@@ -122,21 +129,6 @@ def _config(args: argparse.Namespace, defaults: StackConfig) -> StackConfig:
     return replace(defaults, run_dir=args.run_dir.resolve(), ports=ports, extras=tuple(extras), **values)
 
 
-def _install_signals(stop: threading.Event) -> dict[str, int]:
-    """First Ctrl-C/SIGTERM asks for a clean stop; a second one forces (KeyboardInterrupt)."""
-    received: dict[str, int] = {}
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        received["signal"] = signum
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return received
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         defaults = from_env()
@@ -144,17 +136,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"greeter-stack: {error}", file=sys.stderr)
         return 2
     args = _parser(defaults).parse_args(argv)
-    stop = threading.Event()
-    received = _install_signals(stop)
     try:
-        code = _run(args, defaults, stop)
-        return 128 + received["signal"] if "signal" in received and code == 0 else code
-    except (Interrupted, KeyboardInterrupt):
-        return 128 + received.get("signal", signal.SIGINT)
+        # The first Ctrl-C/SIGTERM asks for a clean stop (waits end, `down` runs); a second one forces.
+        with stop_on_signals(StopFlag()) as stop:
+            try:
+                code = _run(args, defaults, stop.event)
+            except Interrupted:
+                code = 1
+            return stop.exit_code if stop.exit_code is not None else code
+    except ForcedExit as forced:
+        return forced.exit_code
     except (ConfigError, PrerequisiteError, StartError, RuntimeError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) else error  # KeyError's str() adds quotes
         print(f"greeter-stack: {message}", file=sys.stderr)
         return 2 if isinstance(error, ConfigError) else 1
+
+
+def _alive(pid: int) -> Callable[[], bool]:
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    return alive
 
 
 def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event) -> int:
@@ -176,6 +182,8 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         print(f"no stack recorded in {run_dir}", file=sys.stderr)
         return 0 if args.command == "down" else 1
     stack = LocalStack.attach(run_dir, stop=stop)
+    if args.command == "watch":
+        return watch(stack, keep_going=_alive(args.while_pid) if args.while_pid else lambda: True)
     if args.command == "down":
         stack.down()
         return 0

@@ -1,7 +1,8 @@
-"""`up --foreground`: watch the started processes; when a daemon dies, stop everything (honcho-style)."""
+"""`up --foreground` and `watch`: watch the started processes; when a daemon dies, stop everything (honcho-style)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from . import procs
@@ -9,12 +10,13 @@ from .local import LocalStack
 from .readiness import tail
 
 
-def watch(stack: LocalStack, interval: float = 1.0) -> int:
-    """Block until a stop is requested (0) or a process dies (1); then stop the whole stack."""
+def watch(stack: LocalStack, interval: float = 1.0, keep_going: Callable[[], bool] = lambda: True) -> int:
+    """Block until a stop is requested or `keep_going` turns false (0), or a process dies (1); then stop the
+    whole stack."""
     extras = {extra.name for extra in stack.config.extras}
     watched = list(stack.state.procs)
     code = 0
-    while not stack.stop_event.wait(interval):
+    while not stack.stop_event.wait(interval) and keep_going():
         dead = [p for p in watched if not procs.is_running(p)]
         for proc in dead:
             status = procs.exit_code(proc)

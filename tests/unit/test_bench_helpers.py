@@ -68,7 +68,7 @@ def test_profile_shares_go_to_the_innermost_known_component() -> None:
         [
             'process 1:"gunicorn";run (asyncio/runners.py:118);handle (greeter/dispatch.py:10);'
             "inc (prometheus_client/values.py:104) 3",
-            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (uvicorn/protocols/http/httptools_impl.py:62) 1',
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/http_protocol.py:62) 1',
         ]
     )
     assert shares(raw) == [
@@ -83,7 +83,7 @@ def test_profile_leaves_out_the_metrics_flush_thread_asleep_but_counts_its_flush
         [
             f"{thread} 50",
             f"{thread};flush_all (greeter/metrics.py:160) 1",
-            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (uvicorn/protocols/http/httptools_impl.py:62) 3',
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/http_protocol.py:62) 3',
         ]
     )
     assert shares(raw) == [

@@ -11,7 +11,7 @@ import pytest
 from clitools.argtypes import non_negative_float, non_negative_int, positive_int
 from clitools.kafka_args import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, add_kafka_arguments, kafka_config
 from clitools.progress import Progress
-from clitools.signals import ForcedExit, StopFlag, stop_on_signals
+from clitools.signals import ForcedExit, StopFlag, Terminated, stop_on_signals, unwinding_on_sigterm
 
 
 class TestStopFlag:
@@ -19,8 +19,9 @@ class TestStopFlag:
         flag = StopFlag()
         assert not flag.requested
         flag.handle(signal.SIGTERM)
-        assert flag.requested
+        assert flag.requested and flag.event.is_set()
         assert flag.signum == signal.SIGTERM
+        assert flag.exit_code == 143
 
     @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
     def test_second_signal_forces_exit_with_128_plus_signal(self, signum: int, code: int) -> None:
@@ -41,6 +42,14 @@ class TestStopFlag:
             with pytest.raises(ForcedExit):
                 os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_unwinds_like_ctrl_c_inside_the_block_only() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated), unwinding_on_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert issubclass(Terminated, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 class FakeClock:
