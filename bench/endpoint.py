@@ -8,23 +8,21 @@ Usage: scripts/bench-endpoint [--seconds N] [--repeat N] [--baseline REV]   (res
 """
 
 import argparse
-import contextlib
 import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from statefun.request_reply_pb2 import FromFunction
 
+from bench.baseline import worktree
 from bench.procstats import peak_rss_mb
 from bench.wrk import WrkResult, run_wrk
 from greeter.harness import build_request, kafka_records, typed_value
@@ -89,24 +87,6 @@ def servers(base_port: int, baseline: Path | None) -> list[Server]:
         ),
         *before,
     ]
-
-
-@contextlib.contextmanager
-def baseline_tree(revision: str | None) -> Iterator[Path | None]:
-    """The repository at `revision`, checked out into a temporary git worktree (removed afterwards)."""
-    if revision is None:
-        yield None
-        return
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as parent:
-        tree = Path(parent) / commit
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
-        try:
-            yield tree
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
 
 
 def write_bodies(directory: Path) -> dict[int, Path]:
@@ -293,7 +273,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     bodies = write_bodies(RESULTS)
-    with baseline_tree(args.baseline) as baseline:
+    with worktree(args.baseline) as baseline:
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().release}",

@@ -30,10 +30,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import load
+from bench.baseline import serve_shim, worktree
 from bench.procstats import dir_bytes
 from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer
 from clitools.signals import Terminated, unwinding_on_sigterm
@@ -185,15 +187,20 @@ def table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def latency_at(interval_ms: int, args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
+def stack_config(args: argparse.Namespace, run_dir: Path, interval_ms: int, greeter_tree: Path | None) -> StackConfig:
+    """The stack of one run: free ports, and the greeter at --greeter-at's revision when one was given."""
+    config = StackConfig(
+        run_dir=run_dir, ports=Ports.free(), greeter_workers=args.greeter_workers, checkpoint_interval_ms=interval_ms
+    )
+    if greeter_tree is None:
+        return config
+    return replace(config, venv_bin=serve_shim(greeter_tree, run_dir / "greeter-at"))
+
+
+def latency_at(interval_ms: int, args: argparse.Namespace, run_root: Path, greeter_tree: Path | None) -> dict[str, Any]:
     """Latency only, at another checkpoint interval: a fresh stack, and the peer committing as often, on new
     names at every point; rounds interleaved as in run_point."""
-    config = StackConfig(
-        run_dir=run_root / f"interval-{interval_ms}",
-        ports=Ports.free(),
-        greeter_workers=args.greeter_workers,
-        checkpoint_interval_ms=interval_ms,
-    )
+    config = stack_config(args, run_root / f"interval-{interval_ms}", interval_ms, greeter_tree)
     stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
     peer = QuixPeer(config) if "quix" in args.systems else None
     result: dict[str, Any] = {"checkpoint_interval_ms": interval_ms, "points": []}
@@ -270,6 +277,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/pipeline-<time>.json)")
     parser.add_argument("--run-dir", type=Path, help="the stack's run folder, kept (default: a temporary one)")
+    parser.add_argument(
+        "--greeter-at", metavar="REV", help="run the greeter as it was at this git revision (a before/after figure)"
+    )
     return parser.parse_args(argv)
 
 
@@ -304,19 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or RESULTS / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     keep = nullcontext(str(args.run_dir.resolve())) if args.run_dir else None
-    with keep or tempfile.TemporaryDirectory(prefix="bench-stack-") as run_dir:
-        config = StackConfig(
-            run_dir=Path(run_dir),
-            ports=Ports.free(),
-            greeter_workers=args.greeter_workers,
-            checkpoint_interval_ms=args.checkpoint_interval_ms,
-        )
+    with keep or tempfile.TemporaryDirectory(prefix="bench-stack-") as run_dir, worktree(args.greeter_at) as tree:
+        config = stack_config(args, Path(run_dir), args.checkpoint_interval_ms, tree)
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
         peer = QuixPeer(config) if "quix" in args.systems else None
         result: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "complete": False,
             "systems": args.systems,
+            "greeter_at": tree.name if tree is not None else None,
             "greeter_workers": args.greeter_workers,
             "checkpoint_interval_ms": args.checkpoint_interval_ms,
             "messages": args.messages,
@@ -338,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             if result["points"] or result["complete"]:
                 args.out.write_text(json.dumps(result, indent=2))
         for interval_ms in args.latency_also_at_ms if result["complete"] else []:
-            other = latency_at(interval_ms, args, Path(run_dir))
+            other = latency_at(interval_ms, args, Path(run_dir), tree)
             result.setdefault("latency_at_other_intervals", []).append(other)
             result["correct"] = result["correct"] and all(
                 point["summary"][system]["correct"] for point in other["points"] for system in args.systems

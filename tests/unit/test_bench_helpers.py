@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import load, pipeline
+from bench.baseline import serve_shim, worktree
 from bench.profile_greeter import shares
 
 
@@ -90,3 +94,14 @@ def test_profile_leaves_out_the_metrics_flush_thread_asleep_but_counts_its_flush
         ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", 75.0),
         ("metrics (prometheus_client, multiprocess files)", 25.0),
     ]
+
+
+def test_the_baseline_greeter_runs_from_its_own_worktree(tmp_path: Path) -> None:
+    with worktree("HEAD") as tree:
+        assert tree is not None and (tree / "greeter" / "serve.py").is_file()
+        shim = serve_shim(tree, tmp_path / "bin") / "greeter-serve"
+        result = subprocess.run(
+            [str(shim), "--help"], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": ""}
+        )
+        assert result.returncode == 0 and "greeter-serve" in result.stdout, result.stderr
+    assert not tree.exists(), "the worktree is removed afterwards"
