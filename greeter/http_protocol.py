@@ -3,8 +3,9 @@
 uvicorn keeps a connection that never sends a byte, and a request that arrives a byte at a time, for as long
 as the client likes, and puts no bound on the request line or headers. Each bound here is one setting
 (greeter/settings.py) and is listed with its reason in docs/limits.md:
-- read deadline: a request must arrive in full, head and body, within `read_timeout` of its first byte;
-  trickling bytes does not extend it. 408 (or a plain close once an answer has started).
+- read deadline: a request must arrive in full, head and body, within `read_timeout` of its first byte
+  (empty lines before it included); trickling bytes does not extend it. 408 (a plain close when only empty
+  lines came, or once an answer has started).
 - idle deadline: a new connection gets the keep-alive timeout before its first byte too.
 - connections: past `max_connections` per worker a new connection is answered 503 and closed at once.
 - head size: a request line over `max_request_line` bytes is answered 400; a head over `max_header_bytes`, 431.
@@ -38,6 +39,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.limits = limits
         self._read_deadline: asyncio.TimerHandle | None = None
         self._in_head = True  # before the current request's headers are complete
+        self._in_request = False  # a request has begun (more than empty lines arrived) and not yet ended
         self._url_bytes = 0
         self._head_bytes = 0  # bytes received in the current request's head, as far as chunks tell
         self._refusal: tuple[int, str] | None = None
@@ -56,6 +58,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        # From the first byte, whatever it is: llhttp skips empty lines before a request without starting
+        # one, so a deadline armed only when a request begins would let a client trickle CRLFs forever.
+        if self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
         counted = self._in_head  # a chunk that completes one head, or starts the next request, is not counted
         super().data_received(data)
         if self.transport.is_closing() or not (counted and self._in_head):
@@ -68,8 +74,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes, self._url_bytes = True, 0, 0
-        self._cancel_read_deadline()
-        self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
+        self._in_request = True
+        if self._read_deadline is None:  # a request pipelined behind one that just completed
+            self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
 
     def on_url(self, url: bytes) -> None:
         # Called for every piece of the target as it arrives: a long one is refused before it is whole.
@@ -89,7 +96,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._cancel_read_deadline()
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._in_request = True, 0, False
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -101,8 +108,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._read_deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
-            self.transport.close()  # an answer is under way (a 413 before the body): just stop reading
+        answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+        if not self._in_request or answering:
+            # Nothing but empty lines came, or an answer is under way (a 413 before the body): just close.
+            self.transport.close()
             return
         self._answer_and_close(408, f"request not received in full within {self.limits.read_timeout:g} s")
 
