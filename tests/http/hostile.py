@@ -27,6 +27,7 @@ from stack.tls import CertFiles
 from tests.http.test_tls import TlsServer, tls_env, wait_ready
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
+from tests.support.processes import popen_logged
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 HOST = "127.0.0.1"
@@ -447,12 +448,10 @@ def raise_fd_limit(needed: int) -> None:
 def start_tls(run: Path, certs: CertFiles, workers: int, **env: str) -> TlsServer:
     port = free_port()
     log = run / "greeter.log"
-    process = subprocess.Popen(
+    process = popen_logged(
         [str(SERVE), "--bind", f"{HOST}:{port}", "--workers", str(workers)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics"), **tls_env(certs), **env},
-        start_new_session=True,
+        log,
+        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics"), **tls_env(certs), **env},
     )
     server = TlsServer(process, port, log, certs)
     try:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from greeter.harness import RuntimeHarness, build_request
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port, wait_for_http
+from tests.support.processes import popen_logged
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 
@@ -43,12 +44,10 @@ class Server:
 def start(tmp_path: Path, workers: int = 2, **env: str) -> Server:
     port = free_port()
     log = tmp_path / "greeter.log"
-    process = subprocess.Popen(
+    process = popen_logged(
         [str(SERVE), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), **env},
-        start_new_session=True,
+        log,
+        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), **env},
     )
     server = Server(process, port, log)
     try:
@@ -148,12 +147,10 @@ def test_a_sigterm_worker_writes_its_last_metrics_before_it_exits(tmp_path: Path
     directory.mkdir()
     port = free_port()
     log = tmp_path / "greeter.log"
-    process = subprocess.Popen(
+    process = popen_logged(
         [sys.executable, "-m", "gunicorn", "--config", str(config), "--workers", "1", "greeter.app:app"],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "GREETER_BIND": f"127.0.0.1:{port}"},
-        start_new_session=True,
+        log,
+        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "GREETER_BIND": f"127.0.0.1:{port}"},
     )
     server = Server(process, port, log)
     try:

@@ -26,6 +26,7 @@ from greeter.harness import RuntimeHarness
 from stack.tls import CertFiles, mint
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
+from tests.support.processes import popen_logged
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,12 +100,10 @@ def server(certs: CertFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     run = tmp_path_factory.mktemp("tls-greeter")
     port = free_port()
     log = run / "greeter.log"
-    process = subprocess.Popen(
+    process = popen_logged(
         [str(SERVE), "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics"), **tls_env(certs)},
-        start_new_session=True,
+        log,
+        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics"), **tls_env(certs)},
     )
     running = TlsServer(process, port, log, certs)
     try:

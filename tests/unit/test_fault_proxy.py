@@ -4,12 +4,14 @@ import http.client
 import http.server
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from stack.config import HOST
 from tests.faults.http_proxy import FaultKind, FaultProxy
+
+Connect = Callable[[FaultProxy], http.client.HTTPConnection]
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):
@@ -40,14 +42,28 @@ def proxy() -> Iterator[FaultProxy]:
         upstream.server_close()
 
 
+@pytest.fixture
+def connect() -> Iterator[Connect]:
+    """Client connections to the proxy, each closed when the test ends."""
+    opened: list[http.client.HTTPConnection] = []
+
+    def open_one(proxy: FaultProxy) -> http.client.HTTPConnection:
+        opened.append(http.client.HTTPConnection(HOST, proxy.port, timeout=5))
+        return opened[-1]
+
+    yield open_one
+    for connection in opened:
+        connection.close()
+
+
 def post(connection: http.client.HTTPConnection, body: bytes = b"\x01\x02") -> tuple[int, str, bytes]:
     connection.request("POST", "/statefun", body=body, headers={"Content-Type": "application/octet-stream"})
     response = connection.getresponse()
     return response.status, response.getheader("Content-Type", ""), response.read()
 
 
-def test_passes_requests_through_on_one_kept_alive_connection(proxy: FaultProxy) -> None:
-    connection = http.client.HTTPConnection(HOST, proxy.port, timeout=5)
+def test_passes_requests_through_on_one_kept_alive_connection(proxy: FaultProxy, connect: Connect) -> None:
+    connection = connect(proxy)
     assert [post(connection, bytes([n])) for n in range(3)] == [
         (200, "application/octet-stream", bytes([n])) for n in range(3)
     ]
@@ -58,10 +74,10 @@ def test_passes_requests_through_on_one_kept_alive_connection(proxy: FaultProxy)
     ("kind", "status", "content_type"), [(FaultKind.ERROR, 500, "text/plain"), (FaultKind.WRONG_TYPE, 200, "text/html")]
 )
 def test_spoils_exactly_the_armed_number_of_replies(
-    proxy: FaultProxy, kind: FaultKind, status: int, content_type: str
+    proxy: FaultProxy, connect: Connect, kind: FaultKind, status: int, content_type: str
 ) -> None:
     proxy.plan.arm(kind, count=2)
-    connection = http.client.HTTPConnection(HOST, proxy.port, timeout=5)
+    connection = connect(proxy)
     spoiled = [post(connection)[:2] for _ in range(2)]
     assert spoiled == [(status, content_type)] * 2
     assert not proxy.plan.armed
@@ -70,19 +86,19 @@ def test_spoils_exactly_the_armed_number_of_replies(
     assert proxy.plan.forwarded == 1  # the spoiled ones never reached the function
 
 
-def test_reset_drops_the_connection_after_the_function_answered(proxy: FaultProxy) -> None:
+def test_reset_drops_the_connection_after_the_function_answered(proxy: FaultProxy, connect: Connect) -> None:
     proxy.plan.arm(FaultKind.RESET, count=1)
-    connection = http.client.HTTPConnection(HOST, proxy.port, timeout=5)
+    connection = connect(proxy)
     with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
         post(connection)
     assert proxy.plan.forwarded == 1
     connection.close()
-    assert post(http.client.HTTPConnection(HOST, proxy.port, timeout=5))[0] == 200
+    assert post(connect(proxy))[0] == 200
 
 
-def test_delay_holds_each_request_while_the_window_is_open(proxy: FaultProxy) -> None:
+def test_delay_holds_each_request_while_the_window_is_open(proxy: FaultProxy, connect: Connect) -> None:
     proxy.plan.arm(FaultKind.DELAY, delay_s=0.3, for_s=0.5)
-    connection = http.client.HTTPConnection(HOST, proxy.port, timeout=5)
+    connection = connect(proxy)
     start = time.monotonic()
     assert post(connection)[0] == 200
     assert time.monotonic() - start >= 0.3

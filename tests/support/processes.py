@@ -1,0 +1,11 @@
+"""Starting the servers a test talks to: their own session (stopped by PID with their group), output to a log."""
+
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def popen_logged(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new session, stdout and stderr to `log`; this process's copy of the file is closed."""
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True)
