@@ -25,7 +25,7 @@ from statefun.request_reply_pb2 import FromFunction
 from bench.baseline import worktree
 from bench.procstats import peak_rss_mb
 from bench.wrk import WrkResult, run_wrk
-from greeter.harness import build_request, kafka_records, typed_value
+from greeter.wire import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 
 ROOT = Path(__file__).resolve().parents[1]

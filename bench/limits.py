@@ -43,8 +43,8 @@ from generator.names import generate_names
 from generator.produce import encode_records
 from greeter.dispatch import Reply
 from greeter.greeting import compute_greeting
-from greeter.harness import KAFKA_RECORD_TYPENAME, kafka_records
 from greeter.types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
+from greeter.wire import KAFKA_RECORD_TYPENAME, kafka_records
 from greeter.wiring import EGRESS_ID, GREETINGS_TOPIC, SEEN_COUNT_STATE
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 from stack import kafka, procs

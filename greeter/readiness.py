@@ -6,9 +6,9 @@ from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
 
 from .dispatch import Dispatcher
 from .greeting import compute_greeting
-from .harness import build_request, kafka_records, typed_value
 from .settings import Settings
 from .types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
+from .wire import build_request, kafka_records, typed_value
 from .wiring import FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
 
 # One character: fits every name bound (GREETER_MAX_NAME_LENGTH is at least 1).

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from statefun.request_reply_pb2 import FromFunction
 
-from greeter.harness import build_request, kafka_records, typed_value
+from greeter.wire import build_request, kafka_records, typed_value
 from stack.tls import CertFiles
 from tests.http.test_tls import TlsServer, tls_env, wait_ready
 from tests.protocol.messages import greet, greetings

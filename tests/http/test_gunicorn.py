@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
-from greeter.harness import RuntimeHarness, build_request
+from greeter.testing import RuntimeHarness
+from greeter.wire import build_request
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port, wait_for_http
 from tests.support.processes import popen_logged

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from greeter.harness import RuntimeHarness
+from greeter.testing import RuntimeHarness
 from stack.tls import CertFiles, mint
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port

@@ -4,8 +4,8 @@ import pytest
 from flask import Flask
 
 from greeter.app import create_app
-from greeter.harness import RuntimeHarness
 from greeter.settings import Settings
+from greeter.testing import RuntimeHarness
 
 
 class FakeClock:

@@ -5,7 +5,7 @@ import logging
 import pytest
 from flask import Flask
 
-from greeter.harness import build_request, typed_value
+from greeter.wire import build_request, typed_value
 
 from .messages import greet
 

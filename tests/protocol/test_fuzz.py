@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from statefun.request_reply_pb2 import FromFunction
 
 from greeter.app import create_app
-from greeter.harness import build_request, kafka_records, typed_value
 from greeter.settings import Settings
+from greeter.wire import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, SeenCount
 
 EXAMPLES = int(os.environ.get("GREETER_FUZZ_EXAMPLES", "300"))

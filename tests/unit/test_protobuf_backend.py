@@ -5,8 +5,8 @@ from statefun import RequestReplyHandler
 from statefun.request_reply_pb2 import FromFunction, ToFunction
 
 from greeter.function import build_functions
-from greeter.harness import build_request, kafka_records, typed_value
 from greeter.settings import Settings
+from greeter.wire import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 
 

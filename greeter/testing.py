@@ -1,67 +1,28 @@
-"""Plays the StateFun runtime's side of the request-reply protocol, for tests and probes of any function.
+"""A stand-in for the StateFun runtime, to test a remote function in-process, without Kafka or Flink.
 
-`build_request` makes ToFunction bytes; `RuntimeHarness` keeps state per address between calls, answers
-the function's missing-state replies the way the runtime does (register the specs, resend the batch),
-expires state on an injectable clock, and decodes the egress records of each reply.
+`RuntimeHarness(send, function_type)` delivers batches the way the runtime does: it keeps state per
+address between calls, answers the function's missing-state replies (registers the specs and resends the
+batch), expires state on an injectable clock (`expire_after_call` / `expire_after_write`), and decodes
+the Kafka egress records of each reply. `send` is anything from ToFunction bytes to FromFunction bytes:
+`Dispatcher(functions).handle(body).body`, a Flask test client's POST, or an HTTP call.
+
+    from statefun import StatefulFunctions
+    from greeter.dispatch import Dispatcher
+    from greeter.testing import RuntimeHarness, typed_value
+
+    runtime = RuntimeHarness(send=lambda body: Dispatcher(functions).handle(body).body, function_type="ns/fn")
+    records = runtime.invoke("some-id", [typed_value("io.statefun.types/string", b"...")])
 """
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from statefun.kafka_egress_pb2 import KafkaProducerRecord
-from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
+from statefun.request_reply_pb2 import FromFunction, TypedValue
 
-KAFKA_RECORD_TYPENAME = "type.googleapis.com/io.statefun.sdk.egress.KafkaProducerRecord"
+from .wire import EgressRecord, build_request, kafka_records, typed_value
 
-
-def typed_value(typename: str, value: bytes | None) -> TypedValue:
-    return TypedValue(typename=typename, has_value=value is not None, value=value or b"")
-
-
-def build_request(
-    function_type: str,
-    address_id: str,
-    arguments: Iterable[TypedValue],
-    state: dict[str, TypedValue] | None = None,
-) -> bytes:
-    """ToFunction bytes: one invocation batch for `function_type`/`address_id` carrying `state`."""
-    namespace, _, name = function_type.rpartition("/")
-    request = ToFunction()
-    batch = request.invocation
-    batch.target.namespace, batch.target.type, batch.target.id = namespace, name, address_id
-    for state_name, value in (state or {}).items():
-        batch.state.add(state_name=state_name, state_value=value)
-    for argument in arguments:
-        batch.invocations.add().argument.CopyFrom(argument)
-    serialized: bytes = request.SerializeToString()
-    return serialized
-
-
-@dataclass(frozen=True)
-class EgressRecord:
-    egress: str  # e.g. example/greets
-    topic: str
-    key: str
-    value: bytes
-
-
-def kafka_records(reply: FromFunction) -> list[EgressRecord]:
-    records = []
-    for egress in reply.invocation_result.outgoing_egresses:
-        if egress.argument.typename != KAFKA_RECORD_TYPENAME:
-            raise AssertionError(f"egress argument is {egress.argument.typename}, not a Kafka record")
-        record = KafkaProducerRecord()
-        record.ParseFromString(egress.argument.value)
-        records.append(
-            EgressRecord(
-                f"{egress.egress_namespace}/{egress.egress_type}",
-                record.topic,
-                record.key,
-                record.value_bytes,
-            )
-        )
-    return records
+__all__ = ["EgressRecord", "RuntimeHarness", "typed_value"]
 
 
 @dataclass
