@@ -63,7 +63,12 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
     assert set(round_["quix"]["throughput"]["cpu_seconds_per_1000_greetings"]) == {"kafka", "quix"}
     assert round_["quix"]["throughput"]["peak_rss_mb"]["quix"] > 0
     assert round_["statefun"]["throughput"]["messages_per_request"] >= 1
-    assert point["summary"]["statefun_to_quix"]["throughput.greetings_per_s_from_first_sent"] > 0
+    # Every ratio is this run's own medians divided, never a figure from elsewhere.
+    ratios = point["summary"]["statefun_to_quix"]
+    assert "throughput.greetings_per_s_from_first_sent" in ratios and "latency.p99_ms" in ratios
+    for key, ratio in ratios.items():
+        ours, theirs = point["summary"]["statefun"][key]["median"], point["summary"]["quix"][key]["median"]
+        assert ratio == round(ours / theirs, 2), key
     assert point["state_bytes"]["quix"]["rocksdb"] > 0
     assert result["peer_up_seconds"] > 0
     assert result["job_failures"] == 0
