@@ -40,6 +40,8 @@ def judge(key: bytes | None, value: bytes | None, max_name_length: int) -> str |
 
 @dataclass
 class Expectation:
+    """What `names` as stored asks for, one record at a time (`add`)."""
+
     max_name_length: int = Settings.max_name_length  # the greeter's GREETER_MAX_NAME_LENGTH
     greetings: dict[str, int] = field(default_factory=dict)  # name -> the greeting number it must end at
     dead_letters: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)  # (key, value) -> how many
@@ -47,6 +49,7 @@ class Expectation:
     records: int = 0
 
     def add(self, key: bytes | None, value: bytes | None, where: str = "") -> None:
+        """Judge one record of `names`; `where` names it in the unprocessable list."""
         self.records += 1
         judged = judge(key, value, self.max_name_length)
         if isinstance(judged, Unprocessable):
@@ -60,6 +63,7 @@ class Expectation:
 def expectation_from(
     records: Iterable[tuple[bytes | None, bytes | None]], max_name_length: int = Settings.max_name_length
 ) -> Expectation:
+    """The Expectation of (key, value) records (numbered #0, #1, ... in its messages)."""
     expectation = Expectation(max_name_length)
     for index, (key, value) in enumerate(records):
         expectation.add(key, value, f"record #{index}")

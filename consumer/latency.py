@@ -20,7 +20,8 @@ from typing import Any, Final
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from .expectation import judge
-from .source import end_offsets, open_consumer, read_until, records
+from .read import records_of
+from .source import end_offsets, open_consumer, read_until
 from .verify import greeting_number
 
 _BATCH: Final = 1000
@@ -34,12 +35,15 @@ class _Requests:
 
 @dataclass(frozen=True)
 class Summary:
+    """Latency figures of a set of greetings, in milliseconds."""
+
     count: int
     p50_ms: float
     p99_ms: float
     max_ms: float
 
     def line(self) -> str:
+        """The figures as text, in seconds."""
         if not self.count:
             return "no greeting matched to a timed request yet"
         return (
@@ -49,6 +53,7 @@ class Summary:
 
 
 def summarize(latencies_ms: list[float]) -> Summary:
+    """Count, p50, p99 and max of `latencies_ms`."""
     if not latencies_ms:
         return Summary(0, 0.0, 0.0, 0.0)
     ordered = sorted(latencies_ms)
@@ -73,6 +78,7 @@ class LatencyTracker:
         entry.first += 1
 
     def add_request(self, name: str, timestamp_ms: int) -> None:
+        """A request produced after the start, with its record timestamp."""
         self._requests.setdefault(name, _Requests(first=1)).timestamps.append(timestamp_ms)
 
     def greeting(self, name: str, number: int, read_at_ms: int) -> float | None:
@@ -97,10 +103,12 @@ class Window:
         self._values: list[float] = []
 
     def add(self, now: float, latency_ms: float) -> None:
+        """One greeting's latency, read at `now`."""
         self._times.append(now)
         self._values.append(latency_ms)
 
     def summary(self, now: float) -> Summary:
+        """The figures of the last `seconds` before `now` (older ones are dropped)."""
         start = bisect.bisect_left(self._times, now - self._seconds)
         del self._times[:start], self._values[:start]
         return summarize(self._values)
@@ -108,23 +116,29 @@ class Window:
 
 class RequestFeed:
     """Follows `names` from its start for a LatencyTracker: requests stored before it opened are counted,
-    later ones timed by their record timestamp. Call `catch_up` once, then `poll` before each greetings batch."""
+    later ones timed by their record timestamp. Call `catch_up` once, then `poll` before each greetings batch.
+    Error events as in `read.records_of`: fatal ones raise, the others go to `on_error`."""
 
-    def __init__(self, config: Mapping[str, str], topic: str, max_name_length: int) -> None:
+    def __init__(
+        self, config: Mapping[str, str], topic: str, max_name_length: int, on_error: Callable[[str], None]
+    ) -> None:
         self._consumer = open_consumer(config, topic, from_beginning=True)
         self._topic = topic
+        self._on_error = on_error
         self._ends = end_offsets(self._consumer, topic)
         self.tracker = LatencyTracker()
         self._max_name_length = max_name_length
         self.earlier = 0
 
     def catch_up(self, on_progress: Callable[[], None] = lambda: None) -> None:
-        for message in read_until(self._consumer, self._topic, self._ends):
+        """Count every request stored before the feed opened."""
+        for message in read_until(self._consumer, self._topic, self._ends, on_error=self._on_error):
             self._take(message)
             on_progress()
 
     def poll(self) -> None:
-        for message in records(self._consumer.consume(_BATCH, 0)):
+        """Take the requests that arrived since the last call, without waiting."""
+        for message in records_of(self._consumer.consume(_BATCH, 0), self._on_error):
             self._take(message)
 
     def _take(self, message: Any) -> None:
@@ -140,6 +154,7 @@ class RequestFeed:
                 self.tracker.add_request(name, timestamp)
 
     def close(self) -> None:
+        """Close the feed's consumer."""
         self._consumer.close()
 
 
@@ -162,9 +177,11 @@ class LatencyMonitor:
         self._next_report = clock() + every_s
 
     def before_batch(self) -> None:
+        """Take the requests that arrived on `names` before the next batch of greetings is timed."""
         self._feed.poll()
 
     def greeting(self, name: str, greeting: str) -> None:
+        """Time one greeting just read (a wrong text or an unknown request is not timed)."""
         number = greeting_number(name, greeting)
         if number is None:
             return
@@ -174,12 +191,14 @@ class LatencyMonitor:
             self._window.add(self._clock(), latency)
 
     def tick(self) -> None:
+        """Report the running figure when it is due."""
         now = self._clock()
         if now >= self._next_report:
             self._next_report = now + self._every_s
             self._report(f"latency, last {self._window_s:.0f} s: {self._window.summary(now).line()}")
 
     def summary(self) -> str:
+        """The figures of the whole run, for the end."""
         return (
             f"latency, produce to visible under read_committed: {summarize(self._all).line()} "
             f"({self._tracker.untimed} greetings for requests stored before the start, not timed)"

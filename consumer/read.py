@@ -1,4 +1,15 @@
-"""The read loop: batches of records until a stop request, a message count, idleness or a time limit."""
+"""The one read loop of the consumer, and its one error policy.
+
+Every topic the consumer reads goes through `Reader.batches()`: `greetings` until a stop request, a message
+count, idleness, a time limit or the end of the settle window; `names` and `names-dlq` to their end (through
+`source.read_until`, which says "done" once every partition is caught up). Every batch a consumer hands over
+goes through `records_of`, the error policy:
+
+- a fatal error (the client cannot go on: fenced, unsupported, ...) raises KafkaException, and the command
+  exits 1 with the error on stderr;
+- any other error event (a broker down, a timed-out request, ...) is passed to `on_error` and the read goes
+  on: librdkafka retries by itself, and a read that never recovers ends by its own limit.
+"""
 
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +26,32 @@ _BATCH: Final = 500
 
 
 class KafkaConsumer(Protocol):
-    def consume(self, num_messages: int, timeout: float) -> list[Any]: ...
+    """The part of confluent_kafka.Consumer the loop uses (a fake in the unit tests)."""
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        """Up to `num_messages` messages (records and error events), waiting up to `timeout` seconds."""
+        ...
+
+
+def records_of(messages: list[Any], on_error: Callable[[str], None]) -> list[Any]:
+    """The records among `messages`: a fatal error raises KafkaException, any other error event goes to
+    `on_error` and is skipped (librdkafka retries by itself)."""
+    kept = []
+    for message in messages:
+        error = message.error()
+        if error is None:
+            kept.append(message)
+        elif error.fatal():
+            raise KafkaException(error)
+        else:
+            on_error(str(error))
+    return kept
 
 
 @dataclass(frozen=True)
 class Limits:
+    """When a read ends; a stop request always ends it."""
+
     max_messages: int = 0  # 0 = no limit
     idle_timeout: float = 0.0  # stop after this long without a record; 0 = never
     duration: float = 0.0  # stop after this long in all; 0 = never
@@ -27,6 +59,9 @@ class Limits:
 
 
 class Reader:
+    """Reads `consumer` in batches within `limits`; `count` is the records handed out, `ended_by` says why
+    the read ended ("stop signal", "--max-messages", "--duration", "--timeout" or "--settle")."""
+
     def __init__(
         self,
         consumer: KafkaConsumer,
@@ -63,21 +98,13 @@ class Reader:
         return ""
 
     def batches(self) -> Iterator[list[Any]]:
-        """Non-empty batches of records (error events handled here); `ended_by` says why it stopped."""
+        """Non-empty batches of records, error events handled by `records_of`; `ended_by` says why it stopped."""
         started = last_record = self._clock()
         while not (ended_by := self._ended(started, last_record)):
             wanted = _BATCH
             if self._limits.max_messages:
                 wanted = min(wanted, self._limits.max_messages - self.count)
-            records = []
-            for message in self._consumer.consume(num_messages=wanted, timeout=POLL_SLICE):
-                error = message.error()
-                if error is None:
-                    records.append(message)
-                elif error.fatal():
-                    raise KafkaException(error)
-                else:  # transient (broker down, ...): librdkafka retries by itself
-                    self._on_error(str(error))
+            records = records_of(self._consumer.consume(num_messages=wanted, timeout=POLL_SLICE), self._on_error)
             if records:
                 self.count += len(records)
                 last_record = self._clock()

@@ -2,7 +2,9 @@
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from google.protobuf.message import DecodeError
 
 from protos.generated.greeter_pb2 import GreetResponse
@@ -14,6 +16,8 @@ class InvalidRecord(ValueError):
 
 @dataclass(frozen=True)
 class Greeting:
+    """A decoded greeting and where it was read."""
+
     name: str
     greeting: str
     partition: int
@@ -38,9 +42,18 @@ def decode(key: bytes | None, value: bytes | None, partition: int, offset: int, 
     return Greeting(name, response.greeting, partition, offset, timestamp)
 
 
+def from_message(message: Any) -> Greeting:
+    """The greeting in a consumed Kafka message, or InvalidRecord."""
+    kind, timestamp = message.timestamp()
+    stamp = None if kind == TIMESTAMP_NOT_AVAILABLE else int(timestamp)
+    return decode(message.key(), message.value(), message.partition(), message.offset(), stamp)
+
+
 def as_text(greeting: Greeting) -> str:
+    """`name<TAB>greeting`, the default output line."""
     return f"{greeting.name}\t{greeting.greeting}"
 
 
 def as_json(greeting: Greeting) -> str:
+    """One JSON object: name, greeting, partition, offset, timestamp (--json)."""
     return json.dumps(asdict(greeting), ensure_ascii=False)

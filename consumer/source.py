@@ -1,17 +1,23 @@
 """The Kafka side of the consumer: a read_committed consumer assigned every partition of one topic."""
 
-import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from clitools.signals import StopFlag
+
+from .read import Limits, Reader
 
 # Only committed transactions: the egress writes greetings in transactions that a failure aborts, and
 # aborted attempts read as duplicates. No offset commits: every run reads on its own terms.
 CONSUMER_GUARANTEES: Final = {"isolation.level": "read_committed", "enable.auto.commit": "false"}
 _METADATA_TIMEOUT: Final = 10.0
-_BATCH: Final = 1000
+
+
+def _ignore(_text: str) -> None:
+    """The default for a transient error event: librdkafka retries by itself."""
 
 
 def open_consumer(config: Mapping[str, str], topic: str, *, from_beginning: bool) -> Consumer:
@@ -49,34 +55,39 @@ def partitions_behind(consumer: Consumer, topic: str, ends: Mapping[int, int]) -
     return [tp.partition for tp in positions if ends[tp.partition] > 0 and tp.offset < ends[tp.partition]]
 
 
-def read_to_end(config: Mapping[str, str], topic: str, idle_limit_s: float = 30.0) -> Iterator[Any]:
+def read_to_end(
+    config: Mapping[str, str],
+    topic: str,
+    idle_limit_s: float = 30.0,
+    on_error: Callable[[str], None] = _ignore,
+) -> Iterator[Any]:
     """Every record of `topic`, from its start to where it ends now. Raises KafkaException when no record
-    comes for `idle_limit_s` before the end is reached."""
+    comes for `idle_limit_s` before the end is reached; error events as in `read.records_of`."""
     consumer = open_consumer(config, topic, from_beginning=True)
     try:
-        yield from read_until(consumer, topic, end_offsets(consumer, topic), idle_limit_s)
+        yield from read_until(consumer, topic, end_offsets(consumer, topic), idle_limit_s, on_error)
     finally:
         consumer.close()
 
 
-def read_until(consumer: Consumer, topic: str, ends: Mapping[int, int], idle_limit_s: float = 30.0) -> Iterator[Any]:
-    """Records of `consumer` until every partition of `topic` reached `ends`."""
-    last_record = time.monotonic()
-    while behind := partitions_behind(consumer, topic, ends):
-        if time.monotonic() - last_record > idle_limit_s:
-            raise KafkaException(f"{topic}: partitions {behind} did not reach their end within {idle_limit_s:.0f} s")
-        for message in records(consumer.consume(_BATCH, 0.5)):
-            last_record = time.monotonic()
-            yield message
-
-
-def records(messages: list[Any]) -> list[Any]:
-    """The records among `messages`; a fatal error raises, a transient one (librdkafka retries) is dropped."""
-    kept = []
-    for message in messages:
-        error = message.error()
-        if error is None:
-            kept.append(message)
-        elif error.fatal():
-            raise KafkaException(error)
-    return kept
+def read_until(
+    consumer: Consumer,
+    topic: str,
+    ends: Mapping[int, int],
+    idle_limit_s: float = 30.0,
+    on_error: Callable[[str], None] = _ignore,
+) -> Iterator[Any]:
+    """Records of `consumer` until every partition of `topic` reached `ends`: the consumer's one read loop,
+    done once nothing is behind. Not ended by a stop signal: what it reads is the base of a check."""
+    reader = Reader(
+        consumer,
+        Limits(idle_timeout=idle_limit_s, settle=0.0),
+        StopFlag(),
+        on_error,
+        done=lambda: not partitions_behind(consumer, topic, ends),
+    )
+    for batch in reader.batches():
+        yield from batch
+    if reader.ended_by != "--settle":
+        behind = partitions_behind(consumer, topic, ends)
+        raise KafkaException(f"{topic}: partitions {behind} did not reach their end within {idle_limit_s:.0f} s")

@@ -19,6 +19,8 @@ _NTH_PREFIX: Final = "Nice to see you at the "
 
 
 class Kind(StrEnum):
+    """What is wrong."""
+
     GAP = "gap"
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out of order"
@@ -32,12 +34,16 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Problem:
+    """One example of a kind of problem."""
+
     kind: Kind
     detail: str
 
 
 @dataclass
 class NameReport:
+    """What was read for one name, and what is wrong with it."""
+
     name: str
     received: int = 0
     last: int = 0  # highest greeting number seen
@@ -47,36 +53,44 @@ class NameReport:
     examples: list[Problem] = field(default_factory=list)
 
     def flag(self, kind: Kind, detail: str) -> None:
+        """Count a problem; keep it as an example while there are fewer than MAX_EXAMPLES."""
         self.counts[kind] += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(Problem(kind, detail))
 
     @property
     def ok(self) -> bool:
+        """No problem with this name."""
         return not self.counts
 
 
 @dataclass(frozen=True)
 class Report:
+    """The verdict on everything read."""
+
     records: int
     names: Mapping[str, NameReport]
     problems: tuple[Problem, ...]  # not tied to one name
 
     @property
     def failed_names(self) -> list[NameReport]:
+        """The names with a problem."""
         return [report for report in self.names.values() if not report.ok]
 
     @property
     def ok(self) -> bool:
+        """No problem at all."""
         return not self.problems and not self.failed_names
 
     def counts(self) -> Counter[Kind]:
+        """How many problems of each kind, over every name."""
         total: Counter[Kind] = Counter(problem.kind for problem in self.problems)
         for report in self.names.values():
             total.update(report.counts)
         return total
 
     def summary(self, max_names: int = 20) -> list[str]:
+        """The verdict as lines: OK, or FAILED with examples for up to `max_names` names."""
         head = f"{self.records} greetings, {len(self.names)} names"
         if self.ok:
             return [f"verify: OK: {head}, every name 1..k in order"]
@@ -132,6 +146,7 @@ class Verifier:
         self._records = 0
 
     def add(self, name: str, greeting: str) -> None:
+        """One greeting as read."""
         position = self._records
         self._records += 1
         report = self._names.get(name)
@@ -162,6 +177,7 @@ class Verifier:
 
     @property
     def seen_names(self) -> list[str]:
+        """The names read so far, in the order they first came."""
         return list(self._names)
 
     def add_invalid(self, detail: str) -> None:
@@ -201,6 +217,7 @@ def _finish(state: NameReport, expected: Mapping[str, int] | None) -> NameReport
 def verify(
     records: Iterable[tuple[str, str]], expected: Mapping[str, int] | None = None, *, from_start: bool = True
 ) -> Report:
+    """The report on (name, greeting) pairs in the order they were read."""
     verifier = Verifier(from_start=from_start, expected=expected)
     for name, greeting in records:
         verifier.add(name, greeting)

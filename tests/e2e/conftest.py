@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from stack.local import LocalStack
-
-from .stacks import running_stack
+from tests.support.stacks import running_stack
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ import pytest
 
 from greeter.greeting import compute_greeting
 from stack.local import LocalStack
+from tests.support.stacks import running_stack
 
 from .kafka_io import greetings, produce, read, requests, unique_names
-from .stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import pytest
 
 from stack.local import LocalStack
 from stack.tls import CertFiles
+from tests.support.stacks import running_stack
 
 from .kafka_io import produce, read_greetings, requests, unique_names
-from .stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,6 @@ happens. Each test prints its duration and a `[fault result]` line (the figures 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,27 +12,21 @@ import pytest
 
 from stack.config import Ports, StackConfig
 from stack.local import LocalStack
+from tests.support.stacks import running_stack
 
 from .schedule import Scenario
 
 
-def report_stack(line: str) -> None:
-    print(f"[fault stack] {line}", file=sys.stderr, flush=True)
-
-
 def fault_config(run_dir: Path, seen_count_ttl: str | None = "0") -> StackConfig:
-    # TTL pinned (not from the environment): a test's counts must not depend on the caller's shell.
+    """For a test that starts and restarts its stack itself. TTL pinned, as in `fault_stack`."""
     return StackConfig(run_dir=run_dir, ports=Ports.free(), seen_count_ttl=seen_count_ttl)
 
 
 @pytest.fixture
 def fault_stack(tmp_path: Path) -> Iterator[LocalStack]:
-    local = LocalStack(fault_config(tmp_path / "run"), report=report_stack)
-    try:
-        local.up(fresh=True)
+    # TTL pinned (not from the environment): a test's counts must not depend on the caller's shell.
+    with running_stack(tmp_path / "run", "fault stack", seen_count_ttl="0") as local:
         yield local
-    finally:
-        local.down()
 
 
 @pytest.fixture(autouse=True)

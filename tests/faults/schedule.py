@@ -246,7 +246,7 @@ class Scenario:
         self, deadline_s: float = 240, expect_failure: bool = True, **notes: object
     ) -> tuple[Report, FaultResult]:
         """Read every committed greeting and count the aborted ones; the caller asserts on the report. The
-        product's own verifier (`greeter-consumer --verify --expect-from-names`) must agree: asserted here.
+        product's own verifier (`greeter-consumer verify --from-names`) must agree: asserted here.
         `expect_failure`: wait up to 30 s for the job's failure count to rise above its value before the first
         fault; else up to 5 s (the REST cache), so a failure that did happen is not missed. Either way the
         figure is reported, not asserted here."""
@@ -272,13 +272,13 @@ class Scenario:
         )
         result.print()
         verdict = consumer_verdict(self.bootstrap, settle_s)
-        assert verdict.returncode == 0, f"greeter-consumer --verify failed:\n{verdict.stdout}{verdict.stderr}"
+        assert verdict.returncode == 0, f"greeter-consumer verify failed:\n{verdict.stdout}{verdict.stderr}"
         return report, result
 
 
 def consumer_verdict(bootstrap: str, settle_s: float) -> subprocess.CompletedProcess[str]:
-    """`greeter-consumer --verify --expect-from-names` over the whole stack: its `names` hold only this run's."""
-    argv = ["--bootstrap-servers", bootstrap, "--verify", "--from-beginning", "--expect-from-names"]
+    """`greeter-consumer verify --from-names` over the whole stack: its `names` hold only this run's."""
+    argv = ["verify", "--bootstrap-servers", bootstrap, "--from-names"]
     argv += ["--settle", str(settle_s), "--timeout", "120"]
     return subprocess.run([sys.executable, "-m", "consumer", *argv], capture_output=True, text=True, timeout=600)
 

@@ -7,15 +7,15 @@ Each stays within module.yaml's call timeout (1 min), so the runtime retries (it
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from stack.config import Ports
 from stack.local import LocalStack
+from tests.support.stacks import running_stack
 
-from .conftest import fault_config, report_stack
 from .http_proxy import FaultKind, FaultProxy
 from .schedule import ROUNDS, Scenario, wait_for
 
@@ -28,14 +28,14 @@ DELAY_WINDOW_S = 10.0
 
 @pytest.fixture
 def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, FaultProxy]]:
-    config = fault_config(tmp_path / "run")
-    with FaultProxy(config.ports.greeter) as proxy:
-        stack = LocalStack(dataclasses.replace(config, endpoint_port=proxy.port), report=report_stack)
-        try:
-            stack.up(fresh=True)
-            yield stack, proxy
-        finally:
-            stack.down()
+    ports = Ports.free()  # the proxy needs the greeter's port before the stack starts
+    with (
+        FaultProxy(ports.greeter) as proxy,
+        running_stack(
+            tmp_path / "run", "fault stack", ports=ports, seen_count_ttl="0", endpoint_port=proxy.port
+        ) as stack,
+    ):
+        yield stack, proxy
 
 
 @pytest.mark.timeout(900)

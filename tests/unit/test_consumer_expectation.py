@@ -1,5 +1,6 @@
-"""The expectation read from `names` as stored, the dead-letter comparison, the settle window, and
-`greeter-consumer --expect-from-names` against fake topics."""
+"""The expectation read from `names` as stored, the dead-letter comparison, the settle window, what `verify`
+expects (consumer/expected.py), and `greeter-consumer verify --from-names` (and its flat form) against fake
+topics."""
 
 from collections import Counter
 from collections.abc import Iterator
@@ -7,10 +8,12 @@ from typing import Any
 
 import pytest
 
-import consumer.cli
+import consumer.commands
+import consumer.follow
 from clitools.signals import StopFlag
 from consumer.cli import main
 from consumer.expectation import dead_letter_problems, expectation_from
+from consumer.expected import Expected
 from consumer.read import Limits, Reader
 from consumer.verify import Verifier
 from greeter.greeting import compute_greeting
@@ -118,8 +121,45 @@ class TestSettle:
         assert verifier.report().counts() == Counter({"duplicate": 1})
 
 
-# A 30 s idle timeout, so a passing run shows it ended by the settle window.
-ARGV = ("--verify", "--from-beginning", "--expect-from-names", "--settle", "1", "--timeout", "30")
+class TestExpected:
+    def test_order_only_expects_no_end(self) -> None:
+        expected = Expected.order_only()
+        assert (expected.up_front, expected.at_end(["A"]), expected.checks_dead_letters) == (None, None, False)
+
+    def test_per_name_without_names_holds_every_name_read(self) -> None:
+        expected = Expected.per_name(3)
+        assert expected.up_front is None  # nothing to settle on: the read ends by its limits
+        assert expected.at_end(["A", "B"]) == {"A": 3, "B": 3}
+
+    def test_per_name_with_names_knows_the_end_up_front(self) -> None:
+        expected = Expected.per_name(2, ["A", "B"])
+        assert expected.up_front == {"A": 2, "B": 2} == expected.at_end(["A", "C"])
+
+    def test_from_stored_names_expects_their_greetings_and_dead_letters(self) -> None:
+        stored = expectation_from([request("Alice"), request("Alice"), POISON[0]])
+        expected = Expected.from_stored_names(stored)
+        assert expected.up_front == {"Alice": 2} == expected.at_end(["Alice", "Mallory"])
+        assert expected.checks_dead_letters and expected.stored_names is stored
+
+    @pytest.mark.parametrize(
+        ("expected", "kinds"),
+        [
+            (Expected.order_only(), set()),
+            (Expected.per_name(2), {"missing tail"}),  # Zoë got 1 of 2
+            (Expected.per_name(2, ["Alice"]), {"unexpected name"}),
+            (Expected.per_name(2, ["Alice", "Zoë", "Bob"]), {"missing tail"}),
+        ],
+    )
+    def test_the_verifier_reports_against_it(self, expected: Expected, kinds: set[str]) -> None:
+        verifier = Verifier(expected=expected.up_front)
+        for name, n in (("Alice", 1), ("Alice", 2), ("Zoë", 1)):
+            verifier.add(name, compute_greeting(name, n))
+        assert set(verifier.report(expected.at_end(verifier.seen_names)).counts()) == kinds
+
+
+# A 30 s idle timeout, so a passing run shows it ended by the settle window: the subcommand and its flat form.
+ARGV = ("verify", "--from-names", "--settle", "1", "--timeout", "30")
+FLAT_ARGV = ("--verify", "--from-beginning", "--expect-from-names", "--settle", "1", "--timeout", "30")
 
 
 class TestCli:
@@ -133,23 +173,26 @@ class TestCli:
             fake.messages = topics[topic]
             return fake
 
-        def read_to_end(config: dict[str, str], topic: str) -> Iterator[Any]:
+        def read_to_end(config: dict[str, str], topic: str, **_options: Any) -> Iterator[Any]:
             yield from topics[topic]
 
-        monkeypatch.setattr(consumer.cli, "open_consumer", open_consumer)
-        monkeypatch.setattr(consumer.cli, "read_to_end", read_to_end)
+        monkeypatch.setattr(consumer.follow, "open_consumer", open_consumer)
+        monkeypatch.setattr(consumer.commands, "read_to_end", read_to_end)
         return topics
 
+    @pytest.mark.parametrize("argv", [ARGV, FLAT_ARGV])
     def test_passes_when_greetings_and_dead_letters_match_names(
-        self, topics: dict[str, list[FakeMessage]], capsys: pytest.CaptureFixture[str]
+        self, topics: dict[str, list[FakeMessage]], argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
     ) -> None:
         topics["names"] = [FakeMessage(*request("Alice")), FakeMessage(*POISON[0]), FakeMessage(*request("Alice"))]
         topics["greetings"] = [message("Alice", 1), message("Alice", 2)]
         topics["names-dlq"] = [FakeMessage(POISON[0][0], letter(*POISON[0]))]
-        assert main([*ARGV]) == 0
+        assert main([*argv]) == 0
         captured = capsys.readouterr()
-        assert "verify: OK: 2 greetings, 1 names" in captured.out
-        assert "dead letters: OK: 1 expected" in captured.out
+        assert (
+            captured.out == "verify: OK: 2 greetings, 1 names, every name 1..k in order\ndead letters: OK: 1 expected\n"
+        )
+        assert "consumer: names: 3 records: 2 requests of 1 names, 1 poison\n" in captured.err
         assert "ended by --settle" in captured.err  # stopped once complete, not by the 30 s timeout
 
     def test_fails_a_missing_greeting_and_a_missing_dead_letter(
@@ -162,8 +205,23 @@ class TestCli:
         assert "'Alice': missing tail: greetings 2 never arrived" in out
         assert "dead letters: FAILED" in out and "missing: 1 dead letter(s) for key b'bad-protobuf'" in out
 
-    def test_needs_verify_and_from_beginning(self, topics: dict[str, list[FakeMessage]]) -> None:
-        for argv in (["--expect-from-names"], ["--verify", "--expect-from-names"]):
-            with pytest.raises(SystemExit) as exit_:
-                main(argv)
-            assert exit_.value.code == 2
+    def test_a_record_the_runtime_cannot_take_fails(
+        self, topics: dict[str, list[FakeMessage]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics["names"] = [FakeMessage(*request("Alice")), FakeMessage(None, b"x", offset=1)]
+        topics["greetings"] = [message("Alice", 1)]
+        assert main([*ARGV]) == 1
+        assert "names: names 0:1: null key (the runtime cannot take it)" in capsys.readouterr().out
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["--expect-from-names"],
+            ["--verify", "--expect-from-names"],
+            ["verify", "--from-names", "--no-from-beginning"],
+        ],
+    )
+    def test_needs_reading_from_the_beginning(self, topics: dict[str, list[FakeMessage]], argv: list[str]) -> None:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2

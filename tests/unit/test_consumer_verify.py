@@ -1,18 +1,13 @@
-"""The sequence verifier, and the consumer around it (records, read loop, CLI) against a fake consumer."""
+"""The sequence verifier and the records it reads; the fake Kafka messages and consumer the other consumer
+tests share (test_consumer_read.py: the read loop, test_consumer_cli.py: the command line)."""
 
 import json
-import signal
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 
-import consumer.cli
-from clitools.signals import StopFlag
-from consumer.cli import main
-from consumer.read import Limits, Reader
 from consumer.records import InvalidRecord, as_json, as_text, decode
 from consumer.verify import MAX_EXAMPLES, Kind, Verifier, greeting_number, verify
 from greeter.greeting import compute_greeting
@@ -129,8 +124,10 @@ class TestVerifier:
 
 
 class FakeMessage:
-    def __init__(self, key: bytes | None, value: bytes | None, offset: int = 0, error: Any = None) -> None:
-        self._key, self._value, self._offset, self._error = key, value, offset, error
+    def __init__(
+        self, key: bytes | None, value: bytes | None, offset: int = 0, error: Any = None, partition: int = 0
+    ) -> None:
+        self._key, self._value, self._offset, self._error, self._partition = key, value, offset, error, partition
 
     def key(self) -> bytes | None:
         return self._key
@@ -139,7 +136,7 @@ class FakeMessage:
         return self._value
 
     def partition(self) -> int:
-        return 0
+        return self._partition
 
     def offset(self) -> int:
         return self._offset
@@ -156,8 +153,26 @@ def message(name: str, n: int, offset: int = 0) -> FakeMessage:
     return FakeMessage(name.encode(), value, offset)
 
 
+class FakeError:
+    """A KafkaError as a message carries it: fatal or not."""
+
+    def __init__(self, text: str, fatal: bool = False) -> None:
+        self.text, self._fatal = text, fatal
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def error_event(text: str, fatal: bool = False) -> FakeMessage:
+    return FakeMessage(None, None, error=FakeError(text, fatal))
+
+
 class FakeConsumer:
-    """Hands out the queued messages, a few per consume(); time passes by each call's timeout."""
+    """Hands out the queued messages, a few per consume(); time passes by each call's timeout. Its position
+    in a partition is the offset after the last record it handed out there."""
 
     def __init__(self, messages: list[FakeMessage], per_call: int = 3) -> None:
         self.messages = list(messages)
@@ -165,6 +180,7 @@ class FakeConsumer:
         self.now = 0.0
         self.closed = False
         self.on_consume: Callable[[], None] = lambda: None
+        self.positions: dict[int, int] = {}
 
     def clock(self) -> float:
         return self.now
@@ -173,9 +189,15 @@ class FakeConsumer:
         self.on_consume()
         batch = self.messages[: min(num_messages, self.per_call)]
         del self.messages[: len(batch)]
+        for record in batch:
+            if record.error() is None:
+                self.positions[record.partition()] = record.offset() + 1
         if not batch:
             self.now += timeout
         return batch
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.positions.get(tp.partition, -1001)) for tp in partitions]
 
     def close(self) -> None:
         self.closed = True
@@ -211,114 +233,3 @@ class TestRecords:
 
 def _fields(msg: FakeMessage) -> tuple[Any, ...]:
     return msg.key(), msg.value(), msg.partition(), msg.offset(), msg.timestamp()[1]
-
-
-class TestReader:
-    def _read(self, fake: FakeConsumer, limits: Limits, stop: StopFlag | None = None) -> tuple[Reader, int]:
-        reader = Reader(fake, limits, stop or StopFlag(), on_error=lambda text: None, clock=fake.clock)
-        return reader, sum(len(batch) for batch in reader.batches())
-
-    def test_max_messages_stops_exactly_there(self) -> None:
-        reader, read = self._read(FakeConsumer([message("A", n) for n in range(1, 11)]), Limits(max_messages=7))
-        assert (read, reader.ended_by) == (7, "--max-messages")
-
-    def test_timeout_counts_idle_time_from_the_last_record(self) -> None:
-        fake = FakeConsumer([message("A", n) for n in range(1, 5)])
-        reader, read = self._read(fake, Limits(idle_timeout=2.0))
-        assert (read, reader.ended_by) == (4, "--timeout")
-        assert fake.now == pytest.approx(2.0)  # records came at once, then 2 s of nothing
-
-    def test_timeout_ends_an_empty_topic_too(self) -> None:
-        reader, read = self._read(FakeConsumer([]), Limits(idle_timeout=1.0))
-        assert (read, reader.ended_by) == (0, "--timeout")
-
-    def test_duration_bounds_the_whole_run(self) -> None:
-        reader, _ = self._read(FakeConsumer([]), Limits(duration=3.0))
-        assert reader.ended_by == "--duration"
-
-    def test_a_stop_request_ends_the_read(self) -> None:
-        fake, stop = FakeConsumer([message("A", n) for n in range(1, 100)]), StopFlag()
-        fake.on_consume = lambda: stop.handle(signal.SIGTERM) if len(fake.messages) < 90 else None
-        reader, read = self._read(fake, Limits(), stop)
-        assert reader.ended_by == "stop signal"
-        assert read == 15  # the batch in hand when the signal came is still handed over
-
-
-class TestCli:
-    @pytest.fixture
-    def fake(self, monkeypatch: pytest.MonkeyPatch) -> FakeConsumer:
-        fake = FakeConsumer([])
-        self.opened: list[tuple[dict[str, str], str, bool]] = []
-
-        def open_consumer(config: dict[str, str], topic: str, *, from_beginning: bool) -> FakeConsumer:
-            self.opened.append((config, topic, from_beginning))
-            return fake
-
-        monkeypatch.setattr(consumer.cli, "open_consumer", open_consumer)
-        return fake
-
-    def test_prints_name_tab_greeting_read_committed(
-        self, fake: FakeConsumer, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        fake.messages = [message("Alice", 1), message("Zoë", 1), message("Alice", 2)]
-        assert main(["--timeout", "1"]) == 0
-        assert capsys.readouterr().out == "Alice\tWelcome Alice\nZoë\tWelcome Zoë\nAlice\tNice to see you again Alice\n"
-        config, topic, from_beginning = self.opened[0]
-        assert (config["isolation.level"], topic, from_beginning) == ("read_committed", "greetings", False)
-        assert fake.closed
-
-    def test_json_lines(self, fake: FakeConsumer, capsys: pytest.CaptureFixture[str]) -> None:
-        fake.messages = [message("Alice", 1, offset=3)]
-        assert main(["--json", "--max-messages", "1"]) == 0
-        assert json.loads(capsys.readouterr().out)["offset"] == 3
-
-    def test_verify_passes_a_correct_stream(self, fake: FakeConsumer, capsys: pytest.CaptureFixture[str]) -> None:
-        fake.messages = [message("Alice", n) for n in (1, 2, 3)]
-        assert main(["--verify", "--from-beginning", "--expect", "3", "--timeout", "1"]) == 0
-        assert capsys.readouterr().out.startswith("verify: OK: 3 greetings")
-        assert self.opened[0][2] is True
-
-    def test_verify_fails_a_gap_and_a_missing_name(
-        self, fake: FakeConsumer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        fake.messages = [message("Alice", n) for n in (1, 3)]
-        names = tmp_path / "names.txt"
-        names.write_text("Alice\nBob\n")
-        argv = ["--verify", "--from-beginning", "--expect", "3", "--expect-names-file", str(names), "--timeout", "1"]
-        assert main(argv) == 1
-        out = capsys.readouterr().out
-        assert "verify: FAILED" in out
-        assert "'Alice': gap: greetings 2 never arrived" in out
-        assert "'Bob': missing tail: greetings 1..3 never arrived" in out
-
-    def test_verify_fails_an_empty_topic(self, fake: FakeConsumer) -> None:
-        assert main(["--verify", "--from-beginning", "--timeout", "1"]) == 1
-
-    def test_verify_fails_an_invalid_record(self, fake: FakeConsumer) -> None:
-        fake.messages = [message("Alice", 1), FakeMessage(b"Alice", None)]
-        assert main(["--verify", "--from-beginning", "--timeout", "1"]) == 1
-
-    def test_one_signal_stops_gracefully(self, fake: FakeConsumer, capsys: pytest.CaptureFixture[str]) -> None:
-        fake.messages = [message("Alice", 1)]
-        fake.on_consume = lambda: signal.raise_signal(signal.SIGINT) if not fake.messages else None
-        assert main(["--verify", "--from-beginning"]) == 0  # endless without the signal
-        assert "verify: OK: 1 greetings" in capsys.readouterr().out
-
-    def test_a_second_signal_forces_exit_143(self, fake: FakeConsumer) -> None:
-        def impatient() -> None:  # a second SIGTERM while the first is still being handled
-            signal.raise_signal(signal.SIGTERM)
-            signal.raise_signal(signal.SIGTERM)
-
-        fake.on_consume = impatient
-        assert main([]) == 143
-        assert fake.closed
-
-    @pytest.mark.parametrize(
-        "argv",
-        [["--expect", "3"], ["--verify", "--expect-names-file", "x"], ["--timeout", "-1"], ["--max-messages", "x"]],
-    )
-    def test_usage_errors_exit_2(self, fake: FakeConsumer, argv: list[str]) -> None:
-        with pytest.raises(SystemExit) as exit_:
-            main(argv)
-        assert exit_.value.code == 2
-        assert self.opened == []

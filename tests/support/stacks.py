@@ -1,4 +1,4 @@
-"""A real stack on free ports in its own run folder, always stopped, for fixtures that need one."""
+"""The one way tests start a real stack: free ports, its own run folder, always stopped (e2e, faults, bench)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from stack.local import LocalStack
 
 @contextmanager
 def running_stack(run_dir: Path, label: str, **settings: Any) -> Iterator[LocalStack]:
-    """Start a fresh stack with `settings` overriding StackConfig's defaults; stop it whatever happens."""
-    config = StackConfig(run_dir=run_dir, ports=Ports.free(), **settings)
+    """Start a fresh stack with `settings` overriding StackConfig's defaults (ports: free ones unless given);
+    stop it whatever happens."""
+    config = StackConfig(run_dir=run_dir, **{"ports": Ports.free(), **settings})
     local = LocalStack(config, report=lambda line: print(f"[{label}] {line}", file=sys.stderr, flush=True))
     try:
         local.up(fresh=True)  # stops what it started if it fails

@@ -1,0 +1,90 @@
+"""The subcommands: `tail` and `latency` print greetings (`latency` also times them), `verify` checks them.
+
+Each takes a Session and returns the exit code; data goes to stdout, diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+from .expectation import Expectation, dead_letter_problems
+from .expected import Expected
+from .follow import Session, latency_monitor, read_greetings, report_read
+from .records import as_json, as_text
+from .source import read_to_end
+from .verify import Verifier
+
+_MAX_PROBLEMS_SHOWN = 20
+
+
+def print_greetings(session: Session) -> int:
+    """`tail` and `latency`: print each greeting as `name<TAB>greeting` (or JSON); `latency` also times it."""
+    render = as_json if session.args.json else as_text
+    with latency_monitor(session) as latency:
+        outcome = read_greetings(session, lambda greeting: print(render(greeting)), latency=latency)
+    report_read(session, outcome, latency)
+    return 0
+
+
+def verify(session: Session) -> int:
+    """`verify`: check every name's greetings against what is expected; print the summary, 1 on any violation."""
+    args = session.args
+    expected = _expected(session)
+    verifier = Verifier(from_start=args.from_beginning, expected=expected.up_front)
+    with latency_monitor(session) as latency:  # only the flat `--verify --latency` asks for both
+        outcome = read_greetings(
+            session,
+            lambda greeting: verifier.add(greeting.name, greeting.greeting),
+            verifier.add_invalid,
+            latency=latency,
+            done=lambda: verifier.complete,
+            settle=args.settle,
+        )
+    stored = expected.stored_names
+    problems = _dead_letter_problems(session, stored) if stored is not None else []
+    report_read(session, outcome, latency)
+    report = verifier.report(expected.at_end(verifier.seen_names))
+    print("\n".join(report.summary()))
+    if stored is not None:
+        print(f"dead letters: {'FAILED' if problems else 'OK'}: {stored.dead_letters.total()} expected")
+        for problem in problems[:_MAX_PROBLEMS_SHOWN]:
+            print(f"  {problem}")
+    return 0 if report.ok and not problems else 1
+
+
+def _expected(session: Session) -> Expected:
+    args = session.args
+    if args.from_names:
+        return Expected.from_stored_names(_read_stored_names(session))
+    if args.per_name is not None:
+        return Expected.per_name(args.per_name, args.names)
+    return Expected.order_only()
+
+
+def _read_stored_names(session: Session) -> Expectation:
+    """Judge every record of the input topic as stored, as the greeter does."""
+    topic = session.args.names_topic
+    expectation = Expectation(session.args.max_name_length)
+    for message in read_to_end(session.config, topic, on_error=session.kafka_error):
+        expectation.add(message.key(), message.value(), f"{topic} {message.partition()}:{message.offset()}")
+        session.progress.update(lambda: f"read {expectation.records} records of {topic}")
+    session.warn(
+        f"{topic}: {expectation.records} records: {sum(expectation.greetings.values())} "
+        f"requests of {len(expectation.greetings)} names, {expectation.dead_letters.total()} poison"
+    )
+    return expectation
+
+
+def _dead_letter_problems(session: Session, stored: Expectation) -> list[str]:
+    """The records of `names` the runtime cannot take, and how the dead-letter topic differs from its poison."""
+    names_topic, dead_letter_topic = session.args.names_topic, session.args.dead_letter_topic
+    letters = [
+        message.value() or b""
+        for message in read_to_end(session.config, dead_letter_topic, on_error=session.kafka_error)
+    ]
+    problems = [f"{names_topic}: {where} (the runtime cannot take it)" for where in stored.unprocessable]
+    return problems + [
+        f"{dead_letter_topic}: {problem}" for problem in dead_letter_problems(stored.dead_letters, letters)
+    ]
+
+
+# Subcommand -> what runs it.
+COMMANDS = {"tail": print_greetings, "verify": verify, "latency": print_greetings}
