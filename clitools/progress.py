@@ -10,6 +10,8 @@ _CLEAR_TAIL = "\x1b[K"
 
 
 class Progress:
+    """A status line redrawn in place on `stream`, at most once per `interval` seconds; `finish` ends it."""
+
     def __init__(
         self,
         stream: TextIO,
@@ -46,6 +48,7 @@ class Progress:
 
 
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --progress / --no-progress; unset (None), Progress shows the line only on a terminal."""
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

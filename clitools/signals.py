@@ -27,6 +27,7 @@ class ForcedExit(BaseException):
 
     @property
     def exit_code(self) -> int:
+        """128 + the signal, the shell's convention (130 for SIGINT, 143 for SIGTERM)."""
         return 128 + self.signum
 
 
@@ -39,6 +40,7 @@ class StopFlag:
 
     @property
     def requested(self) -> bool:
+        """True once a stop signal has arrived."""
         return self.signum is not None
 
     @property
@@ -47,6 +49,7 @@ class StopFlag:
         return None if self.signum is None else 128 + self.signum
 
     def handle(self, signum: int, frame: FrameType | None = None) -> None:
+        """The signal handler: record the first signal and set `event`; a second one raises ForcedExit."""
         if self.signum is not None:
             raise ForcedExit(signum)
         self.signum = signum

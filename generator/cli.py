@@ -23,6 +23,7 @@ PRODUCER_GUARANTEES: Final = {"enable.idempotence": "true", "acks": "all"}
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """greeter-generator's command line; the Kafka defaults come from `env` (the process environment if None)."""
     parser = argparse.ArgumentParser(
         prog="greeter-generator",
         description="Send GreetRequest records (key = name) to Kafka, names taken round-robin from a pool.",
@@ -79,6 +80,9 @@ def _report(totals: Totals, elapsed: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run greeter-generator: 0 when every record was delivered, 1 when not, 128 + signal on a forced exit.
+    Bad arguments, a bad names file or a bad -X exit 2 through argparse; --list-names prints the pool and exits 0.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

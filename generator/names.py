@@ -58,5 +58,6 @@ def parse_names(lines: Iterable[str], source: str) -> list[str]:
 
 
 def read_names_file(path: Path) -> list[str]:
+    """The names in a UTF-8 file, one per line (see parse_names); InvalidName gives the file and line."""
     with path.open(encoding="utf-8") as lines:
         return parse_names(lines, str(path))

@@ -22,15 +22,20 @@ _MIN_WAIT: Final = 0.001
 class KafkaProducer(Protocol):
     """The part of confluent_kafka.Producer the loop uses."""
 
-    def produce(self, topic: str, *, value: bytes, key: bytes, on_delivery: Callable[[Any, Any], None]) -> None: ...
+    def produce(self, topic: str, *, value: bytes, key: bytes, on_delivery: Callable[[Any, Any], None]) -> None:
+        """Queue one record; BufferError when the local queue is full."""
 
-    def poll(self, timeout: float) -> int: ...
+    def poll(self, timeout: float) -> int:
+        """Serve delivery reports, waiting up to `timeout` seconds for one; returns how many were served."""
 
-    def flush(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for outstanding deliveries; returns how many are still outstanding."""
 
 
 @dataclass
 class Totals:
+    """The run's counts, updated by the producer's callbacks (which poll and flush serve)."""
+
     sent: int = 0  # handed to the producer
     delivered: int = 0
     failed: int = 0
@@ -44,9 +49,11 @@ class Totals:
 
     @property
     def ok(self) -> bool:
+        """Every record sent was delivered and no fatal error occurred: the run succeeded."""
         return self.failed == 0 and self.undelivered == 0 and self.fatal_error is None
 
     def on_delivery(self, error: Any, message: Any) -> None:
+        """The on_delivery callback of every record: count it delivered or failed, keeping the first error."""
         if error is None:
             self.delivered += 1
             return
@@ -56,7 +63,8 @@ class Totals:
 
     def on_error(self, error: Any) -> None:
         """librdkafka's error_cb: only a fatal error (e.g. the idempotent producer lost its sequence) stops us;
-        transient ones (broker down) are logged by librdkafka itself and retried."""
+        transient ones (broker down) are logged by librdkafka itself and retried.
+        """
         if error.fatal() and self.fatal_error is None:
             self.fatal_error = str(error)
 

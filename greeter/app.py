@@ -29,6 +29,9 @@ class GreeterService:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    """A Flask app serving the greeter with `settings` (from the environment when None).
+    Configures the `greeter` logger and runs the self-test first, so a broken protobuf backend or SDK fails here.
+    """
     settings = settings if settings is not None else load_settings()
     configure_logging(settings.log_level)
     metrics = GreeterMetrics()

@@ -47,12 +47,17 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 class GreeterAsgi:
+    """The ASGI app the worker serves: POST /statefun on the running loop, every other path through Flask."""
+
     def __init__(self, flask_app: Flask, endpoint: StatefunEndpoint) -> None:
         self._endpoint = endpoint
         # The probes and /metrics are rare and quick: two threads are plenty and keep a worker small.
         self._fallback = WSGIMiddleware(flask_app, workers=2)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request: /statefun through the endpoint, any other path or scope through Flask.
+        A client that disconnects before its body is in gets no answer.
+        """
         if scope["type"] != "http" or scope["path"] != PATH:
             await self._fallback(scope, receive, send)  # type: ignore[arg-type]
             return

@@ -30,6 +30,8 @@ class UnknownFunction(LookupError):
 
 
 class Reply(NamedTuple):  # a tuple: built once per request, on the hot path
+    """One batch's reply bytes, with what the metrics and logs need to know about the batch."""
+
     body: bytes
     # The function type and id the batch was for.
     typename: str

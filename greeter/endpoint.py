@@ -21,6 +21,8 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class Answer(NamedTuple):
+    """One HTTP answer to a /statefun request, whichever server sends it."""
+
     status: int
     reason: str  # the status line's phrase
     content_type: str
@@ -33,22 +35,30 @@ def _plain(status: int, reason: str, text: str, close: bool = False) -> Answer:
 
 
 class StatefunEndpoint:
+    """POST /statefun: a body in, an Answer out (200, or a 4xx naming the fault), counted in the metrics."""
+
     def __init__(self, dispatcher: Dispatcher, metrics: GreeterMetrics, max_bytes: int) -> None:
         self._dispatcher = dispatcher
         self._metrics = metrics
         self.max_bytes = max_bytes
 
     def refused(self, answer: Answer) -> Answer:
+        """Count the 4xx `answer` in greeter_rejected_requests, by status, and return it."""
         self._metrics.rejected.labels(status=str(answer.status)).inc()
         return answer
 
     def method_not_allowed(self) -> Answer:
+        """405 for any method but POST (the adapters add the Allow header)."""
         return self.refused(_plain(405, "Method Not Allowed", "use POST"))
 
     def too_large(self) -> Answer:
+        """413 for a body over `max_bytes`; the connection is closed, as the rest of the body is not read."""
         return self.refused(_plain(413, "Request Entity Too Large", f"body over {self.max_bytes} bytes", close=True))
 
     def bad_length(self) -> Answer:
+        """400 for a Content-Length that is not a number; the connection is closed.
+        Only StatefunWsgi needs it: under the worker, llhttp refuses such a header before the app sees it.
+        """
         return self.refused(_plain(400, "Bad Request", "Content-Length is not a number", close=True))
 
     def answer(self, body: bytes) -> Answer:
@@ -94,6 +104,7 @@ class StatefunWsgi:
         self._endpoint = endpoint
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The WSGI entry point: /statefun answered here (any method), every other path by `fallback`."""
         if environ.get("PATH_INFO") != PATH:
             return self._fallback(environ, start_response)
         answer = self._answer(environ)

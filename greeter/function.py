@@ -21,11 +21,15 @@ DeadLetterHook = Callable[[str, Rejection], None]
 
 
 def seen_count_spec(ttl_seconds: int) -> ValueSpec:
+    """The seen-count state: one state name per TTL mode (see wiring), forgotten `ttl_seconds` after the
+    address's last call; 0 = never.
+    """
     expiry = timedelta(seconds=ttl_seconds) if ttl_seconds > 0 else None
     return ValueSpec(name=seen_count_state_name(ttl_seconds), type=SEEN_COUNT_TYPE, expire_after_call=expiry)
 
 
 def dead_letter(address_id: str, rejection: Rejection, value_typename: str, raw: bytes | None) -> Any:
+    """The egress message putting a refused record on the dead-letter topic, keyed by `address_id`, raw bytes kept."""
     record = DeadLetter(
         function_type=FUNCTION_TYPE,
         address_id=address_id,
@@ -40,6 +44,7 @@ def dead_letter(address_id: str, rejection: Rejection, value_typename: str, raw:
 
 
 def greeting_record(name: str, seen: int) -> Any:
+    """The egress message putting the greeting for `name`, seen `seen` times, on the greetings topic."""
     response = GreetResponse(name=name, greeting=compute_greeting(name, seen))
     return kafka_egress_message(
         typename=EGRESS_ID, topic=GREETINGS_TOPIC, key=name, value=response, value_type=GREET_RESPONSE_TYPE
@@ -92,7 +97,8 @@ class Greeter:
 
     def empty_id_records(self, typename: str, arguments: Sequence[Any]) -> list[Any]:
         """A batch for the empty id, which a Kafka record with an empty key becomes: every record is refused
-        (an empty name is never greeted), so each is dead-lettered without state."""
+        (an empty name is never greeted), so each is dead-lettered without state.
+        """
         letters = [self._rejected("", argument) for argument in arguments]
         if any(letter is None for letter in letters):
             raise AssertionError("validation accepted a record for the empty id")

@@ -45,11 +45,11 @@ if _settings.tls is not None:
 
 
 def child_exit(server: object, worker: object) -> None:
-    # Drop the dead worker's live gauges from the shared metrics files.
+    """gunicorn's child_exit hook, in the master: drop the dead worker's live gauges from the shared metrics files."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
 
 
 def worker_exit(server: object, worker: object) -> None:
-    # In the exiting worker: the metrics it counted since the last periodic flush go to its file.
+    """gunicorn's worker_exit hook, in the exiting worker: write what it counted since the last periodic flush."""
     flush_all()

@@ -23,6 +23,8 @@ log = logging.getLogger("greeter.http")
 
 @dataclass(frozen=True)
 class HttpLimits:
+    """The bounds BoundedHttpToolsProtocol enforces, one greeter setting each (see the module docstring)."""
+
     read_timeout: float
     max_connections: int
     max_request_line: int
@@ -34,6 +36,8 @@ class _Refused(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus a read deadline, an idle deadline, a connection cap and head-size limits."""
+
     def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
@@ -45,6 +49,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Answer 503 and close past `max_connections`; otherwise start the idle deadline now."""
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             self._answer_and_close(503, f"over {self.limits.max_connections} connections to this worker")
@@ -54,10 +59,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the read deadline, then uvicorn's own clean-up."""
         self._cancel_read_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """Arm the read deadline at the first byte, and answer 431 once the head passes `max_header_bytes`."""
         # From the first byte, whatever it is: llhttp skips empty lines before a request without starting
         # one, so a deadline armed only when a request begins would let a client trickle CRLFs forever.
         if self._read_deadline is None:
@@ -72,6 +79,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        """A request begins: reset the head counters; arm the read deadline if none runs (a pipelined request)."""
         super().on_message_begin()
         self._in_head, self._head_bytes, self._url_bytes = True, 0, 0
         self._in_request = True
@@ -79,7 +87,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
 
     def on_url(self, url: bytes) -> None:
-        # Called for every piece of the target as it arrives: a long one is refused before it is whole.
+        """Count the target as its pieces arrive: past `max_request_line`, 400 before it is whole."""
         self._url_bytes += len(url)
         if self._url_bytes > self.limits.max_request_line:
             self._refusal = (400, f"request line over {self.limits.max_request_line} bytes")
@@ -87,6 +95,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_headers_complete(self) -> None:
+        """The head is in: 431 when request line and headers together pass `max_header_bytes`."""
         self._in_head = False
         head = self._url_bytes + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if head > self.limits.max_header_bytes:
@@ -95,6 +104,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        """The request is in: cancel its read deadline and reset the head counters for the next one."""
         self._cancel_read_deadline()
         self._in_head, self._head_bytes, self._in_request = True, 0, False
         super().on_message_complete()

@@ -11,9 +11,12 @@ _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts (UTC, milliseconds), level, logger, message, the `extra` fields, any traceback."""
+
     converter = time.gmtime  # type: ignore[assignment]  # timestamps in UTC, as the trailing Z says
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line; a value JSON cannot hold is written as its str()."""
         entry: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname,

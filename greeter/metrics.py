@@ -73,6 +73,8 @@ class _Pending:
 
 
 class GreeterMetrics:
+    """The endpoint's Prometheus metrics, in a registry per app; per-request values counted here, written in bulk."""
+
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add noise to every scrape
         # A registry per app keeps tests that build several apps apart.
@@ -149,8 +151,10 @@ class GreeterMetrics:
         return generate_latest(self.registry)
 
     def forget_parent(self) -> None:
-        # In a forked child: the parent still holds (and will flush) what was pending, and its lock may
-        # have been held by a thread that did not follow the fork.
+        """In a forked child: start with nothing pending and a fresh lock.
+        The parent still holds (and will flush) what was pending, and its lock may have been held by a thread that
+        did not follow the fork.
+        """
         self._lock = threading.Lock()
         self._batch_size = _Pending(self.batch_size)
         self._latency = _Pending(self.latency)

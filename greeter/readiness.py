@@ -16,10 +16,11 @@ _PROBE_NAME = "?"
 
 
 class SelfTestFailed(RuntimeError):
-    pass
+    """The canned request did not come back as the expected greeting."""
 
 
 def self_test(dispatcher: Dispatcher, settings: Settings) -> None:
+    """Send one canned first visit by the name `?` through `dispatcher`; SelfTestFailed unless it is greeted."""
     request = build_request(
         FUNCTION_TYPE,
         _PROBE_NAME,

@@ -38,6 +38,9 @@ def _metrics_dir() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """greeter-serve: check the settings, then exec gunicorn, which keeps this PID as its master.
+    Returns 2 on a bad setting or flag; otherwise it does not return.
+    """
     args = _parser().parse_args(argv)
     try:
         # Fail here, naming the variable or flag, rather than in gunicorn's config loader.

@@ -25,6 +25,8 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class Settings:
+    """The greeter's configuration: each field is a GREETER_* variable (see load_settings); defaults here."""
+
     # Forget a user this many seconds after their last call; 0 = never forget.
     seen_count_ttl_seconds: int = 0
     # Longest name (in characters) that is greeted; longer ones are dead-lettered.
@@ -63,6 +65,7 @@ class Settings:
 
     @property
     def worker_count(self) -> int:
+        """`workers`, or the machine's CPU count when that is 0."""
         return self.workers or os.cpu_count() or 1
 
 
@@ -122,6 +125,9 @@ def seen_count_ttl(env: Mapping[str, str] | None = None) -> int:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Every GREETER_* setting from `env` (the process environment if None); a bad value raises SettingsError.
+    The TLS files are loaded now, so a bad one fails here rather than at the first handshake.
+    """
     env = os.environ if env is None else env
     defaults = Settings()
     log_level = env.get("GREETER_LOG_LEVEL", defaults.log_level).strip().upper() or defaults.log_level

@@ -69,6 +69,9 @@ class RuntimeHarness:
         raise AssertionError("the function asked for state twice for one batch")
 
     def stored(self, address_id: str, state_name: str) -> TypedValue | None:
+        """The value held for `state_name` at `address_id`, or None.
+        Expiry is applied only by invoke: a value past its TTL still shows here until the next call.
+        """
         cell = self.cells.get((address_id, state_name))
         return cell.value if cell else None
 

@@ -24,6 +24,8 @@ class _ProtobufSerializer(TypeSerializer):  # type: ignore[misc]
 
 
 class ProtobufType(Type):  # type: ignore[misc]
+    """A StateFun Type for a protobuf message class, serialized by the class's own upb methods."""
+
     __slots__ = ("_serializer",)
 
     def __init__(self, message_class: type[Message]) -> None:
@@ -31,6 +33,7 @@ class ProtobufType(Type):  # type: ignore[misc]
         self._serializer = _ProtobufSerializer(message_class)
 
     def serializer(self) -> Any:
+        """The SDK's hook: this type's serializer, built once (the class's SerializeToString and FromString)."""
         return self._serializer
 
 

@@ -20,6 +20,8 @@ _LENGTH_DELIMITED = 2
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """Why a record is dead-lettered: the reason the DeadLetter records, and a detail for people."""
+
     reason: DeadLetterReason
     detail: str
 
@@ -67,6 +69,9 @@ def _decode(raw: bytes) -> GreetRequest | Rejection:
 
 
 def validate(value_typename: str, raw: bytes | None, address_id: str, max_name_length: int) -> GreetRequest | Rejection:
+    """The GreetRequest in `raw`, or a Rejection saying why it cannot be greeted; never raises.
+    The name must be non-empty, at most `max_name_length` characters and equal to the record key (`address_id`).
+    """
     if value_typename != GREET_REQUEST_TYPE.typename:
         return Rejection(DeadLetterReason.UNEXPECTED_TYPE, f"expected {GREET_REQUEST_TYPE.typename}")
     decoded = _decode(raw or b"")

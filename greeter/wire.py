@@ -39,6 +39,8 @@ def build_request(
 
 @dataclass(frozen=True)
 class EgressRecord:
+    """One Kafka record a reply sends: the egress it goes through, its topic, key and value bytes."""
+
     egress: str  # e.g. example/greets
     topic: str
     key: str

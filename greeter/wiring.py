@@ -20,4 +20,5 @@ SEEN_COUNT_TTL_STATE: Final = "seen_count_ttl"
 
 
 def seen_count_state_name(ttl_seconds: int) -> str:
+    """The seen-count state's name: one per TTL mode (on when > 0): Flink cannot restore a state whose TTL changed."""
     return SEEN_COUNT_TTL_STATE if ttl_seconds > 0 else SEEN_COUNT_STATE

@@ -29,6 +29,7 @@ class HandshakeBoundedLoop(uvloop.Loop):
     handshake_timeout = 60.0  # asyncio's default; GreeterWorker sets the greeter's read timeout
 
     async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        """Create the server with `handshake_timeout` as its TLS handshake deadline, unless the caller gave one."""
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.handshake_timeout)
         return await super().create_server(*args, **kwargs)
@@ -39,6 +40,8 @@ def _exit_after_shutdown(signum: int, frame: object) -> None:
 
 
 class GreeterWorker(UvicornWorker):  # type: ignore[misc]
+    """gunicorn's worker running uvicorn, with the greeter's ASGI front and HTTP bounds (see the module docstring)."""
+
     # No lifespan events: the app needs no start-up hook (it was built and self-tested in the master).
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": f"{__name__}:HandshakeBoundedLoop",
@@ -49,6 +52,7 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
     }
 
     def init_signals(self) -> None:
+        """Exit through SystemExit on the SIGTERM/SIGINT uvicorn re-raises after shutdown, so worker_exit runs."""
         super().init_signals()
         # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again for the handler it found. The
         # default handler would end the process there and then, skipping gunicorn's worker_exit hook (the
@@ -57,6 +61,7 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
             signal.signal(stop, _exit_after_shutdown)
 
     def run(self) -> None:
+        """Serve the preloaded Flask app through GreeterAsgi, with the HTTP bounds and deadlines of its Settings."""
         flask_app: Flask = self.wsgi  # type: ignore[has-type]  # greeter.app:app, preloaded in the master
         service = flask_app.extensions["greeter"]
         settings = service.settings

@@ -130,6 +130,9 @@ def _config(args: argparse.Namespace, defaults: StackConfig) -> StackConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """greeter-stack: run one subcommand. Exit 2 on a bad setting, 1 when it fails (or `status` finds the stack
+    unhealthy), 128 + signal when a stop signal ended it.
+    """
     try:
         defaults = from_env()
     except ConfigError as error:

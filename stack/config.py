@@ -47,6 +47,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Ports:
+    """The stack's TCP ports on 127.0.0.1, each settable by GREETER_STACK_PORT_<NAME>."""
+
     kafka: int = 9092
     kafka_controller: int = 9093
     greeter: int = 8000
@@ -82,6 +84,8 @@ class Extra:
 
 @dataclass(frozen=True)
 class StackConfig:
+    """Everything a local stack is started with; stack.json records it so `down`, `status` and `logs` reuse it."""
+
     run_dir: Path = REPO_ROOT / "run"
     ports: Ports = field(default_factory=Ports)
     module_yaml: Path = REPO_ROOT / "module.yaml"
@@ -115,62 +119,77 @@ class StackConfig:
 
     @property
     def lib_flink(self) -> Path:
+        """The JobManager's and TaskManager's jars: Flink and the StateFun distribution (stack/fetch.py fills it)."""
         return self.jvm_dir / "lib" / "flink"
 
     @property
     def lib_kafka(self) -> Path:
+        """The broker's jars."""
         return self.jvm_dir / "lib" / "kafka"
 
     @property
     def lib_job(self) -> Path:
+        """The job jar, statefun-flink-core alone: uploaded to Flink and run."""
         return self.jvm_dir / "lib" / "job"
 
     @property
     def conf_dir(self) -> Path:
+        """The rendered configuration: flink-conf.yaml, module.yaml, server.properties, the log4j files."""
         return self.run_dir / "conf"
 
     @property
     def checkpoint_dir(self) -> Path:
+        """Flink's checkpoints; `up` resumes from the newest retained one unless --fresh."""
         return self.run_dir / "checkpoints"
 
     @property
     def kafka_data_dir(self) -> Path:
+        """The broker's log dir: topics, offsets and the KRaft metadata."""
         return self.run_dir / "kafka-data"
 
     @property
     def flink_work_dir(self) -> Path:
+        """Flink's working folders: RocksDB, local recovery, temporary files, uploaded jars."""
         return self.run_dir / "flink"
 
     @property
     def tls_dir(self) -> Path:
+        """Where `up --tls` mints the certificates (stack/tls.py)."""
         return self.run_dir / "tls"
 
     @property
     def state_file(self) -> Path:
+        """stack.json: this config, the processes started and the job (stack/state.py)."""
         return self.run_dir / "stack.json"
 
     @property
     def bootstrap_servers(self) -> str:
+        """The broker's address for clients."""
         return f"{HOST}:{self.ports.kafka}"
 
     @property
     def rest_url(self) -> str:
+        """Flink's REST API (and web UI)."""
         return f"http://{HOST}:{self.ports.flink_rest}"
 
     @property
     def greeter_url(self) -> str:
+        """The greeter's base URL: https with `tls`."""
         return f"{'https' if self.tls else 'http'}://{HOST}:{self.ports.greeter}"
 
     def log_file(self, name: str) -> Path:
+        """The log of process `name` (its stdout and stderr): run/<name>.log."""
         return self.run_dir / f"{name}.log"
 
     def to_json(self) -> dict[str, Any]:
+        """This config as JSON-ready data, paths as strings (for stack.json)."""
         data = dataclasses.asdict(self)
         result: dict[str, Any] = json.loads(json.dumps(data, default=str))  # Paths to strings
         return result
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StackConfig:
+        """The config `to_json` wrote."""
         values = dict(data)
         values["ports"] = Ports(**values["ports"])
         values["extras"] = tuple(Extra(e["name"], tuple(e["argv"])) for e in values.get("extras", ()))
@@ -215,6 +234,7 @@ class EnvSetting:
     parse: Callable[[str], Any]  # raises ValueError saying what is wrong
 
     def read(self, text: str, source: str) -> Any:
+        """`text` parsed, or ConfigError naming `source` (the variable or flag) and the value."""
         try:
             return self.parse(text)
         except ValueError as error:
@@ -238,6 +258,7 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
 
 
 def port_env_var(name: str) -> str:
+    """The variable that sets port `name`: GREETER_STACK_PORT_<NAME>."""
     return f"{ENV_PREFIX}PORT_{name.upper()}"
 
 

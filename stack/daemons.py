@@ -19,6 +19,9 @@ DAEMONS = ("kafka", "greeter", "jobmanager", "taskmanager")
 
 
 def argv(java: str, config: StackConfig, name: str) -> list[str]:
+    """The command line of daemon `name`. For a Flink JVM it runs BashJavaUtils first, which reads the
+    rendered flink-conf.yaml.
+    """
     if name == "kafka":
         return kafka.argv(java, config)
     if name == "greeter":
@@ -32,6 +35,9 @@ def argv(java: str, config: StackConfig, name: str) -> list[str]:
 
 
 def env(config: StackConfig, name: str) -> dict[str, str]:
+    """The environment of daemon `name`: this process's, and for the greeter its metrics folder, TTL and TLS
+    variables, the TLS ones from `config` only (the shell's are dropped).
+    """
     values = dict(os.environ)
     if name == "greeter":
         if config.seen_count_ttl is not None:

@@ -46,7 +46,8 @@ MODULE_YAML = "module.yaml"
 @dataclass(frozen=True)
 class K8sVariant:
     """One kustomization under deploy/k8s: the settings its ConfigMaps are rendered from, and which of the two
-    files live in its own folder (the others come from the kustomization it builds on)."""
+    files live in its own folder (the others come from the kustomization it builds on).
+    """
 
     config: StackConfig
     tls: bool
@@ -106,13 +107,15 @@ _K8S_OVERRIDES = {
 
 
 def render_compose_flink_conf() -> str:
+    """deploy/compose/flink-conf.yaml: the shared pipeline entries plus the container ones."""
     header = "Rendered by stack/deploy.py (`python -m stack.deploy`) from the settings the local stack uses."
     return render(pipeline_entries(StackConfig()) + container_entries(), header)
 
 
 def with_container_tls(module_yaml: str) -> str:
     """module.yaml for mutual TLS in a container stack: https:// to the greeter, and the transport's certificate
-    files in RUNTIME_TLS_DIR, merged by the same code as the local stack's --tls (stack/render.py)."""
+    files in RUNTIME_TLS_DIR, merged by the same code as the local stack's --tls (stack/render.py).
+    """
     if MODULE_GREETER_URL not in module_yaml:
         raise RenderError(f"module.yaml does not contain {MODULE_GREETER_URL!r}: update stack/config.py")
     return with_tls_transport(module_yaml.replace(MODULE_GREETER_URL, GREETER_URL_TLS), CertFiles(RUNTIME_TLS_DIR))
@@ -130,6 +133,7 @@ def render_compose_module_mtls(source: str | None = None) -> str:
 
 
 def render_k8s_flink_conf(variant: K8sVariant) -> str:
+    """A kustomization's flink-conf.yaml: the pipeline entries with the Kubernetes overrides, then k8s_entries."""
     header = (
         "Rendered by stack/deploy.py (`python -m stack.deploy`) from the settings the local stack uses; "
         "kustomize makes it the statefun-flink-conf ConfigMap."
@@ -181,6 +185,7 @@ def rendered_files() -> dict[Path, str]:
 
 
 def main() -> int:
+    """`python -m stack.deploy`: write every rendered file."""
     for path, text in rendered_files().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -25,6 +25,7 @@ class PrerequisiteError(RuntimeError):
 
 
 def java_executable() -> str | None:
+    """$JAVA_HOME/bin/java when it exists, else java on PATH; None when neither."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
@@ -62,6 +63,7 @@ def check_prerequisites(need_maven: bool = True) -> str:
 
 
 def maven_properties() -> list[str]:
+    """The version flags that override stack/jvm/pom.xml's defaults, so stack/config.py decides."""
     return [
         f"-Dflink.version={FLINK_VERSION}",
         f"-Dstatefun.version={STATEFUN_VERSION}",
@@ -70,10 +72,12 @@ def maven_properties() -> list[str]:
 
 
 def pom_files(jvm_dir: Path) -> list[Path]:
+    """stack/jvm's aggregator pom and its modules' poms, in a stable order."""
     return sorted(jvm_dir.glob("pom.xml")) + sorted(jvm_dir.glob("*/pom.xml"))
 
 
 def fingerprint(jvm_dir: Path) -> str:
+    """A hash of the poms and the version flags: what the stamp holds after a successful fetch."""
     digest = hashlib.sha256()
     for pom in pom_files(jvm_dir):
         digest.update(pom.relative_to(jvm_dir).as_posix().encode() + b"\0" + pom.read_bytes() + b"\0")
@@ -82,10 +86,12 @@ def fingerprint(jvm_dir: Path) -> str:
 
 
 def stamp_file(jvm_dir: Path) -> Path:
+    """The stamp file: the fingerprint of the last successful fetch."""
     return jvm_dir / "lib" / ".stamp"
 
 
 def is_fresh(jvm_dir: Path) -> bool:
+    """True when every lib folder holds jars and the stamp matches the current poms and versions."""
     stamp = stamp_file(jvm_dir)
     folders_full = all(any((jvm_dir / "lib" / name).glob("*.jar")) for name in LIB_FOLDERS)
     return folders_full and stamp.is_file() and stamp.read_text().strip() == fingerprint(jvm_dir)
@@ -112,6 +118,7 @@ def fetch(config: StackConfig, *, force: bool = False) -> bool:
 
 
 def job_jar(config: StackConfig) -> Path:
+    """The one statefun-flink-core jar in lib/job; RuntimeError when there is none or more than one."""
     jars = sorted(config.lib_job.glob("statefun-flink-core-*.jar"))
     if len(jars) != 1:
         raise RuntimeError(

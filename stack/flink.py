@@ -40,6 +40,8 @@ JAVA17_OPTS = (
 
 @dataclass(frozen=True)
 class ResourceParams:
+    """The memory settings BashJavaUtils computes for one JVM, as Flink's scripts pass them."""
+
     jvm_flags: list[str]  # -Xmx, -Xms, -XX:MaxDirectMemorySize, -XX:MaxMetaspaceSize
     dynamic: list[str]  # "-D key=value" pairs for the entry point, as computed by Flink
 
@@ -53,10 +55,12 @@ def parse_resource_params(output: str) -> ResourceParams:
 
 
 def classpath(config: StackConfig) -> str:
+    """Flink's lib folder as a JVM classpath wildcard."""
     return str(config.lib_flink / "*")
 
 
 def resource_params(java: str, config: StackConfig, role: str) -> ResourceParams:
+    """`role`'s memory settings, from BashJavaUtils run against the rendered flink-conf.yaml."""
     command = "GET_JM_RESOURCE_PARAMS" if role == "jobmanager" else "GET_TM_RESOURCE_PARAMS"
     argv = [
         java,

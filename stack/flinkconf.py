@@ -81,6 +81,9 @@ def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, 
 
 
 def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
+    """The local stack's entries, pipeline then local. A `flink_overrides` key replaces its entry's value in
+    place, or is appended when no entry has it.
+    """
     rendered = pipeline_entries(config) + local_entries(config, module_url)
     overrides = dict(config.flink_overrides)
     why = "set over the default by the stack's caller"
@@ -91,6 +94,7 @@ def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
 
 
 def render(entries: list[tuple[str, str, str]], header: str) -> str:
+    """flink-conf.yaml text: the header, then each entry below its why as a comment."""
     lines = [f"# {header}"]
     for key, value, why in entries:
         lines.append(f"# {why}")
@@ -99,11 +103,13 @@ def render(entries: list[tuple[str, str, str]], header: str) -> str:
 
 
 def render_flink_conf(config: StackConfig, module_url: str) -> str:
+    """The local stack's flink-conf.yaml."""
     header = "Rendered by stack/flinkconf.py for the local stack; edit that file, not this one."
     return render(entries(config, module_url), header)
 
 
 def write_flink_conf(config: StackConfig, module_url: str) -> None:
+    """Write flink-conf.yaml into the conf folder and create the working folders it names."""
     config.conf_dir.mkdir(parents=True, exist_ok=True)
     (config.conf_dir / "flink-conf.yaml").write_text(render_flink_conf(config, module_url), encoding="utf-8")
     for key in ("rocksdb", "rocksdb-logs", "local-recovery", "tmp", "web-tmp", "web-upload"):

@@ -47,6 +47,7 @@ def broker_settings(config: StackConfig) -> list[tuple[str, str, str]]:
 
 
 def server_properties(config: StackConfig) -> str:
+    """The local broker's server.properties: broker_settings, loopback listeners, the run folder's log dir."""
     p = config.ports
     local = [
         ("controller.quorum.voters", f"1@{HOST}:{p.kafka_controller}", "a quorum of one"),
@@ -71,11 +72,13 @@ def cluster_id() -> str:
 
 
 def write_properties(config: StackConfig) -> None:
+    """Write server.properties into the conf folder."""
     config.conf_dir.mkdir(parents=True, exist_ok=True)
     (config.conf_dir / "server.properties").write_text(server_properties(config))
 
 
 def classpath(config: StackConfig) -> str:
+    """The broker's lib folder as a JVM classpath wildcard."""
     return str(config.lib_kafka / "*")
 
 
@@ -102,6 +105,7 @@ def format_storage(java: str, config: StackConfig) -> bool:
 
 
 def argv(java: str, config: StackConfig) -> list[str]:
+    """The broker's JVM command line, with kafka-server-start's heap and GC flags."""
     return [
         java,
         f"-Xms{config.kafka_heap}",
@@ -118,6 +122,7 @@ def argv(java: str, config: StackConfig) -> list[str]:
 
 
 def admin(config: StackConfig) -> AdminClient:
+    """An AdminClient for the stack's broker: 5 s socket timeout, errors only in its log."""
     # log_level 3: errors only; librdkafka info lines on stderr would garble `status`
     return AdminClient({"bootstrap.servers": config.bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 3})
 
@@ -168,6 +173,7 @@ def ensure_topics(config: StackConfig, names: Iterable[str] = TOPICS) -> None:
 
 
 def topics_ready(config: StackConfig) -> str | None:
+    """None when every topic exists and each of its partitions has a leader, else what is missing."""
     topics = admin(config).list_topics(timeout=3).topics
     for name in TOPICS:
         if name not in topics:
@@ -180,6 +186,8 @@ def topics_ready(config: StackConfig) -> str | None:
 
 @dataclass(frozen=True)
 class Lag:
+    """The consumer group's lag on a topic, in total and per partition."""
+
     total: int
     per_partition: dict[int, int]
     committed: bool  # False: the group has committed nothing yet, the lag is the topic's size
@@ -187,7 +195,8 @@ class Lag:
 
 def ingress_lag(config: StackConfig, group: str = INGRESS_GROUP, topic: str = NAMES_TOPIC) -> Lag:
     """End offsets minus the group's committed offsets. StateFun's FlinkKafkaConsumer commits them to
-    Kafka on each completed checkpoint (for monitoring only: it restores from its checkpoint)."""
+    Kafka on each completed checkpoint (for monitoring only: it restores from its checkpoint).
+    """
     closed = port_open(HOST, config.ports.kafka)
     if closed:  # else librdkafka retries and logs a line every 50 ms
         raise RuntimeError(closed)

@@ -1,5 +1,6 @@
 """LocalStack: start Kafka, the greeter, Flink and the StateFun job in order, each ready before the next;
-stop them in reverse. The API the CLI and the e2e tests share."""
+stop them in reverse. The API the CLI and the e2e tests share.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ _RETRY = re.compile(r"Retry #\d+")
 
 
 class LocalStack:
+    """One stack in one run folder: `up` in order, `down` in reverse, and the faults the e2e tests inject."""
+
     def __init__(
         self, config: StackConfig, *, stop: threading.Event | None = None, report: Callable[[str], None] = _stderr
     ) -> None:
@@ -54,9 +57,11 @@ class LocalStack:
 
     @property
     def job_id(self) -> str | None:
+        """The id of the job the last `up` submitted; None before."""
         return self.state.job_id
 
     def running(self) -> list[procs.Proc]:
+        """The recorded processes still alive."""
         return [p for p in self.state.procs if procs.is_running(p)]
 
     # ---- up ----
@@ -165,6 +170,7 @@ class LocalStack:
 
     # ---- down and faults ----
     def down(self) -> dict[str, str]:
+        """Stop every recorded process, last started first, under the run lock; each one's outcome by name."""
         with run_lock(self.config.run_dir):
             return self._stop_all()
 
@@ -194,18 +200,21 @@ class LocalStack:
         self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
 
     def failure_count(self) -> int:
+        """Failures the job has gone through (see FlinkRest.failure_count); RuntimeError before a job is submitted."""
         return self.rest.failure_count(self._require_job())
 
     def delivery_retries(self) -> int:
         """Failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
         each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the TaskManager's log
-        of this run folder (appended across respawns)."""
+        of this run folder (appended across respawns).
+        """
         log = self.config.log_file("taskmanager")
         if not log.exists():
             return 0
         return len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace")))
 
     def latest_checkpoint(self) -> Checkpoint | None:
+        """The job's latest completed checkpoint, None before the first; RuntimeError before a job is submitted."""
         return self.rest.latest_checkpoint(self._require_job())
 
     def _require_job(self) -> str:
@@ -214,4 +223,5 @@ class LocalStack:
         return self.state.job_id
 
     def status(self) -> StackStatus:
+        """What `greeter-stack status` shows; a Flink or Kafka that does not answer becomes a note, not an error."""
         return collect_status(self.state, self.rest)

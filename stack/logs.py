@@ -10,6 +10,7 @@ from .readiness import tail
 
 
 def log_files(run_dir: Path, name: str | None = None) -> list[Path]:
+    """The run folder's log files, or only `name`'s; KeyError listing the known names when it has none."""
     files = sorted(run_dir.glob("*.log"))
     if name is None:
         return files
@@ -21,6 +22,7 @@ def log_files(run_dir: Path, name: str | None = None) -> list[Path]:
 
 
 def print_logs(files: list[Path], lines: int, out: TextIO) -> None:
+    """Print the last `lines` lines of each file, each line prefixed with its process name."""
     width = max((len(f.stem) for f in files), default=0)
     for f in files:
         for line in tail(f, lines).splitlines():
@@ -38,6 +40,9 @@ class Follower:
         self.partial = dict.fromkeys(files, "")
 
     def poll(self, out: TextIO) -> None:
+        """Print the complete lines appended since the last poll. A partial line waits for its end; a file that
+        shrank (a --fresh start) is read again from the top.
+        """
         for f in self.files:
             size = f.stat().st_size if f.exists() else 0
             if size < self.offsets[f]:  # truncated (a --fresh start): read from the top

@@ -23,6 +23,8 @@ _children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}  # by (pid, start
 
 @dataclass(frozen=True)
 class Proc:
+    """A process the stack started, as stack.json records it; `start_ticks` tells it from a later holder of its PID."""
+
     name: str
     pid: int
     start_ticks: int  # /proc/<pid>/stat field 22: tells this process from a later one with the same PID
@@ -39,6 +41,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks after boot (/proc/<pid>/stat), None when there is no such process."""
     fields = _stat_fields(pid)
     return int(fields[19]) if fields else None
 
@@ -70,6 +73,9 @@ def exit_code(proc: Proc) -> int | None:
 
 
 def is_running(proc: Proc) -> bool:
+    """True while the process lives (a zombie does not) and is the one recorded, not a later holder of its PID.
+    With start_ticks 0 (not read at spawn) the PID alone decides.
+    """
     child = _children.get((proc.pid, proc.start_ticks))
     if child is not None:  # our child: poll() answers exactly and reaps it (no zombie left behind)
         return child.poll() is None
@@ -92,7 +98,8 @@ def group_members(pgid: int) -> list[int]:
 
 def _impostor(proc: Proc) -> bool:
     """Another process holds the PID now: the group with that id (if any) is not ours either.
-    While a group of ours has members, the kernel gives no new process its id."""
+    While a group of ours has members, the kernel gives no new process its id.
+    """
     fields = _stat_fields(proc.pid)
     return fields is not None and proc.start_ticks != 0 and int(fields[19]) != proc.start_ticks
 

@@ -24,6 +24,7 @@ class Interrupted(RuntimeError):
 
 
 def tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log (of its last 64 KiB), or `(no log file)`."""
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
@@ -77,6 +78,7 @@ def wait_until(
 
 
 def port_open(host: str, port: int) -> str | None:
+    """None when host:port accepts a connection within 1 s, else why not."""
     with socket.socket() as sock:
         sock.settimeout(1.0)
         if sock.connect_ex((host, port)) == 0:
@@ -85,6 +87,7 @@ def port_open(host: str, port: int) -> str | None:
 
 
 def port_free(host: str, port: int) -> bool:
+    """True when a server could bind host:port now."""
     with socket.socket() as sock:
         # As servers do: a port in TIME_WAIT is free to them, only a listener is not.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,6 +99,9 @@ def port_free(host: str, port: int) -> bool:
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None) -> str | None:
+    """None when GET `url` answers 200, else the status.
+    A connection that fails raises instead (wait_until reads any exception as not ready yet).
+    """
     try:
         with urllib.request.urlopen(url, timeout=2.0, context=context) as response:
             return None if response.status == 200 else f"GET {url} -> {response.status}"

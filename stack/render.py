@@ -37,7 +37,8 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     the endpoint declares none. Text, not YAML: the rendered copy keeps the source's comments and order.
 
     Used by the local stack (--tls) and by stack/deploy.py for the container stacks (docker-compose.mtls.yml, the
-    Kubernetes mtls overlay)."""
+    Kubernetes mtls overlay).
+    """
     documents = re.split(r"(?m)^---[ \t]*$", source)
     endpoints = [
         i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*{re.escape(ENDPOINT_KIND)}\s*$", doc)
@@ -128,6 +129,7 @@ log4j.logger.state.change.logger=WARN
 
 
 def write_logging_configs(config: StackConfig) -> None:
+    """Write the JVMs' log4j configs, Flink's and the broker's, into the conf folder."""
     config.conf_dir.mkdir(parents=True, exist_ok=True)
     (config.conf_dir / "log4j-console.properties").write_text(FLINK_LOG4J)
     (config.conf_dir / "kafka-log4j.properties").write_text(KAFKA_LOG4J)

@@ -20,12 +20,16 @@ class RestError(RuntimeError):
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A completed checkpoint: its id, when it completed (ms since the epoch) and its external path."""
+
     id: int
     completed_at_ms: int
     path: str
 
 
 class FlinkRest:
+    """A client of the Flink REST API at `base_url`; an HTTP error raises RestError carrying Flink's answer."""
+
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -50,9 +54,11 @@ class FlinkRest:
         return json.loads(text) if text else None
 
     def get(self, path: str) -> Any:
+        """GET `path`: its JSON body, None when empty."""
         return self._call("GET", path)
 
     def overview(self) -> dict[str, Any]:
+        """GET /overview: the cluster's TaskManagers and slots."""
         result: dict[str, Any] = self.get("/overview")
         return result
 
@@ -83,6 +89,7 @@ class FlinkRest:
         return str(reply["jobid"])
 
     def job(self, job_id: str) -> dict[str, Any]:
+        """GET /jobs/<id>: the job's state and its vertices."""
         result: dict[str, Any] = self.get(f"/jobs/{job_id}")
         return result
 
@@ -95,6 +102,7 @@ class FlinkRest:
         return f"tasks not running yet: {', '.join(pending)}" if pending else None
 
     def latest_checkpoint(self, job_id: str) -> Checkpoint | None:
+        """The job's latest completed checkpoint, None before the first."""
         latest = (self.get(f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
         if not latest:
             return None
@@ -102,9 +110,11 @@ class FlinkRest:
 
     def failure_count(self, job_id: str) -> int:
         """Failures the job went through: entries of its exception history. Not the `numRestarts` metric,
-        which the REST API still served as 0 long after a TaskManager-loss restart here."""
+        which the REST API still served as 0 long after a TaskManager-loss restart here.
+        """
         history = self.get(f"/jobs/{job_id}/exceptions?maxExceptions={_MAX_EXCEPTIONS}")["exceptionHistory"]
         return len(history["entries"])
 
     def cancel(self, job_id: str) -> None:
+        """Ask Flink to cancel the job; returns without waiting for it to stop."""
         self._call("PATCH", f"/jobs/{job_id}?mode=cancel")

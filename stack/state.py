@@ -19,6 +19,8 @@ STATE_FILE = "stack.json"
 
 @dataclass
 class StackState:
+    """What stack.json records: the config, the processes in start order, the job and its jar."""
+
     config: StackConfig
     procs: list[Proc] = field(default_factory=list)
     job_id: str | None = None
@@ -40,6 +42,7 @@ class StackState:
 
     @classmethod
     def load(cls, run_dir: Path) -> StackState | None:
+        """The state recorded in `run_dir`, None when it has no stack.json."""
         path = run_dir / STATE_FILE
         if not path.exists():
             return None
@@ -48,6 +51,7 @@ class StackState:
         return cls(StackConfig.from_json(data["config"]), procs, data.get("job_id"), data.get("jar_id"))
 
     def proc(self, name: str) -> Proc:
+        """The recorded process `name`; KeyError naming the known ones otherwise."""
         for proc in self.procs:
             if proc.name == name:
                 return proc
@@ -57,6 +61,7 @@ class StackState:
         )
 
     def replace(self, proc: Proc) -> None:
+        """Record `proc` in place of the process of the same name, or last when there is none."""
         self.procs = [proc if p.name == proc.name else p for p in self.procs]
         if proc not in self.procs:
             self.procs.append(proc)

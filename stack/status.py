@@ -14,6 +14,8 @@ from .state import StackState
 
 @dataclass(frozen=True)
 class ProcStatus:
+    """One recorded process as `status` shows it."""
+
     name: str
     pid: int
     up: bool
@@ -22,6 +24,8 @@ class ProcStatus:
 
 @dataclass(frozen=True)
 class StackStatus:
+    """What `greeter-stack status` shows; what Flink or Kafka did not answer is None, and `notes` says why."""
+
     run_dir: str
     procs: list[ProcStatus]
     job_id: str | None
@@ -39,6 +43,7 @@ class StackStatus:
 
 
 def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
+    """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception."""
     notes: list[str] = []
     proc_status = [ProcStatus(p.name, p.pid, procs.is_running(p), p.log) for p in state.procs]
     job_state = failures = checkpoint = lag = None
@@ -64,6 +69,7 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
 
 
 def format_status(status: StackStatus, now_ms: float | None = None) -> str:
+    """The status as `greeter-stack status` prints it; checkpoint ages count to `now_ms` (now by default)."""
     now = time.time() * 1000 if now_ms is None else now_ms
     lines = [f"run folder   {status.run_dir}"]
     if not status.procs:

@@ -12,7 +12,8 @@ from .readiness import tail
 
 def watch(stack: LocalStack, interval: float = 1.0, keep_going: Callable[[], bool] = lambda: True) -> int:
     """Block until a stop is requested or `keep_going` turns false (0), or a process dies (1); then stop the
-    whole stack."""
+    whole stack.
+    """
     extras = {extra.name for extra in stack.config.extras}
     watched = list(stack.state.procs)
     code = 0

@@ -42,26 +42,32 @@ class CertFiles:
 
     @property
     def ca(self) -> Path:
+        """The CA certificate both sides trust."""
         return self.directory / "ca.pem"
 
     @property
     def server_cert(self) -> Path:
+        """The greeter's certificate."""
         return self.directory / "greeter.pem"
 
     @property
     def server_key(self) -> Path:
+        """The greeter's private key."""
         return self.directory / "greeter-key.pem"
 
     @property
     def client_cert(self) -> Path:
+        """The runtime's client certificate."""
         return self.directory / "runtime.pem"
 
     @property
     def client_key(self) -> Path:
+        """The runtime's private key."""
         return self.directory / "runtime-key.pem"
 
     @property
     def all(self) -> tuple[Path, ...]:
+        """Every file mint writes."""
         return (self.ca, self.server_cert, self.server_key, self.client_cert, self.client_key)
 
     def client_context(self) -> ssl.SSLContext:
@@ -145,7 +151,8 @@ _DNS_NAME = re.compile(
 
 def server_names(hosts: Iterable[str] = ()) -> list[x509.GeneralName]:
     """The greeter certificate's subject alternative names: 127.0.0.1 and localhost (the local stack, and the
-    in-container health check), then each of `hosts`, an IP address or a DNS name (e.g. `greeter` in compose)."""
+    in-container health check), then each of `hosts`, an IP address or a DNS name (e.g. `greeter` in compose).
+    """
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
     for host in hosts:
         try:
@@ -172,7 +179,8 @@ def mint(
     The folder is its owner's only (0700); the keys are too (0600) unless `world_readable` (0644, like the
     certificates): for containers that bind-mount the files one by one and read them as another user (the
     greeter image's uid 10001). A bind-mounted file is opened inside the container without passing through its
-    folder on the host, so the folder keeps other users of this machine out either way."""
+    folder on the host, so the folder keeps other users of this machine out either way.
+    """
     names = server_names(hosts)
     files = CertFiles(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -238,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m stack.tls`: mint into DIR and print the files' paths; refuses a folder holding other files."""
     parser = _parser()
     args = parser.parse_args(argv)
     directory: Path = args.directory
