@@ -39,7 +39,8 @@ class Invocation:
 
 def shared_options(env: Mapping[str, str] | None = None, *, from_beginning: bool = False) -> argparse.ArgumentParser:
     """The flags every subcommand takes, as a parent parser. `from_beginning`: where the subcommand starts
-    reading by default (True: the start, with --no-from-beginning to start at the end)."""
+    reading by default (True: the start, with --no-from-beginning to start at the end).
+    """
     parent = argparse.ArgumentParser(add_help=False)
     add_kafka_arguments(parent, env)
     reading = parent.add_argument_group("reading")

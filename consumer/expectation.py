@@ -72,7 +72,8 @@ def expectation_from(
 
 def dead_letter_problems(expected: Counter[tuple[bytes, bytes]], letters: Iterable[bytes]) -> list[str]:
     """Compare the DeadLetter records read from `names-dlq` with the poison records of `names`, byte for byte.
-    Empty when each poison record has exactly one dead letter and there is no other."""
+    Empty when each poison record has exactly one dead letter and there is no other.
+    """
     got: Counter[tuple[bytes, bytes]] = Counter()
     problems = []
     for index, raw in enumerate(letters):

@@ -1,5 +1,6 @@
 """Reading `greetings` for a subcommand: the session it runs in, the read itself (decode, count the invalid
-records, flush stdout after each batch) and the latency monitor that `latency` adds."""
+records, flush stdout after each batch) and the latency monitor that `latency` adds.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def read_greetings(
     settle: float | None = None,
 ) -> Outcome:
     """Read `--topic` within the session's limits (and `settle` seconds past `done`), handing each greeting
-    to `on_greeting` (and `latency`) and each record that is none to `on_invalid`, with a warning."""
+    to `on_greeting` (and `latency`) and each record that is none to `on_invalid`, with a warning.
+    """
     args = session.args
     consumer = open_consumer(session.config, args.topic, from_beginning=args.from_beginning)
     try:
@@ -93,7 +95,8 @@ def read_greetings(
 @contextmanager
 def latency_monitor(session: Session) -> Iterator[LatencyMonitor | None]:
     """A monitor following the input topic when the subcommand times latency (else None): the requests it
-    holds already are counted first, so the new ones can be timed."""
+    holds already are counted first, so the new ones can be timed.
+    """
     args = session.args
     if not args.time_latency:
         yield None

@@ -66,7 +66,8 @@ def summarize(latencies_ms: list[float]) -> Summary:
 
 class LatencyTracker:
     """Feed it the valid requests (first those stored before the start, then the new ones, with their
-    timestamps) and the greetings as they are read; it hands back each greeting's latency."""
+    timestamps) and the greetings as they are read; it hands back each greeting's latency.
+    """
 
     def __init__(self) -> None:
         self._requests: dict[str, _Requests] = {}
@@ -117,7 +118,8 @@ class Window:
 class RequestFeed:
     """Follows `names` from its start for a LatencyTracker: requests stored before it opened are counted,
     later ones timed by their record timestamp. Call `catch_up` once, then `poll` before each greetings batch.
-    Error events as in `read.records_of`: fatal ones raise, the others go to `on_error`."""
+    Error events as in `read.records_of`: fatal ones raise, the others go to `on_error`.
+    """
 
     def __init__(
         self, config: Mapping[str, str], topic: str, max_name_length: int, on_error: Callable[[str], None]
@@ -160,7 +162,8 @@ class RequestFeed:
 
 class LatencyMonitor:
     """Times each greeting read against its request on `names`; reports a running figure every `every_s`
-    over the last `window_s`, and a summary of the whole run at the end."""
+    over the last `window_s`, and a summary of the whole run at the end.
+    """
 
     def __init__(
         self,

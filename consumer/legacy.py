@@ -102,7 +102,8 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 def _given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     """The dests of the flags on the command line: parsed over a namespace where each is None, argparse
-    leaves the others alone (no flag parses to None)."""
+    leaves the others alone (no flag parses to None).
+    """
     probe = argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([]))))
     parser.parse_args(argv, namespace=probe)
     return {dest for dest, value in vars(probe).items() if value is not None}
@@ -155,7 +156,8 @@ def _notice(args: argparse.Namespace, given: set[str], command: str) -> str:
 
 def translate(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Translation:
     """Parse and check a flat command line as the last release did (exit 2 on a usage error), and say which
-    subcommand line it stands for."""
+    subcommand line it stands for.
+    """
     parser = legacy_parser(env)
     given = _given(parser, argv)
     args = parser.parse_args(argv)

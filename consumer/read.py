@@ -35,7 +35,8 @@ class KafkaConsumer(Protocol):
 
 def records_of(messages: list[Any], on_error: Callable[[str], None]) -> list[Any]:
     """The records among `messages`: a fatal error raises KafkaException, any other error event goes to
-    `on_error` and is skipped (librdkafka retries by itself)."""
+    `on_error` and is skipped (librdkafka retries by itself).
+    """
     kept = []
     for message in messages:
         error = message.error()
@@ -60,7 +61,8 @@ class Limits:
 
 class Reader:
     """Reads `consumer` in batches within `limits`; `count` is the records handed out, `ended_by` says why
-    the read ended ("stop signal", "--max-messages", "--duration", "--timeout" or "--settle")."""
+    the read ended ("stop signal", "--max-messages", "--duration", "--timeout" or "--settle").
+    """
 
     def __init__(
         self,

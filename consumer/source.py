@@ -62,7 +62,8 @@ def read_to_end(
     on_error: Callable[[str], None] = _ignore,
 ) -> Iterator[Any]:
     """Every record of `topic`, from its start to where it ends now. Raises KafkaException when no record
-    comes for `idle_limit_s` before the end is reached; error events as in `read.records_of`."""
+    comes for `idle_limit_s` before the end is reached; error events as in `read.records_of`.
+    """
     consumer = open_consumer(config, topic, from_beginning=True)
     try:
         yield from read_until(consumer, topic, end_offsets(consumer, topic), idle_limit_s, on_error)
@@ -78,7 +79,8 @@ def read_until(
     on_error: Callable[[str], None] = _ignore,
 ) -> Iterator[Any]:
     """Records of `consumer` until every partition of `topic` reached `ends`: the consumer's one read loop,
-    done once nothing is behind. Not ended by a stop signal: what it reads is the base of a check."""
+    done once nothing is behind. Not ended by a stop signal: what it reads is the base of a check.
+    """
     reader = Reader(
         consumer,
         Limits(idle_timeout=idle_limit_s, settle=0.0),

@@ -137,7 +137,8 @@ class Verifier:
 
     def __init__(self, *, from_start: bool = True, expected: Mapping[str, int] | None = None) -> None:
         """`from_start=False`: the stream began mid-topic, so each name's first greeting sets its baseline.
-        `expected` (name -> the greeting number it must end at), when known up front, makes `complete` work."""
+        `expected` (name -> the greeting number it must end at), when known up front, makes `complete` work.
+        """
         self._from_start = from_start
         self._expected = expected
         self._reached: set[str] = set()  # expected names whose greetings got to their expected number
@@ -172,7 +173,8 @@ class Verifier:
     @property
     def complete(self) -> bool:
         """Every expected name got to its expected number (gaps aside: the report tells). False with no
-        expectation given up front."""
+        expectation given up front.
+        """
         return self._expected is not None and len(self._reached) == len(self._expected)
 
     @property
@@ -188,7 +190,8 @@ class Verifier:
     def report(self, expected: Mapping[str, int] | None = None) -> Report:
         """`expected`: name -> the greeting number it must end at (default: the one given up front); names
         outside it are unexpected. The end-of-stream checks go into copies, so reading on and asking again gives
-        a fresh answer."""
+        a fresh answer.
+        """
         expected = self._expected if expected is None else expected
         names = {name: _finish(state, expected) for name, state in self._names.items()}
         for name in (expected or {}).keys() - names.keys():
