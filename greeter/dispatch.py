@@ -1,10 +1,11 @@
 """The request-reply protocol: the SDK's own RequestReplyHandler, behind a check that answers bad input 4xx.
 
-Every batch is run by statefun.RequestReplyHandler.handle_async. In front of it, `check` parses the body once
-and refuses what the SDK would raise on, which the server would answer 500 and the runtime retry until the
-job restarts: a body that is not a ToFunction invocation batch, no target, an unknown function type, and
-state the function cannot read. A batch addressed to an empty id, which the SDK cannot turn into a Message,
-goes to `on_empty_id` when one is given (the greeter dead-letters its records) and is refused otherwise.
+Every batch is run by statefun.RequestReplyHandler.handle_async. In front of it, `_check` parses the body and
+refuses what the SDK would raise on, which the server would answer 500 and the runtime retry until the job
+restarts: a body that is not a ToFunction invocation batch, no target, an unknown function type. State the
+function cannot read (another typename, bytes that do not decode) is refused too, once the SDK raised on it.
+A batch addressed to an empty id, which the SDK cannot turn into a Message, goes to `on_empty_id` when one is
+given (the greeter dead-letters its records) and is refused otherwise.
 """
 
 import asyncio
@@ -48,31 +49,39 @@ class _Checked(NamedTuple):
     typename: str
     address_id: str
     invocations: int
-    is_async: bool
+    function: Any  # statefun's StatefulFunction
     batch: Any  # ToFunction.InvocationBatchRequest
 
 
-def _check_state(specs: Any, received: Any) -> bool:
-    """Refuse state the function would fail to read; True when every declared state arrived."""
-    declared = {spec.name: spec.type for spec in specs}
-    arrived = set()
-    for value in received:
-        state_type = declared.get(value.state_name)
-        if state_type is None:
+def _unreadable_state(function: Any, received: Any) -> InvalidRequest | None:
+    """Why the function could not read the state it was sent, or None: a typename other than the declared one,
+    or bytes its type does not decode. Each name's last entry counts, as in the SDK's own resolution.
+    """
+    declared = {spec.name: spec.type for spec in function.storage_spec.specs}
+    sent = {value.state_name: value.state_value for value in received}
+    for name, value in sent.items():
+        state_type = declared.get(name)
+        if state_type is None or not value.has_value:
             continue
-        arrived.add(value.state_name)
-        if not value.state_value.has_value:
-            continue
-        if value.state_value.typename != state_type.typename:
-            raise InvalidRequest(
-                f"state {value.state_name!r} holds {value.state_value.typename!r}, "
-                f"the function declares {state_type.typename!r}"
+        if value.typename != state_type.typename:
+            return InvalidRequest(
+                f"state {name!r} holds {value.typename!r}, the function declares {state_type.typename!r}"
             )
         try:
-            state_type.serializer().deserialize(value.state_value.value)
+            state_type.serializer().deserialize(value.value)
         except Exception as error:  # any decoder failure: the bytes are not the declared type
-            raise InvalidRequest(f"state {value.state_name!r} is not a valid {state_type.typename}: {error}") from None
-    return arrived == declared.keys()
+            return InvalidRequest(f"state {name!r} is not a valid {state_type.typename}: {error}")
+    return None
+
+
+def _refuse_unreadable_state(checked: _Checked, error: Exception) -> None:
+    """Raise InvalidRequest (from `error`, what the SDK raised) when state the function could not read caused
+    it: the request's fault, not the function's. Looked for only once the SDK raised, so a good batch pays
+    nothing for it.
+    """
+    refusal = _unreadable_state(checked.function, checked.batch.state)
+    if refusal is not None:
+        raise refusal from error
 
 
 def _egress_reply(messages: Sequence[Any]) -> bytes:
@@ -113,9 +122,9 @@ class Dispatcher:
             raise UnknownFunction(typename) from None
         if not target.id and self._on_empty_id is None:
             raise InvalidRequest("the invocation batch is addressed to an empty id")
-        complete = _check_state(function.storage_spec.specs, batch.state)
-        invocations = len(batch.invocations) if complete else 0
-        return _Checked(typename, target.id, invocations, function.is_async, batch)
+        # The SDK asks for missing state instead of invoking: then the batch delivered nothing.
+        complete = function.storage_spec.names <= {value.state_name for value in batch.state}
+        return _Checked(typename, target.id, len(batch.invocations) if complete else 0, function, batch)
 
     def _empty_id_reply(self, checked: _Checked) -> Reply:
         assert self._on_empty_id is not None  # _check refused the batch otherwise
@@ -128,17 +137,17 @@ class Dispatcher:
         checked = self._check(body)
         if not checked.address_id:
             return self._empty_id_reply(checked)
-        reply = await self._handler.handle_async(body)
+        try:
+            reply: bytes = await self._handler.handle_async(body)
+        except Exception as error:
+            _refuse_unreadable_state(checked, error)
+            raise
         return Reply(reply, checked.typename, checked.address_id, checked.invocations)
 
     def handle(self, body: bytes) -> Reply:
         """The reply to one batch, for a caller with no running event loop (tests, probes, WSGI servers)."""
-        checked = self._check(body)
-        if not checked.address_id:
-            return self._empty_id_reply(checked)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            reply = asyncio.run(self._handler.handle_async(body))
-            return Reply(reply, checked.typename, checked.address_id, checked.invocations)
+            return asyncio.run(self.handle_async(body))
         raise RuntimeError("Dispatcher.handle was called on a running event loop: await handle_async instead")

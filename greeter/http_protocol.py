@@ -41,7 +41,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
-        self._read_deadline: asyncio.TimerHandle | None = None
+        # When the current request's first byte came (None between requests), and the one timer that checks it.
+        # The timer is not re-armed per request: when it fires it re-arms itself for a request still under way,
+        # so a connection busy with many quick requests costs one timer per read_timeout, not one per request.
+        self._request_since: float | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # before the current request's headers are complete
         self._in_request = False  # a request has begun (more than empty lines arrived) and not yet ended
         self._url_bytes = 0
@@ -60,15 +64,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Cancel the read deadline, then uvicorn's own clean-up."""
-        self._cancel_read_deadline()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Arm the read deadline at the first byte, and answer 431 once the head passes `max_header_bytes`."""
         # From the first byte, whatever it is: llhttp skips empty lines before a request without starting
         # one, so a deadline armed only when a request begins would let a client trickle CRLFs forever.
-        if self._read_deadline is None:
-            self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
+        if self._request_since is None:
+            self._start_read_deadline()
         counted = self._in_head  # a chunk that completes one head, or starts the next request, is not counted
         super().data_received(data)
         if self.transport.is_closing() or not (counted and self._in_head):
@@ -83,8 +89,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head, self._head_bytes, self._url_bytes = True, 0, 0
         self._in_request = True
-        if self._read_deadline is None:  # a request pipelined behind one that just completed
-            self._read_deadline = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
+        if self._request_since is None:  # a request pipelined behind one that just completed
+            self._start_read_deadline()
 
     def on_url(self, url: bytes) -> None:
         """Count the target as its pieces arrive: past `max_request_line`, 400 before it is whole."""
@@ -104,8 +110,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        """The request is in: cancel its read deadline and reset the head counters for the next one."""
-        self._cancel_read_deadline()
+        """The request is in: its read deadline no longer applies; reset the head counters for the next one."""
+        self._request_since = None
         self._in_head, self._head_bytes, self._in_request = True, 0, False
         super().on_message_complete()
 
@@ -114,9 +120,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         status, text = self._refusal or (400, msg)
         self._answer_and_close(status, text)
 
-    def _read_timed_out(self) -> None:
-        self._read_deadline = None
-        if self.transport.is_closing():
+    def _start_read_deadline(self) -> None:
+        self._request_since = self.loop.time()
+        if self._deadline_timer is None:
+            self._deadline_timer = self.loop.call_at(
+                self._request_since + self.limits.read_timeout, self._check_deadline
+            )
+
+    def _check_deadline(self) -> None:
+        self._deadline_timer = None
+        since = self._request_since
+        if since is None or self.transport.is_closing():
+            return  # between requests: the next first byte arms it again
+        if self.loop.time() < since + self.limits.read_timeout:  # a later request than the one it was armed for
+            self._deadline_timer = self.loop.call_at(since + self.limits.read_timeout, self._check_deadline)
             return
         answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
         if not self._in_request or answering:
@@ -124,11 +141,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._answer_and_close(408, f"request not received in full within {self.limits.read_timeout:g} s")
-
-    def _cancel_read_deadline(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
 
     def _answer_and_close(self, status: int, text: str) -> None:
         log.warning("cut off a client", extra={"status": status, "reason": text, "client": self.client})

@@ -42,13 +42,17 @@ def _exit_after_shutdown(signum: int, frame: object) -> None:
 class GreeterWorker(UvicornWorker):  # type: ignore[misc]
     """gunicorn's worker running uvicorn, with the greeter's ASGI front and HTTP bounds (see the module docstring)."""
 
-    # No lifespan events: the app needs no start-up hook (it was built and self-tested in the master).
+    # No lifespan events: the app needs no start-up hook (it was built and self-tested in the master). No
+    # X-Forwarded-* rewriting (proxy_headers): the runtime calls the greeter directly, and the middleware costs
+    # every request. No access log: /metrics counts requests (gunicorn's accesslog is off too).
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": f"{__name__}:HandshakeBoundedLoop",
         "http": "httptools",
         "lifespan": "off",
         "ws": "none",
         "server_header": False,
+        "proxy_headers": False,
+        "access_log": False,
     }
 
     def init_signals(self) -> None:
