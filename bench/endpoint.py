@@ -34,6 +34,7 @@ WALKTHROUGH_PYTHON = ROOT / "bench" / ".venvs" / "walkthrough" / "bin" / "python
 VENV_BIN = Path(sys.executable).parent
 BATCHES = (1, 10, 100)
 SERVER_CPU, LOAD_CPU = 0, 1
+BARE_PAIR = [sys.executable, "-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "--workers", "1"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ def servers(base_port: int, baseline: Path | None) -> list[Server]:
             [*serve, f"127.0.0.1:{base_port + 2}"],
             {"GREETER_WORKER_CLASS": "sync"},
             base_port + 2,
+        ),
+        Server(
+            "the well-kept pair alone: uvicorn worker + SDK handle_async, no bounds or checks",
+            [*BARE_PAIR, "--bind", f"127.0.0.1:{base_port + 5}", "bench.peers.uvicorn_bare:app"],
+            {},
+            base_port + 5,
         ),
         Server(
             "greeter (GreeterWorker: uvicorn, SDK handle_async)",
@@ -268,7 +275,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--repeat", type=int, default=3, help="wrk runs per point, interleaved across servers")
-    parser.add_argument("--port", type=int, default=18080, help="first of five consecutive ports")
+    parser.add_argument("--port", type=int, default=18080, help="first of six consecutive ports")
     parser.add_argument("--baseline", metavar="REV", help="also measure the greeter at this git revision")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

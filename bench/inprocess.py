@@ -14,8 +14,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 AsyncHandle = Callable[[bytes], Coroutine[Any, Any, object]]
 
 
@@ -80,6 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     body = args.body.read_bytes()
     if args.target in ("sdk-async", "dispatcher"):
+        import uvloop  # not in the walkthrough's own virtualenv, which runs only the sync target
+
         us = uvloop.run(us_per_await(async_target(args.target), body, args.seconds))
     else:
         us = us_per_call(sync_target(args.target), body, args.seconds)

@@ -9,10 +9,8 @@ import http.client
 import os
 import resource
 import selectors
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +25,7 @@ from stack.tls import CertFiles
 from tests.http.test_tls import TlsServer, tls_env, wait_ready
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
-from tests.support.processes import popen_logged
+from tests.support.processes import popen_logged, stop_process
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 HOST = "127.0.0.1"
@@ -463,11 +461,4 @@ def start_tls(run: Path, certs: CertFiles, workers: int, **env: str) -> TlsServe
 
 
 def stop_tls(server: TlsServer) -> None:
-    process = server.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_process(server.process)

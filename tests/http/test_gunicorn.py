@@ -2,7 +2,6 @@
 
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from greeter.testing import RuntimeHarness
 from greeter.wire import build_request
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port, wait_for_http
-from tests.support.processes import popen_logged
+from tests.support.processes import popen_logged, stop_process
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 
@@ -60,13 +59,8 @@ def start(tmp_path: Path, workers: int = 2, **env: str) -> Server:
 
 
 def stop(server: Server) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            return server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-    return server.process.wait()
+    """Stop the server by its PID (SIGTERM, then SIGKILL to its group); its exit status."""
+    return stop_process(server.process)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import http.client
 import os
 import re
 import shlex
-import signal
 import socket
 import ssl
 import subprocess
@@ -26,7 +25,7 @@ from greeter.testing import RuntimeHarness
 from stack.tls import CertFiles, mint
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
-from tests.support.processes import popen_logged
+from tests.support.processes import popen_logged, stop_process
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,13 +109,7 @@ def server(certs: CertFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         wait_ready(running)
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process(process)
 
 
 def refused(server: TlsServer, context: ssl.SSLContext) -> BaseException:
