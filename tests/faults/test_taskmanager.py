@@ -33,11 +33,6 @@ def test_taskmanager_killed_once(fault_stack: LocalStack, scenario: Callable[[st
     assert report.ok, "\n".join(report.summary())
     # The job really failed and recovered (its exception history; see FlinkRest.failure_count).
     assert result.failures > fault.failures_before, f"job failures {fault.failures_before} -> {result.failures}"
-    # The greetings the dead TaskManager had written in its open transaction are on the topic, aborted: a
-    # read_uncommitted reader counts them, and the read_committed report above, exact, saw none of them.
-    assert result.aborted > 0, (
-        f"no aborted greetings: {result.read_uncommitted} uncommitted, {result.committed} committed"
-    )
 
 
 @pytest.mark.timeout(900)

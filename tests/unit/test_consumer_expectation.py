@@ -225,3 +225,32 @@ class TestCli:
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
+
+
+class TestDeadLetterDetails:
+    def test_a_long_key_is_shown_by_its_first_40_bytes(self) -> None:
+        key, value = POISON[3]  # a 300-byte name
+        assert dead_letter_problems(Counter([(key, value)]), []) == [
+            f"missing: 1 dead letter(s) for key {b'x' * 40!r} with {len(value)} bytes"
+        ]
+        assert dead_letter_problems(Counter(), [letter(key, value)]) == [
+            f"unexpected: 1 dead letter(s) for key {b'x' * 40!r} with {len(value)} bytes"
+        ]
+
+    def test_a_record_that_is_no_dead_letter_does_not_hide_the_ones_after_it(self) -> None:
+        letters = [letter(*POISON[0]), b"\xff\xff", letter(*POISON[1])]
+        problems = dead_letter_problems(Counter(POISON[:2]), letters)
+        assert len(problems) == 1
+        assert problems[0].startswith("dead letter #1 is not a DeadLetter: ")
+
+    def test_problems_are_sorted_by_key(self) -> None:
+        problems = dead_letter_problems(Counter(POISON[:2]), [letter(*POISON[4]), letter(*POISON[2])])
+        assert [problem.split(" for key ")[1] for problem in problems] == [
+            "b'bad-protobuf' with 4 bytes",
+            "b'bad-utf8' with 5 bytes",
+            "b'empty' with 0 bytes",
+            "b'mismatch' with 10 bytes",
+        ]
+
+    def test_every_record_of_names_is_counted(self) -> None:
+        assert expectation_from([request("Alice"), POISON[0], (None, b"x"), request("Alice")]).records == 4

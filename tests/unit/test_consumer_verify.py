@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 
 from consumer.records import InvalidRecord, as_json, as_text, decode
-from consumer.verify import MAX_EXAMPLES, Kind, Verifier, greeting_number, verify
+from consumer.verify import MAX_EXAMPLES, Kind, Problem, Verifier, greeting_number, verify
 from greeter.greeting import compute_greeting
 from protos.generated.greeter_pb2 import GreetResponse
 
@@ -233,3 +233,91 @@ class TestRecords:
 
 def _fields(msg: FakeMessage) -> tuple[Any, ...]:
     return msg.key(), msg.value(), msg.partition(), msg.offset(), msg.timestamp()[1]
+
+
+class TestReport:
+    """What `greeter-consumer verify` prints: each problem with the record it came from, the ranges never seen."""
+
+    def test_a_failed_summary_names_each_problem_and_where_it_was_read(self) -> None:
+        verifier = Verifier()
+        for n in [1, 6, 9, 4, 4]:  # 2..5 and 7..8 skipped; then 4 late, and 4 again
+            verifier.add("Alice", compute_greeting("Alice", n))
+        verifier.add("Bob", "Welcome Alice")
+        verifier.add_invalid("partition 0 offset 7: null value")
+        assert verifier.report({"Alice": 10, "Carol": 1}).summary() == [
+            "verify: FAILED: 7 greetings, 3 names, 3 names with problems (duplicate 1, gap 3, invalid record 1,"
+            " missing tail 2, out of order 1, unexpected name 1, wrong text 1)",
+            "  invalid record: partition 0 offset 7: null value",
+            "  'Alice': out of order: greeting 4 after 9 (record #3)",
+            "  'Alice': duplicate: greeting 4 again (record #4)",
+            "  'Alice': gap: greetings 2..3 never arrived",
+            "  'Alice': gap: greetings 5 never arrived",
+            "  'Alice': gap: greetings 7..8 never arrived",
+            "  'Alice': missing tail: greetings 10 never arrived",
+            "  'Bob': wrong text: 'Welcome Alice' (record #5)",
+            "  'Bob': unexpected name: 1 greetings for a name not expected",
+            "  'Carol': missing tail: greetings 1 never arrived",
+        ]
+
+    def test_too_many_says_how_far_the_name_got(self) -> None:
+        alice = verify(greetings("Alice", range(1, 6)), {"Alice": 3}).names["Alice"]
+        assert [(p.kind, p.detail) for p in alice.examples] == [(Kind.TOO_MANY, "reached 5, expected 3")]
+
+    def test_the_summary_shows_at_most_max_names_names_and_problems(self) -> None:
+        verifier = Verifier()
+        for index in range(25):
+            verifier.add(f"n{index:02}", compute_greeting(f"n{index:02}", 2))  # greeting 1 never came
+            verifier.add_invalid(f"record {index}")
+        lines = verifier.report().summary()
+        assert lines[0].startswith("verify: FAILED: 50 greetings, 25 names, 25 names with problems (")
+        assert lines[1:21] == [f"  invalid record: record {index}" for index in range(20)]
+        assert lines[21:41] == [f"  'n{index:02}': gap: greetings 1 never arrived" for index in range(20)]
+        assert lines[41:] == ["  ... and 5 more names"]
+        assert verifier.report().summary(max_names=2)[1:] == [
+            "  invalid record: record 0",
+            "  invalid record: record 1",
+            "  'n00': gap: greetings 1 never arrived",
+            "  'n01': gap: greetings 1 never arrived",
+            "  ... and 23 more names",
+        ]
+
+    @pytest.mark.parametrize("digits", ["²", "٤", "4 ", "+4", "-4"])
+    def test_a_number_that_is_not_plain_ascii_digits_is_wrong_text(self, digits: str) -> None:
+        greeting = f"Nice to see you at the {digits}-nth time Alice!"
+        assert greeting_number("Alice", greeting) is None
+        assert kinds([*greetings("Alice", [1, 2, 3]), ("Alice", greeting)]) == {Kind.WRONG_TEXT}
+
+    def test_a_name_not_expected_does_not_complete_the_read(self) -> None:
+        verifier = Verifier(expected={"Alice": 2})
+        for name, greeting in greetings("Mallory", [1, 2, 3]) + greetings("Alice", [1]):
+            verifier.add(name, greeting)
+        assert not verifier.complete
+        verifier.add("Alice", compute_greeting("Alice", 2))
+        assert verifier.complete
+
+    def test_exactly_max_names_failing_names_are_all_shown(self) -> None:
+        report = verify([record for index in range(3) for record in greetings(f"n{index}", [2])])
+        assert report.summary(max_names=3)[1:] == [
+            f"  'n{index}': gap: greetings 1 never arrived" for index in range(3)
+        ]
+
+    def test_an_empty_read_says_nothing_was_read(self) -> None:
+        assert verify([]).summary() == [
+            "verify: FAILED: 0 greetings, 0 names, 0 names with problems (no records 1)",
+            "  no records: no greetings were read",
+        ]
+
+    def test_a_report_stays_as_it_was_while_reading_goes_on(self) -> None:
+        verifier = Verifier()
+        for name, greeting in greetings("Alice", [1, 3, 6]):
+            verifier.add(name, greeting)
+        first = verifier.report()
+        before = (list(first.names["Alice"].missing), list(first.names["Alice"].examples), first.summary())
+        verifier.add("Alice", compute_greeting("Alice", 2))
+        verifier.add("Alice", compute_greeting("Alice", 4))
+        assert (first.names["Alice"].missing, first.names["Alice"].examples, first.summary()) == before
+        assert verifier.report().names["Alice"].examples == [
+            Problem(Kind.OUT_OF_ORDER, "greeting 2 after 6 (record #3)"),
+            Problem(Kind.OUT_OF_ORDER, "greeting 4 after 6 (record #4)"),
+            Problem(Kind.GAP, "greetings 5 never arrived"),
+        ]

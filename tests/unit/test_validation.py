@@ -57,3 +57,24 @@ def test_the_name_bound_counts_characters_not_bytes() -> None:
 def test_long_names_still_decode_with_multi_byte_lengths() -> None:
     name = "n" * 200  # a two-byte varint length prefix
     assert isinstance(validate(TYPENAME, request_bytes(name), name, 256), GreetRequest)
+
+
+@pytest.mark.parametrize("length", [1, 127, 128, 16383, 16384])
+def test_every_length_prefix_size_decodes(length: int) -> None:
+    # The name's length prefix is a varint: one byte up to 127, two up to 16,383, three beyond.
+    name = "n" * length
+    assert isinstance(validate(TYPENAME, request_bytes(name), name, 20_000), GreetRequest)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x00\x41",  # field number 0: no protobuf message has it
+        b"\x08\x01\x00\x41",  # the same after a varint in the name's field number
+        b"\x12\x01\xff\x00\x41",  # the same after non-UTF-8 bytes in another field
+    ],
+)
+def test_bytes_no_greet_request_parser_takes_are_undecodable_not_invalid_utf8(raw: bytes) -> None:
+    checked = validate(TYPENAME, raw, "Ada", 256)
+    assert isinstance(checked, Rejection)
+    assert checked.reason == DeadLetterReason.UNDECODABLE
