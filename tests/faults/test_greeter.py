@@ -62,7 +62,12 @@ def greeter_outage(stack: LocalStack, run: Scenario, down_s: float) -> int:
     fault = run.strike(f"kill -9 greeter (group), {down_s:.0f} s down", lambda: stack.kill("greeter"))
     old = stack.state.proc("greeter")
     wait_for("the greeter's processes to exit", lambda: not procs.group_members(old.pid), 10)
-    assert port_free(HOST, stack.config.ports.greeter), "an orphaned worker still holds the greeter's port"
+    # The kernel frees the listener as the last holder exits; an orphaned worker would hold it for good.
+    wait_for(
+        "the greeter's port to be free (no orphaned worker holds it)",
+        lambda: port_free(HOST, stack.config.ports.greeter),
+        10,
+    )
     run.produce_until(ROUNDS)
     time.sleep(max(0.0, fault.at + down_s - time.monotonic()))
     stack.respawn("greeter")
