@@ -10,6 +10,11 @@ from .local import LocalStack
 from .readiness import tail
 
 
+def _exit_text(status: int | None) -> str:
+    # A daemon recorded by an earlier `up` is not this process's child: its exit status cannot be known.
+    return "exit status unknown" if status is None else f"exit {status}"
+
+
 def watch(stack: LocalStack, interval: float = 1.0, keep_going: Callable[[], bool] = lambda: True) -> int:
     """Block until a stop is requested or `keep_going` turns false (0), or a process dies (1); then stop the
     whole stack.
@@ -26,7 +31,7 @@ def watch(stack: LocalStack, interval: float = 1.0, keep_going: Callable[[], boo
                 watched.remove(proc)
                 continue
             stack.report(
-                f"{proc.name} (pid {proc.pid}) died (exit {status}); stopping everything. "
+                f"{proc.name} (pid {proc.pid}) died ({_exit_text(status)}); stopping everything. "
                 f"Last lines of {proc.log}:\n{tail(Path(proc.log))}"
             )
             code = 1
