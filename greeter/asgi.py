@@ -80,10 +80,6 @@ class GreeterAsgi:
             except _Disconnected:
                 return
             answer = endpoint.too_large() if body is None else await endpoint.answer_async(body)
-        headers = [(b"content-type", answer.content_type.encode()), (b"content-length", b"%d" % len(answer.body))]
-        if answer.status == 405:
-            headers.append((b"allow", b"POST"))
-        if answer.close:
-            headers.append((b"connection", b"close"))
+        headers = [(name.lower().encode(), value.encode()) for name, value in answer.headers]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})

@@ -29,6 +29,16 @@ class Answer(NamedTuple):
     body: bytes
     close: bool = False  # the connection is closed after it (the rest of the request is not read)
 
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The response headers, the same whichever adapter sends the answer."""
+        headers = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
+        if self.status == 405:
+            headers.append(("Allow", "POST"))
+        if self.close:
+            headers.append(("Connection", "close"))
+        return headers
+
 
 def _plain(status: int, reason: str, text: str, close: bool = False) -> Answer:
     return Answer(status, reason, "text/plain; charset=utf-8", (text + "\n").encode("utf-8"), close)
@@ -108,12 +118,7 @@ class StatefunWsgi:
         if environ.get("PATH_INFO") != PATH:
             return self._fallback(environ, start_response)
         answer = self._answer(environ)
-        headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))]
-        if answer.status == 405:
-            headers.append(("Allow", "POST"))
-        if answer.close:
-            headers.append(("Connection", "close"))
-        start_response(f"{answer.status} {answer.reason}", headers)
+        start_response(f"{answer.status} {answer.reason}", answer.headers)
         return [answer.body]
 
     def _answer(self, environ: dict[str, Any]) -> Answer:
