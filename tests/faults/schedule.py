@@ -97,16 +97,48 @@ class Watcher:
             self._thread.join(10)
 
 
+def _ends(consumer: Consumer, partitions: int) -> dict[int, int]:
+    """Each partition's end as `consumer` sees it: the last stable offset under read_committed, the high
+    watermark under read_uncommitted."""
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(GREETINGS, p), timeout=10, cached=False)[1]
+        for p in range(partitions)
+    }
+
+
 def stable_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
     """Each partition's last stable offset: a read_committed consumer's watermark query returns it."""
     consumer = _consumer(bootstrap)
     try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(GREETINGS, p), timeout=10, cached=False)[1]
-            for p in range(partitions)
-        }
+        return _ends(consumer, partitions)
     finally:
         consumer.close()
+
+
+class TransactionProbe:
+    """Both ends of `greetings`: a partition whose high watermark is past its last stable offset holds records
+    of a transaction not yet committed or aborted."""
+
+    def __init__(self, bootstrap: str, partitions: int) -> None:
+        self.partitions = partitions
+        self._committed = _consumer(bootstrap)
+        self._uncommitted = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"faults-{uuid.uuid4().hex}",
+                "isolation.level": "read_uncommitted",  # librdkafka's default is read_committed
+            }
+        )
+
+    def stable(self) -> dict[int, int]:
+        return _ends(self._committed, self.partitions)
+
+    def high(self) -> dict[int, int]:
+        return _ends(self._uncommitted, self.partitions)
+
+    def close(self) -> None:
+        self._committed.close()
+        self._uncommitted.close()
 
 
 @dataclass
@@ -208,8 +240,33 @@ class Scenario:
         self.await_committed(1)
 
     def strike(self, label: str, action: Callable[[], None]) -> Fault:
-        stable = stable_offsets(self.bootstrap, self.partitions)
+        return self._struck(label, action, stable_offsets(self.bootstrap, self.partitions), self.failures())
+
+    def strike_mid_transaction(self, label: str, action: Callable[[], None], until_round: int) -> Fault:
+        """Strike while the egress's open transaction holds greetings, so the fault leaves some to abort.
+
+        Produces one round at a time (up to `until_round`) and strikes the moment greetings answering it are on
+        the topic uncommitted: written after the latest checkpoint barrier, they belong to the transaction that
+        checkpoint opened, which only the next checkpoint could commit. Striking while a burst is still being
+        written keeps the chance small that a barrier just passed and the open records are all precommitted
+        ones (those a restore commits)."""
         failures = self.failures()
+        probe = TransactionProbe(self.bootstrap, self.partitions)
+        try:
+            while self.next_round < until_round:
+                before = probe.high()
+                self.produce_until(self.next_round + 1)
+                answered_by = time.monotonic() + 10
+                while time.monotonic() < answered_by:
+                    stable, high = probe.stable(), probe.high()
+                    if any(high[p] > max(stable[p], before[p]) for p in high):
+                        return self._struck(label, action, stable, failures)
+                    time.sleep(0.005)
+        finally:
+            probe.close()
+        raise AssertionError(f"no round up to {until_round} left greetings in an open transaction to strike at")
+
+    def _struck(self, label: str, action: Callable[[], None], stable: dict[int, int], failures: int) -> Fault:
         fault = Fault(label, time.monotonic(), stable, self.produced, self.next_round, failures)
         action()
         self.faults.append(fault)
