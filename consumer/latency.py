@@ -127,7 +127,11 @@ class RequestFeed:
         self._consumer = open_consumer(config, topic, from_beginning=True)
         self._topic = topic
         self._on_error = on_error
-        self._ends = end_offsets(self._consumer, topic)
+        try:
+            self._ends = end_offsets(self._consumer, topic)
+        except BaseException:
+            self._consumer.close()  # the caller never gets the feed to close
+            raise
         self.tracker = LatencyTracker()
         self._max_name_length = max_name_length
         self.earlier = 0
