@@ -41,13 +41,13 @@ from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer
 from clitools.signals import Terminated, unwinding_on_sigterm
 from greeter.wiring import GREETINGS_TOPIC, NAMES_TOPIC
 from stack import kafka
-from stack.config import Ports, StackConfig
+from stack.config import MODES, Ports, StackConfig
 from stack.local import LocalStack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("statefun", "quix")
 # Each system's processes, whose CPU and memory it is charged: the broker's work for it included.
-STATEFUN_PROCESSES = frozenset({"kafka", "jobmanager", "taskmanager", "greeter"})
+STATEFUN_PROCESSES = frozenset({"kafka", "runtime", "jobmanager", "taskmanager", "greeter"})
 QUIX_PROCESSES = frozenset({"kafka", "quix"})
 # The figures a point summarises: (measure, field).
 SUMMARISED = (
@@ -190,7 +190,11 @@ def table(result: dict[str, Any]) -> list[str]:
 def stack_config(args: argparse.Namespace, run_dir: Path, interval_ms: int, greeter_tree: Path | None) -> StackConfig:
     """The stack of one run: free ports, and the greeter at --greeter-at's revision when one was given."""
     config = StackConfig(
-        run_dir=run_dir, ports=Ports.free(), greeter_workers=args.greeter_workers, checkpoint_interval_ms=interval_ms
+        run_dir=run_dir,
+        ports=Ports.free(),
+        greeter_workers=args.greeter_workers,
+        checkpoint_interval_ms=interval_ms,
+        mode=args.mode,
     )
     if greeter_tree is None:
         return config
@@ -268,6 +272,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="rounds per point (min and median reported)")
     parser.add_argument("--systems", type=systems_list, default=list(SYSTEMS), help="statefun,quix (default both)")
     parser.add_argument("--greeter-workers", type=int, default=2)
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="cluster",
+        help="how the runtime runs (default: cluster, the container and Kubernetes topology; scripts/bench-modes "
+        "compares the two)",
+    )
     parser.add_argument("--checkpoint-interval-ms", type=int, default=2000, help="also the peer's commit interval")
     parser.add_argument(
         "--latency-also-at-ms",
@@ -324,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             "systems": args.systems,
             "greeter_at": tree.name if tree is not None else None,
             "greeter_workers": args.greeter_workers,
+            "mode": args.mode,
             "checkpoint_interval_ms": args.checkpoint_interval_ms,
             "messages": args.messages,
             "warmup_messages": args.warmup,

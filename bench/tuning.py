@@ -101,8 +101,9 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-tuning-{variant.name}-") as work:
         module = Path(work) / "module.yaml"
         module.write_text(module_yaml(StackConfig().module_yaml.read_text(encoding="utf-8"), variant))
-        config = replace(StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), module_yaml=module),
-                         **variant.config)  # fmt: skip
+        # The cluster: the runtime's levers are measured in the topology the container and Kubernetes stacks run.
+        base = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), module_yaml=module, mode="cluster")
+        config = replace(base, **variant.config)
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
         with greeter_environment(variant.greeter_env):
             try:

@@ -26,6 +26,7 @@ _HELP = {
     "checkpoint_interval_ms": "Flink checkpoint interval; exactly-once output is committed at this pace",
     "heartbeat_interval_ms": "Flink heartbeat interval",
     "heartbeat_timeout_ms": "Flink heartbeat timeout: how fast a dead TaskManager is noticed",
+    "mode": "single: the job in one JVM (quick start); cluster: a JobManager and a TaskManager",
     "parallelism": "job parallelism (= TaskManager slots)",
     "greeter_workers": "gunicorn workers of the greeter",
     "seen_count_ttl": "seconds before the greeter forgets a user; unset = inherit",

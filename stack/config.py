@@ -40,6 +40,10 @@ MODULE_KAFKA_ADDRESS = "kafka:9092"
 
 ENV_PREFIX = "GREETER_STACK_"
 
+# How the StateFun job runs: "single", in one JVM (Flink's local mini cluster, started by Flink's own client);
+# "cluster", a JobManager and a TaskManager, as the container and Kubernetes stacks run it.
+MODES = ("single", "cluster")
+
 
 class ConfigError(ValueError):
     """A bad setting; the message names the variable or flag."""
@@ -98,6 +102,10 @@ class StackConfig:
     heartbeat_interval_ms: int = 1000
     heartbeat_timeout_ms: int = 5000
     parallelism: int = 1
+    mode: str = "single"  # one of MODES
+    # The single-mode JVM's heap ceiling (the cluster's JVMs are sized by *_memory below). Without one the JVM
+    # may take a quarter of the machine's memory.
+    runtime_heap: str = "512m"
     jobmanager_memory: str = "1024m"
     taskmanager_memory: str = "1536m"
     kafka_heap: str = "512m"
@@ -116,6 +124,10 @@ class StackConfig:
     # flink-conf.yaml keys set over the rendered ones (benchmark variants: e.g. heap state instead of RocksDB).
     flink_overrides: tuple[tuple[str, str], ...] = ()
     extras: tuple[Extra, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
 
     @property
     def lib_flink(self) -> Path:
@@ -220,6 +232,12 @@ def _bool(text: str) -> bool:
         raise ValueError(f"expected one of {', '.join(_BOOLEANS)}") from None
 
 
+def _mode(text: str) -> str:
+    if text not in MODES:
+        raise ValueError(f"expected one of {', '.join(MODES)}")
+    return text
+
+
 def _seen_count_ttl(text: str) -> str:
     # The greeter's own parser: the stack passes the value on as the greeter's variable, checked the same way.
     return str(seen_count_ttl({"GREETER_SEEN_COUNT_TTL": text}))
@@ -247,6 +265,7 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("checkpoint_interval_ms", ENV_PREFIX + "CHECKPOINT_INTERVAL_MS", _count),
     EnvSetting("heartbeat_interval_ms", ENV_PREFIX + "HEARTBEAT_INTERVAL_MS", _count),
     EnvSetting("heartbeat_timeout_ms", ENV_PREFIX + "HEARTBEAT_TIMEOUT_MS", _count),
+    EnvSetting("mode", ENV_PREFIX + "MODE", _mode),
     EnvSetting("parallelism", ENV_PREFIX + "PARALLELISM", _count),
     EnvSetting("greeter_workers", ENV_PREFIX + "GREETER_WORKERS", _count),
     EnvSetting("seen_count_ttl", "GREETER_SEEN_COUNT_TTL", _seen_count_ttl),

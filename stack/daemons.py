@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from . import flink, kafka, procs
 from .config import HOST, StackConfig
+from .fetch import job_jar
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
 from .tls import CertFiles
@@ -14,13 +16,26 @@ from .tls import CertFiles
 # The greeter's mutual-TLS variables (greeter/settings.py): the stack sets them all or none.
 GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
 
-DAEMONS = ("kafka", "greeter", "jobmanager", "taskmanager")
-"""The start order. The greeter comes before the job, which calls it; `down` stops in reverse."""
+SERVICES = ("kafka", "greeter")
+"""Started first, in this order: the greeter comes before the job, which calls it; `down` stops in reverse."""
+RUNTIME = {"single": ("runtime",), "cluster": ("jobmanager", "taskmanager")}
+"""The Flink processes of each mode, in start order."""
 
 
-def argv(java: str, config: StackConfig, name: str) -> list[str]:
-    """The command line of daemon `name`. For a Flink JVM it runs BashJavaUtils first, which reads the
-    rendered flink-conf.yaml.
+def names(config: StackConfig) -> tuple[str, ...]:
+    """The daemons of `config`'s mode, in start order."""
+    return SERVICES + RUNTIME[config.mode]
+
+
+def task_log(config: StackConfig) -> Path:
+    """The log of the process that runs the job's tasks (and logs the runtime's delivery retries)."""
+    return config.log_file("runtime" if config.mode == "single" else "taskmanager")
+
+
+def argv(java: str, config: StackConfig, name: str, restore_from: Path | None = None) -> list[str]:
+    """The command line of daemon `name`. For a cluster JVM it runs BashJavaUtils first, which reads the
+    rendered flink-conf.yaml. The single-mode runtime runs the job itself: `restore_from` is the checkpoint it
+    resumes from.
     """
     if name == "kafka":
         return kafka.argv(java, config)
@@ -31,6 +46,8 @@ def argv(java: str, config: StackConfig, name: str) -> list[str]:
         # gunicorn writes its own pid file: the readiness check uses it to know the answer is ours.
         return [str(serve), "--bind", f"{HOST}:{config.ports.greeter}", "--workers", str(config.greeter_workers),
                 "--pid", str(config.run_dir / "greeter.pid")]  # fmt: skip
+    if name == "runtime":
+        return flink.single_argv(java, config, job_jar(config), restore_from)
     return flink.argv(java, config, name, flink.resource_params(java, config, name))
 
 
@@ -39,6 +56,8 @@ def env(config: StackConfig, name: str) -> dict[str, str]:
     variables, the TLS ones from `config` only (the shell's are dropped).
     """
     values = dict(os.environ)
+    if name == "runtime":
+        values["FLINK_CONF_DIR"] = str(config.conf_dir)  # where Flink's client reads flink-conf.yaml
     if name == "greeter":
         if config.seen_count_ttl is not None:
             values["GREETER_SEEN_COUNT_TTL"] = config.seen_count_ttl
@@ -62,7 +81,7 @@ def ready_check(config: StackConfig, rest: FlinkRest, name: str, proc: procs.Pro
         # With TLS, as the runtime will: trusting our CA, showing the client certificate.
         context = CertFiles(config.tls_dir).client_context() if config.tls else None
         return lambda: http_ok(f"{config.greeter_url}/readyz", context) or _greeter_is(config, proc)
-    if name == "jobmanager":
+    if name in ("jobmanager", "runtime"):  # the single-mode JVM serves the same REST API
         return lambda: _jobmanager_is_ours(config, rest)
 
     def taskmanager() -> str | None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
-from .config import StackConfig
+from .config import JOB_ENTRY_CLASS, StackConfig
 
 JOBMANAGER_CLASS = "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"
+CLIENT_CLASS = "org.apache.flink.client.cli.CliFrontend"  # what bin/flink runs
 TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
 BASH_JAVA_UTILS = "org.apache.flink.runtime.util.bash.BashJavaUtils"
 RESULT_PREFIX = "BASH_JAVA_UTILS_EXEC_RESULT:"
@@ -108,4 +110,31 @@ def argv(java: str, config: StackConfig, role: str, params: ResourceParams) -> l
         # one port per JVM for the metric query service: the shared flink-conf cannot pin two
         "-D",
         f"metrics.internal.query-service.port={metrics_port}",
+    ]
+
+
+def single_argv(java: str, config: StackConfig, job_jar: Path, restore_from: Path | None) -> list[str]:
+    """The single-mode JVM: Flink's client runs the job on a local mini cluster in its own process, reading the
+    flink-conf.yaml in FLINK_CONF_DIR (daemons.env sets it) and serving the REST API and web UI on its port. It
+    stays attached: the process lives as long as the job. `restore_from`: a retained checkpoint or savepoint.
+    """
+    # allowNonRestoredState: an operator removed since the checkpoint must not block the resume (as run_jar).
+    restore = ["--fromSavepoint", str(restore_from), "--allowNonRestoredState"] if restore_from else []
+    return [
+        java,
+        f"-Xmx{config.runtime_heap}",
+        *JAVA17_OPTS,
+        *_logging(config, "runtime"),
+        "-classpath",
+        classpath(config),
+        CLIENT_CLASS,
+        "run",
+        "--target",
+        "local",
+        "--parallelism",
+        str(config.parallelism),
+        *restore,
+        "--class",
+        JOB_ENTRY_CLASS,
+        str(job_jar),
     ]

@@ -98,9 +98,14 @@ class LocalStack:
         write_flink_conf(cfg, write_module_yaml(cfg))
         if kafka.format_storage(self._java, cfg):
             self.report("formatted the Kafka storage")
-        for name in daemons.DAEMONS:
+        for name in daemons.SERVICES:
             self._start_daemon(name)
-        self._submit_job(resume=not fresh)
+        if cfg.mode == "single":
+            self._start_runtime(resume=not fresh)
+        else:
+            for name in daemons.RUNTIME["cluster"]:
+                self._start_daemon(name)
+            self._submit_job(resume=not fresh)
         for extra in cfg.extras:
             self._spawn(extra.name, list(extra.argv))
         self.report(
@@ -155,6 +160,19 @@ class LocalStack:
             self._wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
         self.report(f"{name} ready")
 
+    def _start_runtime(self, resume: bool) -> None:
+        """Single mode: one JVM runs the job from its start, resuming from the newest retained checkpoint."""
+        checkpoint = latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+        proc = self._spawn("runtime", daemons.argv(self._java, self.config, "runtime", checkpoint))
+        self._wait("runtime", daemons.ready_check(self.config, self.rest, "runtime", proc), proc)
+        self._wait("runtime's job", lambda: None if self.rest.job_ids() else "no job listed yet", proc)
+        self.state.job_id = self.rest.job_ids()[0]  # its mini cluster runs this one job only
+        self.state.save()
+        self.report(f"job {self.state.job_id} started" + (f", resuming from {checkpoint}" if checkpoint else ""))
+        job_id = self.state.job_id
+        self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), proc)
+        self.report("job RUNNING")
+
     def _submit_job(self, resume: bool) -> None:
         checkpoint = latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
         jm = self.state.proc("jobmanager")
@@ -193,9 +211,15 @@ class LocalStack:
             raise RuntimeError(f"{name} is not running")
 
     def respawn(self, name: str) -> None:
-        """Start one daemon again (after kill) with its recorded command; waits until it is ready."""
+        """Start one daemon again (after kill) with its recorded command; waits until it is ready. The
+        single-mode runtime resumes its job from the newest retained checkpoint, as `up` does.
+        """
         old = self.state.proc(name)
         procs.stop(old, self.config.stop_timeout_s)
+        if name == "runtime":
+            self._java = self._java or check_prerequisites(need_maven=False)
+            self._start_runtime(resume=True)
+            return
         proc = self._spawn(name, list(old.argv))
         self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
 
@@ -205,10 +229,10 @@ class LocalStack:
 
     def delivery_retries(self) -> int:
         """Failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
-        each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the TaskManager's log
-        of this run folder (appended across respawns).
+        each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the log of the
+        process that runs the tasks (daemons.task_log) in this run folder, appended across respawns.
         """
-        log = self.config.log_file("taskmanager")
+        log = daemons.task_log(self.config)
         if not log.exists():
             return 0
         return len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace")))

@@ -62,6 +62,10 @@ class FlinkRest:
         result: dict[str, Any] = self.get("/overview")
         return result
 
+    def job_ids(self) -> list[str]:
+        """GET /jobs: the ids of the jobs the cluster knows, whatever their state."""
+        return [str(job["id"]) for job in self.get("/jobs")["jobs"]]
+
     def upload_jar(self, jar: Path) -> str:
         """POST /jars/upload; returns the jar id for /jars/<id>/run."""
         boundary = uuid.uuid4().hex

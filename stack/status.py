@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import kafka, procs
-from .daemons import DAEMONS
+from . import daemons, kafka, procs
 from .kafka import Lag
 from .rest import Checkpoint, FlinkRest
 from .state import StackState
@@ -27,6 +26,7 @@ class StackStatus:
     """What `greeter-stack status` shows; what Flink or Kafka did not answer is None, and `notes` says why."""
 
     run_dir: str
+    daemons: tuple[str, ...]  # the processes the stack's mode needs up
     procs: list[ProcStatus]
     job_id: str | None
     job_state: str | None  # None: Flink did not answer
@@ -38,8 +38,8 @@ class StackStatus:
     @property
     def healthy(self) -> bool:
         """The daemons up and the job running; an extra (a generator with --count) may have finished."""
-        required = [p for p in self.procs if p.name in DAEMONS]
-        return len(required) == len(DAEMONS) and all(p.up for p in required) and self.job_state == "RUNNING"
+        required = [p for p in self.procs if p.name in self.daemons]
+        return len(required) == len(self.daemons) and all(p.up for p in required) and self.job_state == "RUNNING"
 
 
 def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
@@ -64,7 +64,15 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
     except Exception as error:
         notes.append(f"Kafka {state.config.bootstrap_servers}: lag unavailable ({error})")
     return StackStatus(
-        str(state.config.run_dir), proc_status, state.job_id, job_state, failures, checkpoint, lag, notes
+        str(state.config.run_dir),
+        daemons.names(state.config),
+        proc_status,
+        state.job_id,
+        job_state,
+        failures,
+        checkpoint,
+        lag,
+        notes,
     )
 
 

@@ -1,6 +1,8 @@
-"""Each fault test starts its own stack (Kafka, JobManager, TaskManager, greeter) on free ports in its own
-temporary run folder (under pytest's basetemp, so the logs stay for a look), and always stops it, whatever
-happens. Each test prints its duration and a `[fault result]` line (the figures in RELIABILITY.md)."""
+"""Each fault test starts its own stack on free ports in its own temporary run folder (under pytest's basetemp,
+so the logs stay for a look), and always stops it, whatever happens. Each test prints its duration and a
+`[fault result]` line (the figures in RELIABILITY.md). `fault_stack` runs the cluster mode (Kafka, greeter,
+JobManager, TaskManager), the topology of the container and Kubernetes stacks, whose processes the tests kill
+one by one; the single-mode runtime has its own tests (test_single_mode.py)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,13 @@ from .schedule import Scenario
 
 def fault_config(run_dir: Path, seen_count_ttl: str | None = "0") -> StackConfig:
     """For a test that starts and restarts its stack itself. TTL pinned, as in `fault_stack`."""
-    return StackConfig(run_dir=run_dir, ports=Ports.free(), seen_count_ttl=seen_count_ttl)
+    return StackConfig(run_dir=run_dir, ports=Ports.free(), seen_count_ttl=seen_count_ttl, mode="cluster")
 
 
 @pytest.fixture
 def fault_stack(tmp_path: Path) -> Iterator[LocalStack]:
     # TTL pinned (not from the environment): a test's counts must not depend on the caller's shell.
-    with running_stack(tmp_path / "run", "fault stack", seen_count_ttl="0") as local:
+    with running_stack(tmp_path / "run", "fault stack", seen_count_ttl="0", mode="cluster") as local:
         yield local
 
 

@@ -1,7 +1,7 @@
 """HTTP faults between the runtime and the greeter, through a fault proxy (tests/faults/http_proxy.py): slow
 replies, bursts of 500s, a 200 with the wrong content type, and connections reset after the greeter answered.
 
-Each stays within module.yaml's call timeout (1 min), so the runtime retries (its TaskManager logs a
+Each stays within module.yaml's call timeout (1 min), so the runtime retries (it logs a
 `Retry #` line per failed attempt) and the job never fails; every name still gets exactly 1..40.
 """
 
@@ -28,6 +28,7 @@ DELAY_WINDOW_S = 10.0
 
 @pytest.fixture
 def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, FaultProxy]]:
+    # The single-mode runtime (the quick start's): these faults strike between the runtime and the greeter.
     ports = Ports.free()  # the proxy needs the greeter's port before the stack starts
     with (
         FaultProxy(ports.greeter) as proxy,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from stack import daemons
 from stack.cli import _config, _parser, main
-from stack.config import StackConfig, from_env
+from stack.config import MODES, StackConfig, from_env
 from stack.kafka import Lag
 from stack.logs import Follower, follow, log_files, print_logs
 from stack.rest import Checkpoint
@@ -33,6 +34,8 @@ def test_up_flags_make_the_config(tmp_path: Path) -> None:
             "19092",
             "--checkpoint-interval-ms",
             "750",
+            "--mode",
+            "cluster",
             "--with-generator",
             "--generator-args",
             "--rate 10",
@@ -42,7 +45,7 @@ def test_up_flags_make_the_config(tmp_path: Path) -> None:
     )
     config = _config(args, defaults)
     assert config.run_dir == tmp_path.resolve()
-    assert config.ports.kafka == 19092 and config.checkpoint_interval_ms == 750
+    assert config.ports.kafka == 19092 and config.checkpoint_interval_ms == 750 and config.mode == "cluster"
     assert [e.name for e in config.extras] == ["generator", "tail"]
     assert config.extras[0].argv[-4:] == ("--bootstrap-servers", "127.0.0.1:19092", "--rate", "10")
     assert config.extras[1].argv == ("tail", "-f", "/dev/null")
@@ -55,7 +58,8 @@ def test_a_bad_environment_value_exits_2(monkeypatch: pytest.MonkeyPatch, capsys
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--parallelism", "-1"), ("--start-timeout-s", "soon"), ("--seen-count-ttl", "sixty")]
+    ("flag", "value"),
+    [("--parallelism", "-1"), ("--start-timeout-s", "soon"), ("--seen-count-ttl", "sixty"), ("--mode", "local")],
 )
 def test_a_bad_flag_is_refused_as_its_variable_is(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -113,6 +117,7 @@ def test_follow_stops_when_asked(tmp_path: Path) -> None:
 def test_format_status() -> None:
     status = StackStatus(
         run_dir="/run",
+        daemons=("kafka", "greeter", "jobmanager", "taskmanager"),
         procs=[ProcStatus("kafka", 10, True, "/run/kafka.log"), ProcStatus("taskmanager", 11, False, "/run/tm.log")],
         job_id="j1",
         job_state="RUNNING",
@@ -129,12 +134,12 @@ def test_format_status() -> None:
     assert not status.healthy
 
 
-def test_healthy_means_the_daemons_up_and_the_job_running() -> None:
-    daemons = [
-        ProcStatus(name, i, True, "") for i, name in enumerate(["kafka", "greeter", "jobmanager", "taskmanager"])
-    ]
+@pytest.mark.parametrize("mode", MODES)
+def test_healthy_means_the_daemons_of_the_mode_up_and_the_job_running(mode: str) -> None:
+    names = daemons.names(StackConfig(mode=mode))
+    up = [ProcStatus(name, i, True, "") for i, name in enumerate(names)]
     finished = ProcStatus("generator", 9, False, "")
-    status = StackStatus("/run", [*daemons, finished], "j", "RUNNING", 0, None, None, [])
+    status = StackStatus("/run", names, [*up, finished], "j", "RUNNING", 0, None, None, [])
     assert status.healthy
-    assert not StackStatus("/run", daemons, "j", "RESTARTING", 0, None, None, []).healthy
-    assert not StackStatus("/run", daemons[:3], "j", "RUNNING", 0, None, None, []).healthy
+    assert not StackStatus("/run", names, up, "j", "RESTARTING", 0, None, None, []).healthy
+    assert not StackStatus("/run", names, up[:-1], "j", "RUNNING", 0, None, None, []).healthy

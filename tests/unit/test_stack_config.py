@@ -14,6 +14,12 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.jobmanager_memory == "1024m" and config.taskmanager_memory == "1536m"
     assert (config.heartbeat_interval_ms, config.heartbeat_timeout_ms) == (1000, 5000)
     assert config.max_message_bytes >= 60 * 1024
+    assert config.mode == "single"  # the quick start runs the job in one JVM
+
+
+def test_a_mode_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(ConfigError, match="expected one of single, cluster"):
+        StackConfig(mode="local")
 
 
 def test_every_port_is_distinct() -> None:
@@ -53,6 +59,7 @@ def test_empty_variables_mean_default() -> None:
         ("GREETER_STACK_PORT_KAFKA", "-1"),
         ("GREETER_STACK_STOP_TIMEOUT_S", "x"),
         ("GREETER_STACK_TLS", "maybe"),
+        ("GREETER_STACK_MODE", "docker"),
         # Passed on to the greeter, and checked by the greeter's own parser first.
         ("GREETER_SEEN_COUNT_TTL", "-5"),
     ],
@@ -63,7 +70,9 @@ def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
 
 
 def test_json_round_trip(tmp_path: Path) -> None:
-    config = StackConfig(run_dir=tmp_path, ports=Ports.free(), extras=(Extra("gen", ("a", "b")),), seen_count_ttl="5")
+    config = StackConfig(
+        run_dir=tmp_path, ports=Ports.free(), extras=(Extra("gen", ("a", "b")),), seen_count_ttl="5", mode="cluster"
+    )
     assert StackConfig.from_json(config.to_json()) == config
 
 
