@@ -96,7 +96,7 @@ def figure(measured: dict[str, Any], path: tuple[str, ...]) -> Any:
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The median of each figure per mode over the rounds."""
     return {
-        mode: {".".join(path): statistics.median(figure(r[mode], path) for r in rounds) for path in FIGURES}
+        mode: {".".join(path): round(statistics.median(figure(r[mode], path) for r in rounds), 4) for path in FIGURES}
         for mode in MODES
     }
 

@@ -1,4 +1,6 @@
-"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | status | logs | watch)."""
+"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | status | logs |
+watch).
+"""
 
 from __future__ import annotations
 
@@ -68,6 +70,12 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     )
     up.add_argument("--fresh", action="store_true", help="wipe Kafka data and checkpoints first")
     up.add_argument(
+        "--from-savepoint",
+        type=Path,
+        metavar="PATH",
+        help="resume the job from this savepoint (or retained checkpoint) instead of the newest retained checkpoint",
+    )
+    up.add_argument(
         "--foreground", action="store_true", help="stay attached: stop everything on Ctrl-C or when a process dies"
     )
     for setting in UP_SETTINGS:
@@ -99,6 +107,9 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         help="another command to run after the job (log run/NAME.log)",
     )
     sub.add_parser("down", help="stop every recorded process (SIGTERM, then SIGKILL)")
+    sub.add_parser(
+        "savepoint", help="take a savepoint of the running job into RUN_DIR/savepoints and print its location"
+    )
     watch_parser = sub.add_parser(
         "watch", help="wait until Ctrl-C, or until a process dies (naming it); then stop everything"
     )
@@ -107,7 +118,9 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     )
     sub.add_parser("status", help="processes, job, last checkpoint, ingress lag")
     logs = sub.add_parser("logs", help="print (or -f follow) the log files, prefixed by process")
-    logs.add_argument("name", nargs="?", help="one process (kafka, greeter, jobmanager, taskmanager, ...)")
+    logs.add_argument(
+        "name", nargs="?", help="one process (kafka, greeter, runtime or jobmanager and taskmanager, ...)"
+    )
     logs.add_argument("-n", "--lines", type=int, default=40)
     logs.add_argument("-f", "--follow", action="store_true")
     return parser
@@ -174,7 +187,7 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         return 0
     if args.command == "up":
         stack = LocalStack(_config(args, defaults), stop=stop)
-        stack.up(fresh=args.fresh)
+        stack.up(fresh=args.fresh, restore_from=args.from_savepoint)
         return watch(stack) if args.foreground else 0
     if args.command == "logs":
         files = log_files(run_dir, args.name)
@@ -190,6 +203,9 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         return watch(stack, keep_going=_alive(args.while_pid) if args.while_pid else lambda: True)
     if args.command == "down":
         stack.down()
+        return 0
+    if args.command == "savepoint":
+        print(stack.savepoint())
         return 0
     status = stack.status()
     print(format_status(status))

@@ -155,6 +155,11 @@ class StackConfig:
         return self.run_dir / "checkpoints"
 
     @property
+    def savepoint_dir(self) -> Path:
+        """Where `greeter-stack savepoint` writes; `up --fresh` leaves it alone (savepoints are the user's)."""
+        return self.run_dir / "savepoints"
+
+    @property
     def kafka_data_dir(self) -> Path:
         """The broker's log dir: topics, offsets and the KRaft metadata."""
         return self.run_dir / "kafka-data"

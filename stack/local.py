@@ -25,6 +25,18 @@ from .status import StackStatus, collect_status
 from .tls import mint
 
 
+def restore_point(path: Path, fresh: bool) -> Path:
+    """`path` (a savepoint or retained checkpoint folder, or its `file:` URI as Flink prints it) checked for
+    restoring from; StartError saying what is wrong.
+    """
+    if fresh:
+        raise StartError("--fresh wipes the Kafka offsets a savepoint resumes from: give one or the other")
+    folder = Path(str(path).removeprefix("file:")).expanduser().resolve()
+    if not (folder / "_metadata").is_file():
+        raise StartError(f"{folder} holds no savepoint or checkpoint (no _metadata file)")
+    return folder
+
+
 def _stderr(line: str) -> None:
     print(f"[stack] {line}", file=sys.stderr, flush=True)
 
@@ -65,8 +77,13 @@ class LocalStack:
         return [p for p in self.state.procs if procs.is_running(p)]
 
     # ---- up ----
-    def up(self, fresh: bool = False) -> None:
-        """Start everything; on any failure or interrupt, stop what was started and re-raise."""
+    def up(self, fresh: bool = False, restore_from: Path | None = None) -> None:
+        """Start everything; on any failure or interrupt, stop what was started and re-raise. The job resumes
+        from `restore_from` (a savepoint or retained checkpoint) when given, else from the newest retained
+        checkpoint unless `fresh`.
+        """
+        if restore_from is not None:
+            restore_from = restore_point(restore_from, fresh)
         with run_lock(self.config.run_dir):
             alive = self.running()
             if alive:
@@ -76,13 +93,13 @@ class LocalStack:
                 )
             self.state = StackState(self.config)
             try:
-                self._start(fresh)
+                self._start(fresh, restore_from)
             except BaseException:
                 self.report("start failed: stopping what was started")
                 self._stop_all()
                 raise
 
-    def _start(self, fresh: bool) -> None:
+    def _start(self, fresh: bool, restore_from: Path | None) -> None:
         cfg = self.config
         self._java = check_prerequisites(need_maven=not is_fresh(cfg.jvm_dir))
         if fetch(cfg):
@@ -101,11 +118,11 @@ class LocalStack:
         for name in daemons.SERVICES:
             self._start_daemon(name)
         if cfg.mode == "single":
-            self._start_runtime(resume=not fresh)
+            self._start_runtime(resume=not fresh, restore_from=restore_from)
         else:
             for name in daemons.RUNTIME["cluster"]:
                 self._start_daemon(name)
-            self._submit_job(resume=not fresh)
+            self._submit_job(resume=not fresh, restore_from=restore_from)
         for extra in cfg.extras:
             self._spawn(extra.name, list(extra.argv))
         self.report(
@@ -160,9 +177,16 @@ class LocalStack:
             self._wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
         self.report(f"{name} ready")
 
-    def _start_runtime(self, resume: bool) -> None:
-        """Single mode: one JVM runs the job from its start, resuming from the newest retained checkpoint."""
-        checkpoint = latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+    def _resume_point(self, resume: bool, restore_from: Path | None) -> Path | None:
+        if restore_from is not None:
+            return restore_from
+        return latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+
+    def _start_runtime(self, resume: bool, restore_from: Path | None = None) -> None:
+        """Single mode: one JVM runs the job from its start, resuming from `restore_from` or else the newest
+        retained checkpoint.
+        """
+        checkpoint = self._resume_point(resume, restore_from)
         proc = self._spawn("runtime", daemons.argv(self._java, self.config, "runtime", checkpoint))
         self._wait("runtime", daemons.ready_check(self.config, self.rest, "runtime", proc), proc)
         self._wait("runtime's job", lambda: None if self.rest.job_ids() else "no job listed yet", proc)
@@ -173,8 +197,8 @@ class LocalStack:
         self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), proc)
         self.report("job RUNNING")
 
-    def _submit_job(self, resume: bool) -> None:
-        checkpoint = latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+    def _submit_job(self, resume: bool, restore_from: Path | None = None) -> None:
+        checkpoint = self._resume_point(resume, restore_from)
         jm = self.state.proc("jobmanager")
         self.state.jar_id = self.rest.upload_jar(job_jar(self.config))
         self.state.job_id = self.rest.run_jar(
@@ -185,6 +209,13 @@ class LocalStack:
         job_id = self.state.job_id
         self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), jm)
         self.report("job RUNNING")
+
+    def savepoint(self) -> str:
+        """A savepoint of the running job in the run folder's savepoints/ (the job keeps running); its location."""
+        self.config.savepoint_dir.mkdir(parents=True, exist_ok=True)
+        location = self.rest.savepoint(self._require_job(), self.config.savepoint_dir.resolve().as_uri())
+        self.report(f"savepoint of job {self.state.job_id}: {location}")
+        return location
 
     # ---- down and faults ----
     def down(self) -> dict[str, str]:

@@ -1,8 +1,11 @@
-"""The few Flink REST calls the stack needs: upload and run the job jar, job state, checkpoints, failures."""
+"""The few Flink REST calls the stack needs: upload and run the job jar, job state, checkpoints, savepoints,
+failures.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -112,6 +115,21 @@ class FlinkRest:
             return None
         return Checkpoint(int(latest["id"]), int(latest["latest_ack_timestamp"]), str(latest.get("external_path", "")))
 
+    def savepoint(self, job_id: str, target_dir: str, deadline_s: float = 120) -> str:
+        """Take a savepoint of running job `job_id` under `target_dir` (a URI) and wait for it; its location.
+        The job keeps running. RestError carrying Flink's cause when it fails or is not done by the deadline.
+        """
+        body = json.dumps({"target-directory": target_dir, "cancel-job": False}).encode()
+        trigger = self._call("POST", f"/jobs/{job_id}/savepoints", body)["request-id"]
+        end = time.monotonic() + deadline_s
+        while True:
+            reply = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
+            if reply["status"]["id"] == "COMPLETED":
+                return savepoint_location(job_id, reply.get("operation") or {})
+            if time.monotonic() > end:
+                raise RestError(f"the savepoint of job {job_id} was not done after {deadline_s:.0f} s")
+            time.sleep(0.2)
+
     def failure_count(self, job_id: str) -> int:
         """Failures the job went through: entries of its exception history. Not the `numRestarts` metric,
         which the REST API still served as 0 long after a TaskManager-loss restart here.
@@ -122,3 +140,11 @@ class FlinkRest:
     def cancel(self, job_id: str) -> None:
         """Ask Flink to cancel the job; returns without waiting for it to stop."""
         self._call("PATCH", f"/jobs/{job_id}?mode=cancel")
+
+
+def savepoint_location(job_id: str, operation: dict[str, Any]) -> str:
+    """A completed savepoint operation's location, or RestError with the cause Flink gave for its failure."""
+    if "location" in operation:
+        return str(operation["location"])
+    cause = operation.get("failure-cause") or {}
+    raise RestError(f"the savepoint of job {job_id} failed: {str(cause.get('stack-trace', cause))[-3000:]}")

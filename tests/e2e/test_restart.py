@@ -1,12 +1,16 @@
-"""`down` then `up` mid-run: nothing left behind, and every count continues from the retained checkpoint."""
+"""`down` then `up` mid-run: nothing left behind, and every count continues from the retained checkpoint; or
+from a savepoint taken with `greeter-stack savepoint`."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
+from stack import daemons
+from stack.cli import main
 from stack.config import HOST, Ports
 from stack.local import LocalStack
 from stack.readiness import port_free
@@ -35,7 +39,7 @@ def test_down_leaves_nothing_and_up_continues_every_count(stack: LocalStack) -> 
     read(bootstrap, "greetings", {n.encode() for n in names}, len(names) * PER_NAME // 6, deadline_s=120, settle_s=0)
 
     pids = [proc.pid for proc in stack.state.procs]
-    assert len(pids) >= 4
+    assert len(pids) == len(daemons.names(stack.config))
     stack.down()
     assert [pid for pid in pids if alive(pid)] == [], "processes outlived down"
     busy = [f.name for f in fields(Ports) if not port_free(HOST, getattr(stack.config.ports, f.name))]
@@ -45,3 +49,27 @@ def test_down_leaves_nothing_and_up_continues_every_count(stack: LocalStack) -> 
     produce(bootstrap, "names", requests(names, PER_NAME - PER_NAME // 2))
     report = read_greetings(bootstrap, names, PER_NAME, settle_s=3 * stack.config.checkpoint_interval_ms / 1000)
     assert report.ok, "\n".join(report.summary())
+
+
+@pytest.mark.timeout(900)
+def test_a_savepoint_is_taken_and_up_resumes_from_it(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    bootstrap = stack.config.bootstrap_servers
+    names = unique_names(10)
+    settle_s = 3 * stack.config.checkpoint_interval_ms / 1000
+    produce(bootstrap, "names", requests(names, PER_NAME // 2))
+    assert read_greetings(bootstrap, names, PER_NAME // 2, settle_s=settle_s).ok
+
+    # `greeter-stack savepoint` on the running stack's folder: the job keeps running, the location is printed.
+    assert main(["--run-dir", str(stack.config.run_dir), "savepoint"]) == 0
+    location = capsys.readouterr().out.strip()
+    assert location.startswith(f"file:{stack.config.savepoint_dir.resolve()}/savepoint-")
+    assert (Path(location.removeprefix("file:")) / "_metadata").is_file()
+    assert stack.rest.job_running(stack.job_id or "") is None, "taking a savepoint must not stop the job"
+
+    stack.down()
+    stack.up(restore_from=Path(location))
+    restored = stack.rest.get(f"/jobs/{stack.job_id}/checkpoints")["latest"]["restored"]
+    assert restored["is_savepoint"] and restored["external_path"] == location, restored
+    produce(bootstrap, "names", requests(names, PER_NAME - PER_NAME // 2))
+    report = read_greetings(bootstrap, names, PER_NAME, settle_s=settle_s)
+    assert report.ok, "\n".join(report.summary())  # counts continue from the savepoint

@@ -68,3 +68,18 @@ def test_the_taskmanager_is_ready_with_enough_slots(tmp_path: Path) -> None:
     assert "1 slots" in (daemons.ready_check(config, none, "taskmanager", proc)() or "")
     enough = FakeRest({"/overview": {"taskmanagers": 1, "slots-total": 2}})
     assert daemons.ready_check(config, enough, "taskmanager", proc)() is None
+
+
+def test_each_mode_has_its_daemons_and_task_log(tmp_path: Path) -> None:
+    single = StackConfig(run_dir=tmp_path, mode="single")
+    cluster = StackConfig(run_dir=tmp_path, mode="cluster")
+    assert daemons.names(single) == ("kafka", "greeter", "runtime")
+    assert daemons.names(cluster) == ("kafka", "greeter", "jobmanager", "taskmanager")
+    assert daemons.task_log(single) == tmp_path / "runtime.log"
+    assert daemons.task_log(cluster) == tmp_path / "taskmanager.log"
+
+
+def test_the_single_runtime_reads_the_rendered_conf_folder(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path)
+    assert daemons.env(config, "runtime")["FLINK_CONF_DIR"] == str(tmp_path / "conf")
+    assert "FLINK_CONF_DIR" not in daemons.env(config, "greeter")

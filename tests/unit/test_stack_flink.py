@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from stack.config import Ports, StackConfig
-from stack.flink import JAVA17_OPTS, argv, parse_resource_params
+from stack.config import JOB_ENTRY_CLASS, Ports, StackConfig
+from stack.flink import CLIENT_CLASS, JAVA17_OPTS, argv, parse_resource_params, single_argv
 
 OUTPUT = """\
 INFO some log line
@@ -40,3 +40,17 @@ def test_argv(tmp_path: Path, role: str, main_class: str) -> None:
     metrics = ports.jobmanager_metrics if role == "jobmanager" else ports.taskmanager_metrics
     assert command[-2:] == ["-D", f"metrics.internal.query-service.port={metrics}"]
     assert f"-Dlog.file={tmp_path / (role + '.log')}" in command
+
+
+@pytest.mark.parametrize("restore_from", [None, Path("/run/checkpoints/j/chk-7")])
+def test_single_argv_runs_the_job_through_flinks_client(tmp_path: Path, restore_from: Path | None) -> None:
+    config = StackConfig(run_dir=tmp_path, parallelism=2, runtime_heap="384m")
+    command = single_argv("/usr/bin/java", config, Path("/jars/statefun-flink-core-3.3.0.jar"), restore_from)
+    assert command[:2] == ["/usr/bin/java", "-Xmx384m"]
+    assert set(JAVA17_OPTS) <= set(command)
+    client = command.index(CLIENT_CLASS)
+    assert command[client + 1 : client + 6] == ["run", "--target", "local", "--parallelism", "2"]
+    assert command[-3:] == ["--class", JOB_ENTRY_CLASS, "/jars/statefun-flink-core-3.3.0.jar"]
+    restore = ["--fromSavepoint", str(restore_from), "--allowNonRestoredState"] if restore_from else []
+    assert command[client + 6 : -3] == restore
+    assert f"-Dlog.file={tmp_path / 'runtime.log'}" in command
