@@ -1,4 +1,4 @@
-"""The four daemons of the stack: their command lines, environments and readiness checks."""
+"""The daemons of the stack in each mode: their command lines, environments and readiness checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The JobManager and TaskManager command lines, as Flink's bin scripts would build them.
+"""The Flink JVMs' command lines: the cluster's JobManager and TaskManager, as Flink's bin scripts would build
+them, and the single-mode runtime, as `bin/flink run -t local` would.
 
 Started by hand, the JVMs need the memory flags the scripts compute with BashJavaUtils, or the
 TaskManager dies with "'taskmanager.cpu.cores' ... is not set".

@@ -1,4 +1,4 @@
-"""The real stack (Kafka, Flink JobManager + TaskManager with the StateFun job, the greeter), started once per
+"""The real stack (Kafka, the StateFun job in the single-mode runtime, the greeter), started once per
 session on free ports in a temporary run folder, and always stopped, whatever happens.
 
 A missing JVM or Maven fails here with a message naming it; nothing is skipped. Set GREETER_E2E_RUN_DIR to keep
