@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import pipeline
+from stack import daemons
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +60,9 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
         summary = point["summary"][system]
         assert summary["correct"]
         assert set(summary["throughput.greetings_per_s_from_first_sent"]) == {"min", "median"}
-    assert set(round_["statefun"]["throughput"]["cpu_seconds_per_1000_greetings"]) == pipeline.STATEFUN_PROCESSES
+    assert result["mode"] == "cluster"  # the default: the container and Kubernetes topology
+    charged = {"kafka", "greeter", *daemons.RUNTIME["cluster"]}
+    assert set(round_["statefun"]["throughput"]["cpu_seconds_per_1000_greetings"]) == charged
     assert set(round_["quix"]["throughput"]["cpu_seconds_per_1000_greetings"]) == {"kafka", "quix"}
     assert round_["quix"]["throughput"]["peak_rss_mb"]["quix"] > 0
     assert round_["statefun"]["throughput"]["messages_per_request"] >= 1
