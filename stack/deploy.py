@@ -99,11 +99,20 @@ def k8s_entries() -> list[tuple[str, str, str]]:
     ]  # fmt: skip
 
 
-# Shared entries that differ on Kubernetes, where parallelism means TaskManagers: (value or None to keep, why).
+# Flink's own heartbeat defaults (HeartbeatManagerOptions), kept on Kubernetes.
+FLINK_HEARTBEAT_INTERVAL_MS = 10_000
+FLINK_HEARTBEAT_TIMEOUT_MS = 50_000
+
+# Shared entries that differ on Kubernetes, where parallelism means TaskManagers and pods share nodes:
+# (value or None to keep, why).
 _K8S_OVERRIDES = {
     "taskmanager.numberOfTaskSlots": ("1", "one slot per TaskManager: each worker pod runs one parallel subtask"),
     "parallelism.default": (None, "= the statefun-worker Deployment's replicas (one slot each)"),
-}
+    "heartbeat.interval": (str(FLINK_HEARTBEAT_INTERVAL_MS), "Flink's default: see heartbeat.timeout"),
+    "heartbeat.timeout": (str(FLINK_HEARTBEAT_TIMEOUT_MS),
+        "Flink's default: on a shared cluster a GC pause, a network blip or a busy node stalls a pod for seconds, "
+        "and the local stack's 5 s would fail the job each time; a dead worker's pod is restarted by Kubernetes"),
+}  # fmt: skip
 
 
 def render_compose_flink_conf() -> str:

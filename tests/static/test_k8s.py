@@ -3,6 +3,7 @@ scripts/setup), every object validates against the Kubernetes 1.32 schemas in st
 from PyPI), and the manifests hold to the settings they share with the local and compose stacks."""
 
 import functools
+import json
 import re
 import runpy
 import shutil
@@ -164,7 +165,8 @@ def test_flink_conf_keeps_the_shared_pipeline_settings(name: str) -> None:
     config = K8S_VARIANTS[name].config
     assert conf["execution.checkpointing.interval"] == f"{StackConfig().checkpoint_interval_ms}ms"
     assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
-    assert conf["heartbeat.timeout"] == str(StackConfig().heartbeat_timeout_ms)
+    # Flink's defaults on a shared cluster, not the local stack's 1 s / 5 s, which fail the job on any 5 s stall.
+    assert (conf["heartbeat.interval"], conf["heartbeat.timeout"]) == ("10000", "50000")
     assert conf["parallelism.default"] == str(config.parallelism)
     assert conf["state.checkpoints.dir"] == "file:///checkpoint-dir"
 
@@ -206,6 +208,23 @@ def test_master_is_one_pod_reached_through_its_service(name: str) -> None:
     assert container(name, "statefun-worker")["livenessProbe"]["tcpSocket"]["port"] == "rpc"
     worker_ports = {p["name"]: p["containerPort"] for p in container(name, "statefun-worker")["ports"]}
     assert worker_ports["rpc"] == int(conf["taskmanager.rpc.port"])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_master_liveness_is_flinks_rpc_probe(name: str) -> None:
+    # As Flink's own Kubernetes manifests: a slow REST answer under load must not restart the master and its job.
+    probe = container(name, "statefun-master")["livenessProbe"]
+    assert probe["tcpSocket"]["port"] == "rpc"
+    assert probe["periodSeconds"] == 60
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_pod_local_volume_is_bounded(name: str) -> None:
+    # An emptyDir without a limit lets RocksDB or a log fill the node's disk; with one the pod is evicted.
+    for deployment in objects(name, "Deployment"):
+        for volume in pod_spec(name, deployment)["volumes"]:
+            if "emptyDir" in volume:
+                assert volume["emptyDir"].get("sizeLimit"), f"{deployment}: emptyDir {volume['name']} has no sizeLimit"
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -330,6 +349,29 @@ def test_images_are_the_compose_stacks(name: str, compose: dict[str, Any]) -> No
     assert images["topics"] == services["topics"]["image"]
     if "generator" in images:
         assert images["generator"] == services["generator"]["image"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_jobs_can_be_applied_again_after_a_setting_changes(name: str) -> None:
+    # A Job's pod template is immutable: one naming a hashed ConfigMap changes with that ConfigMap's content, and
+    # `kubectl apply -k` then fails with "field is immutable" while the finished Job still exists.
+    config_maps = {doc["metadata"]["name"] for doc in objects(name, "ConfigMap").values()}
+    for job in objects(name, "Job").values():
+        template = json.dumps(job["spec"]["template"])
+        for config_map in config_maps:
+            if re.search(r"-[a-z0-9]{10}$", config_map):
+                assert f'"{config_map}"' not in template, f"Job {job['metadata']['name']} names {config_map}"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_runtime_waits_for_every_topic_with_its_partitions(name: str) -> None:
+    (wait,) = pod_spec(name, "statefun-master")["initContainers"]
+    script = " ".join(wait["args"])
+    (creator,) = objects(name, "Job")["topics"]["spec"]["template"]["spec"]["containers"]
+    assert wait["image"] == creator["image"], "the Kafka CLI of the topics Job"
+    assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(TOPICS)  # type: ignore[union-attr]
+    assert f"PartitionCount:[[:space:]]+{StackConfig().partitions}(" in script
+    assert wait["envFrom"] == creator["envFrom"], "the same broker as the topics Job"
 
 
 def test_topics_job_matches_the_local_stack() -> None:
