@@ -374,6 +374,38 @@ def test_the_runtime_waits_for_every_topic_with_its_partitions(name: str) -> Non
     assert wait["envFrom"] == creator["envFrom"], "the same broker as the topics Job"
 
 
+def template_labels(name: str, deployment: str) -> dict[str, str]:
+    labels: dict[str, str] = objects(name, "Deployment")[deployment]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_only_the_runtime_and_named_clients_reach_the_greeter_and_flinks_rest_api(name: str) -> None:
+    policies = {key: policy["spec"] for key, policy in objects(name, "NetworkPolicy").items()}
+    for deployment in ("greeter", "statefun-master", "statefun-worker"):
+        labels = template_labels(name, deployment)
+        selecting = [spec for spec in policies.values() if spec["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert selecting and all("Ingress" in spec["policyTypes"] for spec in selecting), deployment
+    for spec in policies.values():
+        for rule in spec["ingress"]:
+            assert rule.get("from"), "a rule without `from` admits every pod"
+            for peer in rule["from"]:
+                assert peer["podSelector"]["matchLabels"], "a peer without pod labels admits whole namespaces"
+    # The greeter: the workers, which call it (not the master), and metrics clients, on its port only.
+    (rule,) = policies["greeter"]["ingress"]
+    runtime, metrics = (peer["podSelector"]["matchLabels"] for peer in rule["from"])
+    assert runtime.items() <= template_labels(name, "statefun-worker").items()
+    assert not runtime.items() <= template_labels(name, "statefun-master").items()
+    assert metrics == {"statefun-greeter/access": "metrics"}
+    assert rule["ports"] == [{"port": "http"}]
+    assert {p["name"] for p in container(name, "greeter")["ports"]} == {"http"}
+    # Flink's REST API (cancel, stop, savepoint): the runtime's own pods, and named clients on that port only.
+    own, clients = policies["statefun-master"]["ingress"]
+    assert own["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "statefun"}}}]
+    assert clients["from"][0]["podSelector"]["matchLabels"] == {"statefun-greeter/access": "flink-rest"}
+    assert clients["ports"] == [{"port": "rest"}]
+
+
 def test_topics_job_matches_the_local_stack() -> None:
     (job,) = objects("base", "Job").values()
     (only,) = job["spec"]["template"]["spec"]["containers"]
