@@ -20,7 +20,7 @@ from .flinkconf import write_flink_conf
 from .readiness import StartError, port_free, wait_until
 from .render import write_logging_configs, write_module_yaml
 from .rest import Checkpoint, FlinkRest
-from .state import StackState, latest_retained_checkpoint, run_lock
+from .state import StackState, latest_retained_checkpoint, prune_other_jobs, run_lock
 from .status import StackStatus, collect_status
 from .tls import mint
 
@@ -180,7 +180,12 @@ class LocalStack:
     def _resume_point(self, resume: bool, restore_from: Path | None) -> Path | None:
         if restore_from is not None:
             return restore_from
-        return latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+        checkpoint = latest_retained_checkpoint(self.config.checkpoint_dir) if resume else None
+        if checkpoint is not None:
+            pruned = prune_other_jobs(self.config.checkpoint_dir, checkpoint)
+            if pruned:
+                self.report(f"removed the checkpoints of {len(pruned)} earlier job(s) in {self.config.checkpoint_dir}")
+        return checkpoint
 
     def _start_runtime(self, resume: bool, restore_from: Path | None = None) -> None:
         """Single mode: one JVM runs the job from its start, resuming from `restore_from` or else the newest

@@ -6,6 +6,8 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,3 +87,24 @@ def latest_retained_checkpoint(checkpoint_dir: Path) -> Path | None:
     if not candidates:
         return None
     return max(candidates, key=lambda p: (p.stat().st_mtime, int(p.parent.name[4:]))).parent
+
+
+# The folder Flink makes per job under state.checkpoints.dir: the job id, 32 hex digits.
+JOB_FOLDER = re.compile(r"[0-9a-f]{32}")
+
+
+def prune_other_jobs(checkpoint_dir: Path, resumed: Path) -> list[Path]:
+    """Remove every job folder under `checkpoint_dir` but the one holding `resumed` (a chk-N folder); the removed
+    folders, sorted. Each start is a new job with its own folder and nothing else removes them, so they would pile
+    up. The resumed one stays: its checkpoint is being restored. A job restored in Flink's default NO_CLAIM mode
+    makes its first checkpoint a full one, so it never refers to older folders. What is not a job folder
+    (savepoints/, lost+found) stays; so does everything when `resumed` is a savepoint or lies elsewhere.
+    deploy/compose/statefun-master.sh does the same for the container stacks (tests/unit/test_stack_state.py).
+    """
+    root, keep = checkpoint_dir.resolve(), resumed.resolve().parent
+    if keep.parent != root or not JOB_FOLDER.fullmatch(keep.name):  # a savepoint, or a folder elsewhere
+        return []
+    removed = sorted(f for f in root.iterdir() if f.is_dir() and JOB_FOLDER.fullmatch(f.name) and f != keep)
+    for folder in removed:
+        shutil.rmtree(folder)
+    return removed

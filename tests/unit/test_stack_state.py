@@ -1,13 +1,15 @@
-"""stack/state.py: the state file, the run lock, and which retained checkpoint `up` resumes from."""
+"""stack/state.py: the state file, the run lock, which retained checkpoint `up` resumes from and which earlier jobs'
+folders it removes; the container stacks' master entry point held to the same."""
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from stack.config import Ports, StackConfig
 from stack.procs import Proc
-from stack.state import StackState, latest_retained_checkpoint, run_lock
+from stack.state import StackState, latest_retained_checkpoint, prune_other_jobs, run_lock
 
 
 def test_state_round_trip(tmp_path: Path) -> None:
@@ -56,3 +58,74 @@ def test_latest_retained_checkpoint(tmp_path: Path) -> None:
     newest = _checkpoint(tmp_path, "job2", 3, 2000)
     _checkpoint(tmp_path, "job2", 4, 3000, complete=False)  # being written when the cluster stopped
     assert latest_retained_checkpoint(tmp_path) == newest
+
+
+JOB_A, JOB_B, JOB_C = ("a" * 32, "b" * 32, "c" * 32)
+MASTER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "statefun-master.sh"
+
+
+def _tree(root: Path) -> None:
+    """Three earlier jobs, a savepoint, an incomplete newest checkpoint and a volume's lost+found."""
+    _checkpoint(root, JOB_A, 40, 1000)
+    _checkpoint(root, JOB_B, 3, 2000)
+    _checkpoint(root, JOB_C, 1, 1500)
+    _checkpoint(root, JOB_C, 2, 4000, complete=False)  # being written when it stopped: not a restore point
+    (root / "savepoints" / "savepoint-aa-1").mkdir(parents=True)
+    (root / "savepoints" / "savepoint-aa-1" / "_metadata").write_bytes(b"x")
+    os.utime(root / "savepoints" / "savepoint-aa-1" / "_metadata", (500, 500))
+    (root / "lost+found").mkdir()
+
+
+def _master_script(checkpoint_dir: Path, tmp_path: Path) -> tuple[list[str], str]:
+    """Run the container stacks' master entry point with a stand-in for the image's: what it was started with."""
+    entry_point = tmp_path / "entry-point.sh"
+    entry_point.write_text('#!/bin/sh\necho "entry point: $*"\n')
+    entry_point.chmod(0o755)
+    env = {**os.environ, "STATEFUN_CHECKPOINT_DIR": str(checkpoint_dir), "STATEFUN_ENTRY_POINT": str(entry_point)}
+    done = subprocess.run(["bash", str(MASTER_SCRIPT)], env=env, capture_output=True, text=True, check=True)
+    *log, started = done.stdout.splitlines()
+    assert started.startswith("entry point:"), done.stdout
+    return started.removeprefix("entry point:").split(), "\n".join(log)
+
+
+def test_resuming_from_a_checkpoint_removes_only_the_other_jobs_folders(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    _tree(root)
+    resumed = latest_retained_checkpoint(root)
+    assert resumed == root / JOB_B / "chk-3"
+    assert prune_other_jobs(root, resumed) == [root / JOB_A, root / JOB_C]
+    assert sorted(p.name for p in root.iterdir()) == [JOB_B, "lost+found", "savepoints"]
+
+
+def test_a_savepoint_or_a_folder_elsewhere_removes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    _tree(root)
+    assert prune_other_jobs(root, root / "savepoints" / "savepoint-aa-1") == []
+    assert prune_other_jobs(root, tmp_path / "elsewhere" / JOB_A / "chk-1") == []
+    assert len(list(root.iterdir())) == 5
+
+
+def test_the_container_stacks_master_script_prunes_and_resumes_as_the_local_stack(tmp_path: Path) -> None:
+    local, container = tmp_path / "local", tmp_path / "container"
+    _tree(local)
+    _tree(container)
+    prune_other_jobs(local, latest_retained_checkpoint(local) or local)
+    started_with, log = _master_script(container, tmp_path)
+    assert started_with == ["--fromSavepoint", str(container / JOB_B / "chk-3"), "--allowNonRestoredState"]
+    assert sorted(p.name for p in container.iterdir()) == sorted(p.name for p in local.iterdir())
+    assert f"removing the checkpoints of an earlier job: {container / JOB_A}" in log
+
+
+def test_the_master_script_resumes_from_a_newer_savepoint_and_removes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    _tree(root)
+    os.utime(root / "savepoints" / "savepoint-aa-1" / "_metadata", (9000, 9000))
+    started_with, _log = _master_script(root, tmp_path)
+    assert started_with[:2] == ["--fromSavepoint", str(root / "savepoints" / "savepoint-aa-1")]
+    assert len(list(root.iterdir())) == 5
+
+
+def test_the_master_script_starts_fresh_without_a_snapshot(tmp_path: Path) -> None:
+    started_with, log = _master_script(tmp_path / "empty", tmp_path)
+    assert started_with == []
+    assert "starting the job fresh" in log
