@@ -14,6 +14,7 @@ from stack.cli import main
 from stack.config import HOST, Ports
 from stack.local import LocalStack
 from stack.readiness import port_free
+from stack.state import JOB_FOLDER
 
 from .kafka_io import produce, read, read_greetings, requests, unique_names
 
@@ -45,7 +46,10 @@ def test_down_leaves_nothing_and_up_continues_every_count(stack: LocalStack) -> 
     busy = [f.name for f in fields(Ports) if not port_free(HOST, getattr(stack.config.ports, f.name))]
     assert busy == [], f"ports still listening after down: {busy}"
 
-    stack.up()  # resumes from the latest retained checkpoint
+    resumed_job = stack.job_id
+    stack.up()  # resumes from the latest retained checkpoint, and removes older jobs' checkpoint folders
+    jobs = {folder.name for folder in stack.config.checkpoint_dir.iterdir() if JOB_FOLDER.fullmatch(folder.name)}
+    assert jobs <= {resumed_job, stack.job_id}, f"earlier jobs' checkpoints left: {jobs}"
     produce(bootstrap, "names", requests(names, PER_NAME - PER_NAME // 2))
     report = read_greetings(bootstrap, names, PER_NAME, settle_s=3 * stack.config.checkpoint_interval_ms / 1000)
     assert report.ok, "\n".join(report.summary())
