@@ -99,7 +99,7 @@ def prune_other_jobs(checkpoint_dir: Path, resumed: Path) -> list[Path]:
     up. The resumed one stays: its checkpoint is being restored. A job restored in Flink's default NO_CLAIM mode
     makes its first checkpoint a full one, so it never refers to older folders. What is not a job folder
     (savepoints/, lost+found) stays; so does everything when `resumed` is a savepoint or lies elsewhere.
-    deploy/compose/statefun-master.sh does the same for the container stacks (tests/unit/test_stack_state.py).
+    deploy/compose/statefun-runtime.sh does the same for the container stacks (tests/unit/test_stack_state.py).
     """
     root, keep = checkpoint_dir.resolve(), resumed.resolve().parent
     if keep.parent != root or not JOB_FOLDER.fullmatch(keep.name):  # a savepoint, or a folder elsewhere

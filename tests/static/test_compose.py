@@ -66,6 +66,9 @@ def test_both_runtime_containers_mount_module_yaml_and_flink_conf_where_the_imag
         assert "./module.yaml:/opt/statefun/modules/greeter/module.yaml:ro" in volumes
         assert "./deploy/compose/flink-conf.yaml:/opt/flink/conf/flink-conf.yaml:ro" in volumes
         assert any(v.endswith(":/checkpoint-dir") for v in volumes), "checkpoints shared by master and worker"
+        # The shared entry point (jemalloc for RocksDB; the master resumes), as on Kubernetes.
+        assert "./deploy/compose/statefun-runtime.sh:/opt/greeter/statefun-runtime.sh:ro" in volumes
+        assert compose["services"][name]["entrypoint"] == ["/bin/bash", "/opt/greeter/statefun-runtime.sh"]
 
 
 def test_module_yaml_hosts_are_the_compose_services(compose: dict[str, Any]) -> None:

@@ -153,8 +153,8 @@ def test_config_maps_hold_what_stack_deploy_renders(name: str) -> None:
     maps = objects(name, "ConfigMap")
     assert maps["statefun-flink-conf"]["data"] == {"flink-conf.yaml": render_k8s_flink_conf(variant)}
     assert maps["statefun-module"]["data"] == {"module.yaml": render_k8s_module_yaml(variant)}
-    assert maps["statefun-master-script"]["data"] == {
-        "statefun-master.sh": (ROOT / "deploy" / "compose" / "statefun-master.sh").read_text()
+    assert maps["statefun-runtime-script"]["data"] == {
+        "statefun-runtime.sh": (ROOT / "deploy" / "compose" / "statefun-runtime.sh").read_text()
     }
     assert maps["greeter-kafka"]["data"] == {"GREETER_BOOTSTRAP_SERVERS": k8s_bootstrap_servers()}
 
@@ -238,11 +238,10 @@ def test_runtime_pods_mount_module_conf_script_and_shared_checkpoints(name: str)
         assert conf_mount["subPath"] == "flink-conf.yaml" and generated_name(conf_volume) == "statefun-flink-conf"
         assert generated_name(found["/opt/statefun/modules/greeter"][1]) == "statefun-module"
         assert found[checkpoint_dir][1]["persistentVolumeClaim"]["claimName"] == "statefun-checkpoints"
-    master = container(name, "statefun-master")
-    (script_mount,) = [path for path in master["command"] if path.endswith(".sh")]
-    assert generated_name(mounts(name, "statefun-master")[str(Path(script_mount).parent)][1]) == (
-        "statefun-master-script"
-    )
+    for deployment in ("statefun-master", "statefun-worker"):  # the shared entry point: jemalloc, resume
+        (script,) = [path for path in container(name, deployment)["command"] if path.endswith(".sh")]
+        assert script == "/opt/greeter/statefun-runtime.sh", deployment
+        assert generated_name(mounts(name, deployment)["/opt/greeter"][1]) == "statefun-runtime-script"
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -372,6 +371,49 @@ def test_the_runtime_waits_for_every_topic_with_its_partitions(name: str) -> Non
     assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(TOPICS)  # type: ignore[union-attr]
     assert f"PartitionCount:[[:space:]]+{StackConfig().partitions}(" in script
     assert wait["envFrom"] == creator["envFrom"], "the same broker as the topics Job"
+
+
+# Pod Security's `restricted` profile (Kubernetes 1.32): the volume types it admits.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}  # fmt: skip
+
+
+def restricted_violations(spec: dict[str, Any]) -> list[str]:
+    """What keeps a pod spec out of a namespace that enforces the `restricted` profile."""
+    found = []
+    pod = spec.get("securityContext", {})
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            found.append(f"volume {volume['name']}: {kinds - RESTRICTED_VOLUMES}")
+    for each in spec.get("initContainers", []) + spec["containers"]:
+        own = each.get("securityContext", {})
+        effective = pod | own
+        if effective.get("runAsNonRoot") is not True:
+            found.append(f"{each['name']}: runAsNonRoot")
+        if effective.get("runAsUser", 1) == 0:
+            found.append(f"{each['name']}: runAsUser 0")
+        if own.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{each['name']}: allowPrivilegeEscalation")
+        if "ALL" not in own.get("capabilities", {}).get("drop", []):
+            found.append(f"{each['name']}: capabilities not dropped")
+        if effective.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{each['name']}: seccompProfile")
+    return found
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_pod_meets_the_restricted_pod_security_profile(name: str) -> None:
+    for kind in ("Deployment", "Job"):
+        for object_name, doc in objects(name, kind).items():
+            assert restricted_violations(doc["spec"]["template"]["spec"]) == [], f"{kind} {object_name}"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_runtime_runs_as_the_flink_images_user(name: str) -> None:
+    for deployment in ("statefun-master", "statefun-worker"):
+        pod = pod_spec(name, deployment)["securityContext"]
+        assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"]) == (9999, 9999, 9999), deployment
 
 
 def template_labels(name: str, deployment: str) -> dict[str, str]:

@@ -61,7 +61,7 @@ def test_latest_retained_checkpoint(tmp_path: Path) -> None:
 
 
 JOB_A, JOB_B, JOB_C = ("a" * 32, "b" * 32, "c" * 32)
-MASTER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "statefun-master.sh"
+RUNTIME_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "statefun-runtime.sh"
 
 
 def _tree(root: Path) -> None:
@@ -76,16 +76,25 @@ def _tree(root: Path) -> None:
     (root / "lost+found").mkdir()
 
 
-def _master_script(checkpoint_dir: Path, tmp_path: Path) -> tuple[list[str], str]:
-    """Run the container stacks' master entry point with a stand-in for the image's: what it was started with."""
+def _runtime_script(
+    checkpoint_dir: Path, tmp_path: Path, role: str = "master", **env: str
+) -> tuple[list[str], str, str]:
+    """Run the container stacks' runtime entry point with a stand-in for the image's: the arguments and LD_PRELOAD
+    it was started with, and what the script logged."""
     entry_point = tmp_path / "entry-point.sh"
-    entry_point.write_text('#!/bin/sh\necho "entry point: $*"\n')
+    entry_point.write_text('#!/bin/sh\necho "preload: $LD_PRELOAD"\necho "entry point: $*"\n')
     entry_point.chmod(0o755)
-    env = {**os.environ, "STATEFUN_CHECKPOINT_DIR": str(checkpoint_dir), "STATEFUN_ENTRY_POINT": str(entry_point)}
-    done = subprocess.run(["bash", str(MASTER_SCRIPT)], env=env, capture_output=True, text=True, check=True)
-    *log, started = done.stdout.splitlines()
-    assert started.startswith("entry point:"), done.stdout
-    return started.removeprefix("entry point:").split(), "\n".join(log)
+    variables = {"STATEFUN_CHECKPOINT_DIR": str(checkpoint_dir), "STATEFUN_ENTRY_POINT": str(entry_point), "ROLE": role}
+    environment = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"} | variables | env
+    done = subprocess.run(["bash", str(RUNTIME_SCRIPT)], env=environment, capture_output=True, text=True, check=True)
+    *log, preload, started = done.stdout.splitlines()
+    assert started.startswith("entry point:") and preload.startswith("preload:"), done.stdout
+    return started.removeprefix("entry point:").split(), preload.removeprefix("preload:").strip(), "\n".join(log)
+
+
+def _master_script(checkpoint_dir: Path, tmp_path: Path) -> tuple[list[str], str]:
+    started_with, _preload, log = _runtime_script(checkpoint_dir, tmp_path)
+    return started_with, log
 
 
 def test_resuming_from_a_checkpoint_removes_only_the_other_jobs_folders(tmp_path: Path) -> None:
@@ -129,3 +138,27 @@ def test_the_master_script_starts_fresh_without_a_snapshot(tmp_path: Path) -> No
     started_with, log = _master_script(tmp_path / "empty", tmp_path)
     assert started_with == []
     assert "starting the job fresh" in log
+
+
+@pytest.mark.parametrize("role", ["master", "worker"])
+def test_both_roles_preload_jemalloc_when_the_image_has_it(tmp_path: Path, role: str) -> None:
+    library = tmp_path / "libjemalloc.so"
+    library.write_bytes(b"")
+    _args, preload, _log = _runtime_script(tmp_path / "none", tmp_path, role, STATEFUN_JEMALLOC=str(library))
+    assert preload == str(library)
+    _args, preload, log = _runtime_script(
+        tmp_path / "none", tmp_path, role, STATEFUN_JEMALLOC=str(library), DISABLE_JEMALLOC="true"
+    )
+    assert preload == "" and "not preloading jemalloc" in log
+    _args, preload, log = _runtime_script(
+        tmp_path / "none", tmp_path, role, STATEFUN_JEMALLOC=str(tmp_path / "gone.so")
+    )
+    assert preload == "" and "RocksDB uses glibc's malloc" in log
+
+
+def test_a_worker_starts_the_image_entry_point_and_touches_no_checkpoint(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    _tree(root)
+    started_with, _preload, _log = _runtime_script(root, tmp_path, "worker")
+    assert started_with == []
+    assert len(list(root.iterdir())) == 5
