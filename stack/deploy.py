@@ -67,6 +67,11 @@ K8S_VARIANTS: dict[str, K8sVariant] = {
 }
 
 
+# The checkpoint volume's kustomizations, applied once on their own (no rendered files): several nodes
+# (ReadWriteMany) or a single-node development cluster (ReadWriteOnce).
+K8S_STORAGE = ("storage/shared", "storage/single-node")
+
+
 def image_entries() -> list[tuple[str, str, str]]:
     """Paths inside the apache/flink-statefun image, the same in compose and Kubernetes."""
     return [

@@ -21,6 +21,7 @@ from greeter.settings import Settings
 from stack.config import TOPICS, StackConfig
 from stack.deploy import (
     K8S_DIR,
+    K8S_STORAGE,
     K8S_VARIANTS,
     k8s_bootstrap_servers,
     render_k8s_flink_conf,
@@ -122,10 +123,10 @@ def compose() -> dict[str, Any]:
 
 def test_every_kustomization_is_listed_in_stack_deploy() -> None:
     found = {str(path.parent.relative_to(K8S_DIR)) for path in K8S_DIR.rglob("kustomization.yaml")}
-    assert found == set(K8S_VARIANTS)
+    assert found == set(K8S_VARIANTS) | set(K8S_STORAGE)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", VARIANTS + list(K8S_STORAGE))
 def test_renders_and_validates_against_the_kubernetes_schemas_strictly(name: str) -> None:
     kinds = set()
     for doc in render(name):
@@ -138,8 +139,13 @@ def test_renders_and_validates_against_the_kubernetes_schemas_strictly(name: str
             pytest.fail(f"{where} against Kubernetes {KUBERNETES_VERSION}: {path}: {error.message}")
         except kubernetes_validate.SchemaNotFoundError as error:
             pytest.fail(f"{where}: {error.message}")
-    expected = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget"}
-    assert expected | {"HorizontalPodAutoscaler", "Job"} <= kinds
+    if name in K8S_STORAGE:
+        assert kinds == {"PersistentVolumeClaim"}
+        return
+    expected = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Job"}
+    assert expected <= kinds
+    # The checkpoints outlive `kubectl delete -k` of the stack: without them the job reads `names` from the start.
+    assert "PersistentVolumeClaim" not in kinds
 
 
 def test_the_committed_rendered_files_are_current() -> None:
@@ -227,10 +233,27 @@ def test_every_pod_local_volume_is_bounded(name: str) -> None:
                 assert volume["emptyDir"].get("sizeLimit"), f"{deployment}: emptyDir {volume['name']} has no sizeLimit"
 
 
+@pytest.mark.parametrize(
+    ("storage", "access"), [("storage/shared", "ReadWriteMany"), ("storage/single-node", "ReadWriteOnce")]
+)
+def test_the_checkpoint_volume_is_the_claim_the_runtime_mounts(storage: str, access: str) -> None:
+    # Several nodes need ReadWriteMany; a one-node development cluster's default class offers ReadWriteOnce,
+    # which binds the volume to the node, so every runtime pod there may mount it.
+    (claim,) = objects(storage, "PersistentVolumeClaim").values()
+    assert claim["metadata"]["name"] == "statefun-checkpoints"
+    assert claim["spec"]["accessModes"] == [access]
+    for name in VARIANTS:
+        for deployment in ("statefun-master", "statefun-worker"):
+            claims = [
+                v["persistentVolumeClaim"]["claimName"]
+                for v in pod_spec(name, deployment)["volumes"]
+                if "persistentVolumeClaim" in v
+            ]
+            assert claims == ["statefun-checkpoints"], (name, deployment)
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_runtime_pods_mount_module_conf_script_and_shared_checkpoints(name: str) -> None:
-    claims = objects(name, "PersistentVolumeClaim")
-    assert claims["statefun-checkpoints"]["spec"]["accessModes"] == ["ReadWriteMany"]
     checkpoint_dir = urlsplit(flink_conf(name)["state.checkpoints.dir"]).path
     for deployment in ("statefun-master", "statefun-worker"):
         found = mounts(name, deployment)
