@@ -64,12 +64,15 @@ K8S_VARIANTS: dict[str, K8sVariant] = {
     "overlays/demo": K8sVariant(_BASE, tls=False),  # base + the generator Job
     "overlays/mtls": K8sVariant(_BASE, tls=True, own_files=(MODULE_YAML,)),
     "overlays/prod": K8sVariant(_PROD, tls=True, own_files=(FLINK_CONF,)),  # mtls + parallelism
+    "overlays/registry": K8sVariant(_BASE, tls=False),  # base + every image from your registry
 }
 
 
 # The checkpoint volume's kustomizations, applied once on their own (no rendered files): several nodes
 # (ReadWriteMany) or a single-node development cluster (ReadWriteOnce).
 K8S_STORAGE = ("storage/shared", "storage/single-node")
+# Kustomize components, which an overlay includes (they do not render alone).
+K8S_COMPONENTS = ("components/registry",)
 
 
 def image_entries() -> list[tuple[str, str, str]]:

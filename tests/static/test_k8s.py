@@ -20,6 +20,7 @@ from greeter.app import create_app
 from greeter.settings import Settings
 from stack.config import TOPICS, StackConfig
 from stack.deploy import (
+    K8S_COMPONENTS,
     K8S_DIR,
     K8S_STORAGE,
     K8S_VARIANTS,
@@ -123,7 +124,7 @@ def compose() -> dict[str, Any]:
 
 def test_every_kustomization_is_listed_in_stack_deploy() -> None:
     found = {str(path.parent.relative_to(K8S_DIR)) for path in K8S_DIR.rglob("kustomization.yaml")}
-    assert found == set(K8S_VARIANTS) | set(K8S_STORAGE)
+    assert found == set(K8S_VARIANTS) | set(K8S_STORAGE) | set(K8S_COMPONENTS)
 
 
 @pytest.mark.parametrize("name", VARIANTS + list(K8S_STORAGE))
@@ -357,7 +358,7 @@ def test_greeter_has_a_disruption_budget_and_a_cpu_autoscaler(name: str) -> None
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", [name for name in VARIANTS if name != "overlays/registry"])
 def test_images_are_the_compose_stacks(name: str, compose: dict[str, Any]) -> None:
     services = compose["services"]
     images = {}
@@ -371,6 +372,28 @@ def test_images_are_the_compose_stacks(name: str, compose: dict[str, Any]) -> No
     assert images["topics"] == services["topics"]["image"]
     if "generator" in images:
         assert images["generator"] == services["generator"]["image"]
+
+
+def container_images(name: str) -> dict[str, str]:
+    """Every container's image (init containers included), by object and container name."""
+    found = {}
+    for kind in ("Deployment", "Job"):
+        for object_name, doc in objects(name, kind).items():
+            spec = doc["spec"]["template"]["spec"]
+            for each in spec.get("initContainers", []) + spec["containers"]:
+                found[f"{object_name}/{each['name']}"] = each["image"]
+    return found
+
+
+def test_the_registry_component_moves_every_image_and_keeps_the_public_tags() -> None:
+    base, moved = container_images("base"), container_images("overlays/registry")
+    assert set(moved) == set(base)
+    for where, image in moved.items():
+        assert image.startswith("registry.example.com/greeter/"), where
+        name, _, tag = base[where].rpartition(":")
+        assert image.rsplit("/", 1)[1] == (
+            "statefun-greeter:1.0.0" if name == "statefun-greeter" else f"{name.split('/')[-1]}:{tag}"
+        )
 
 
 @pytest.mark.parametrize("name", VARIANTS)
