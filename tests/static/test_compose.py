@@ -108,3 +108,13 @@ def test_start_order_waits_for_what_each_service_needs(compose: dict[str, Any]) 
 
 def test_expiry_passes_through(compose: dict[str, Any]) -> None:
     assert compose["services"]["greeter"]["environment"]["GREETER_SEEN_COUNT_TTL"] == "${GREETER_SEEN_COUNT_TTL:-0}"
+
+
+def test_only_the_greeter_inherits_the_images_health_check(compose: dict[str, Any]) -> None:
+    # The Dockerfile's HEALTHCHECK probes the greeter's port: a generator or consumer that inherited it would stay
+    # "unhealthy" forever, and `docker compose up --wait` would fail on it.
+    assert "HEALTHCHECK" in (ROOT / "Dockerfile").read_text()
+    for name, service in compose["services"].items():
+        if service.get("image") == compose["services"]["greeter"]["image"] and name != "greeter":
+            assert service.get("healthcheck") == {"disable": True}, name
+    assert "healthcheck" not in compose["services"]["greeter"]
