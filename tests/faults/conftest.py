@@ -58,3 +58,15 @@ def scenario_on() -> Iterator[Callable[[LocalStack, str], Scenario]]:
 def scenario(fault_stack: LocalStack, scenario_on: Callable[[LocalStack, str], Scenario]) -> Callable[[str], Scenario]:
     """A Scenario on the test's own `fault_stack`."""
     return lambda name: scenario_on(fault_stack, name)
+
+
+@pytest.fixture
+def stacks() -> Iterator[list[LocalStack]]:
+    """The stacks a test brings up one after the other on one run folder (restarts, mode or setting switches);
+    whichever is still up when the test ends is stopped."""
+    started: list[LocalStack] = []
+    try:
+        yield started
+    finally:
+        for local in reversed(started):
+            local.down()

@@ -65,17 +65,6 @@ def _report(line: str) -> None:
     print(f"[mode-switch stack] {line}", file=sys.stderr, flush=True)
 
 
-@pytest.fixture
-def stacks() -> Iterator[list[LocalStack]]:
-    """The stacks the test brings up, one after the other, on one run folder; whichever is up is stopped."""
-    started: list[LocalStack] = []
-    try:
-        yield started
-    finally:
-        for local in reversed(started):
-            local.down()
-
-
 @pytest.mark.timeout(900)
 def test_counts_continue_from_single_to_cluster_and_back(tmp_path: Path, stacks: list[LocalStack]) -> None:
     config = fault_config(tmp_path / "run")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,6 @@ HALF = ROUNDS // 2
 
 def _report(line: str) -> None:
     print(f"[ttl-switch stack] {line}", file=sys.stderr, flush=True)
-
-
-@pytest.fixture
-def stacks(tmp_path: Path) -> Iterator[list[LocalStack]]:
-    """The stacks the test brings up, one after the other, on one run folder; whichever is up is stopped."""
-    started: list[LocalStack] = []
-    try:
-        yield started
-    finally:
-        for local in reversed(started):
-            local.down()
 
 
 @pytest.mark.timeout(600)
