@@ -65,14 +65,16 @@ K8S_VARIANTS: dict[str, K8sVariant] = {
     "overlays/mtls": K8sVariant(_BASE, tls=True, own_files=(MODULE_YAML,)),
     "overlays/prod": K8sVariant(_PROD, tls=True, own_files=(FLINK_CONF,)),  # mtls + parallelism
     "overlays/registry": K8sVariant(_BASE, tls=False),  # base + every image from your registry
+    "overlays/ha": K8sVariant(_BASE, tls=False),  # base + Flink's Kubernetes high availability
+    "overlays/object-store": K8sVariant(_BASE, tls=False),  # ha + checkpoints in S3 instead of the volume
 }
 
 
 # The checkpoint volume's kustomizations, applied once on their own (no rendered files): several nodes
-# (ReadWriteMany) or a single-node development cluster (ReadWriteOnce).
-K8S_STORAGE = ("storage/shared", "storage/single-node")
+# (ReadWriteMany, the cluster's default class or NFS's) or a single-node development cluster (ReadWriteOnce).
+K8S_STORAGE = ("storage/shared", "storage/nfs", "storage/single-node")
 # Kustomize components, which an overlay includes (they do not render alone).
-K8S_COMPONENTS = ("components/registry",)
+K8S_COMPONENTS = ("components/registry", "components/high-availability")
 
 
 def image_entries() -> list[tuple[str, str, str]]:
@@ -98,7 +100,11 @@ def k8s_entries() -> list[tuple[str, str, str]]:
     return [
         *image_entries(),
         ("state.checkpoints.dir", "file:///checkpoint-dir",
-         "the ReadWriteMany PersistentVolumeClaim statefun-checkpoints, shared by master and workers"),
+         "the PersistentVolumeClaim statefun-checkpoints, shared by master and workers"),
+        ("high-availability.storageDir", "file:///checkpoint-dir/ha",
+         "read only with components/high-availability: the job graph and checkpoint pointers it records"),
+        ("process.taskmanager.working-dir", "/local/state/working-dir",
+         "with the pod's name as resource id, a restarted worker container finds its slots and local state here"),
         ("rest.bind-address", "0.0.0.0", f"the {K8S_MASTER_SERVICE} Service reaches the REST API and web UI (8081)"),
         ("jobmanager.rpc.port", "6123", f"the {K8S_MASTER_SERVICE} Service's rpc port (Flink's default, explicit)"),
         ("blob.server.port", "6124",

@@ -10,10 +10,28 @@
 #   /checkpoint-dir/savepoints (docs/operations.md). With neither, the job starts fresh.
 # Every start is a new job with its own folder of checkpoints: resuming from a checkpoint removes the other jobs'
 # folders (stack/state.py prune_other_jobs does the same for the local stack). Savepoints are never removed.
+# - Flink settings from the environment, for both roles: each line `key: value` of FLINK_PROPERTIES (the Flink
+#   image's variable) and of every FLINK_PROPERTIES_<NAME> becomes a dynamic property (-Dkey=value), which
+#   overrides the mounted, read-only flink-conf.yaml. Kubernetes uses it for what differs per pod (a worker's
+#   resource id) and for what a component or overlay adds (high availability, an object store), each in a
+#   variable of its own so they never overwrite one another.
+# The worker starts the TaskManager as the image's entry point does (its worker branch drops any argument).
 # The STATEFUN_* variables exist for tests/unit/test_stack_state.py, which runs this script.
 set -euo pipefail
 checkpoint_dir=${STATEFUN_CHECKPOINT_DIR:-/checkpoint-dir}
 entry_point=${STATEFUN_ENTRY_POINT:-/docker-entry-point.sh}
+taskmanager=${STATEFUN_TASKMANAGER:-${FLINK_HOME:-/opt/flink}/bin/taskmanager.sh}
+properties=()
+for variable in $(compgen -v | grep -E '^FLINK_PROPERTIES(_[A-Z0-9_]+)?$' | sort); do
+  while IFS= read -r line; do
+    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+    if [[ ! $line =~ ^[[:space:]]*([^:[:space:]]+)[[:space:]]*:[[:space:]]*(.*[^[:space:]])[[:space:]]*$ ]]; then
+      echo "$variable: not a 'key: value' line: $line" >&2
+      exit 2
+    fi
+    properties+=("-D${BASH_REMATCH[1]}=${BASH_REMATCH[2]}")
+  done <<< "${!variable}"
+done
 jemalloc=${STATEFUN_JEMALLOC:-/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so}
 if [ "${DISABLE_JEMALLOC:-false}" != true ] && [ -f "$jemalloc" ]; then
   export LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$jemalloc"
@@ -21,7 +39,7 @@ else
   echo "not preloading jemalloc ($jemalloc; DISABLE_JEMALLOC=${DISABLE_JEMALLOC:-false}): RocksDB uses glibc's malloc"
 fi
 if [ "${ROLE:-worker}" != master ]; then
-  exec "$entry_point" "$@"
+  exec "$taskmanager" start-foreground "-Djobmanager.rpc.address=${MASTER_HOST:-localhost}" "${properties[@]}" "$@"
 fi
 latest=$(ls -1dt "$checkpoint_dir"/*/chk-*/_metadata "$checkpoint_dir"/savepoints/savepoint-*/_metadata 2>/dev/null \
   | head -n 1 || true)
@@ -38,7 +56,8 @@ if [ -n "$latest" ]; then
     done
   fi
   echo "resuming from $checkpoint"
-  exec "$entry_point" --fromSavepoint "$checkpoint" --allowNonRestoredState
+  exec "$entry_point" --fromSavepoint "$checkpoint" --allowNonRestoredState "${properties[@]}" "$@"
 fi
-echo "no retained checkpoint or savepoint in $checkpoint_dir: starting the job fresh"
-exec "$entry_point"
+echo "no retained checkpoint or savepoint in $checkpoint_dir: the job starts fresh, or with high availability" \
+  "from the checkpoint its record names"
+exec "$entry_point" "${properties[@]}" "$@"

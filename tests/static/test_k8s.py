@@ -91,6 +91,43 @@ def flink_conf(name: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
 
+def dynamic_properties(name: str, deployment: str) -> dict[str, str]:
+    """What statefun-runtime.sh passes to Flink as -Dkey=value: each `key: value` line of the container's
+    FLINK_PROPERTIES and FLINK_PROPERTIES_<NAME> variables (a value, or a ConfigMap's key), in name order."""
+    maps = objects(name, "ConfigMap")
+    variables = {}
+    for item in container(name, deployment).get("env", []):
+        if "value" in item:
+            variables[item["name"]] = item["value"]
+        elif "configMapKeyRef" in item.get("valueFrom", {}):
+            ref = item["valueFrom"]["configMapKeyRef"]
+            variables[item["name"]] = maps[re.sub(r"-[a-z0-9]{10}$", "", ref["name"])]["data"][ref["key"]]
+    found = {}
+    for variable in sorted(v for v in variables if re.fullmatch(r"FLINK_PROPERTIES(_[A-Z0-9_]+)?", v)):
+        for line in variables[variable].splitlines():
+            if line.strip() and not line.strip().startswith("#"):
+                key, value = line.split(":", 1)
+                found[key.strip()] = value.strip()
+    return found
+
+
+def runtime_conf(name: str, deployment: str) -> dict[str, str]:
+    """The Flink configuration a runtime container runs with: flink-conf.yaml, overridden by dynamic properties."""
+    return flink_conf(name) | dynamic_properties(name, deployment)
+
+
+def env_source(name: str, deployment: str, variable: str) -> tuple[int, dict[str, Any]]:
+    """A variable's position in the container's env list (Kubernetes expands $(NAME) only from earlier ones) and
+    its valueFrom."""
+    items = container(name, deployment)["env"]
+    (index,) = [i for i, item in enumerate(items) if item["name"] == variable]
+    return index, items[index].get("valueFrom", {})
+
+
+def defined_before(name: str, deployment: str, variable: str, user: str) -> bool:
+    return env_source(name, deployment, variable)[0] < env_source(name, deployment, user)[0]
+
+
 def module(name: str) -> dict[str, dict[str, Any]]:
     text = objects(name, "ConfigMap")["statefun-module"]["data"]["module.yaml"]
     return {doc["kind"]: doc["spec"] for doc in yaml.safe_load_all(text)}
@@ -210,8 +247,14 @@ def test_master_is_one_pod_reached_through_its_service(name: str) -> None:
     assert master_ports["blob"] == int(conf["blob.server.port"])
     assert {port["targetPort"] for port in service["spec"]["ports"]} <= set(master_ports)
     assert service["spec"]["selector"].items() <= master["template"]["metadata"]["labels"].items()
-    for deployment in ("statefun-master", "statefun-worker"):
-        assert env(container(name, deployment))["MASTER_HOST"] == service["metadata"]["name"]
+    # The workers reach the master through its Service; with high availability they ask the leader ConfigMap, in
+    # which the leading master has published its pod's IP.
+    assert env(container(name, "statefun-worker"))["MASTER_HOST"] == service["metadata"]["name"]
+    if runtime_conf(name, "statefun-master").get("high-availability") == "kubernetes":
+        master_host = env_source(name, "statefun-master", "MASTER_HOST")[1]
+        assert master_host["fieldRef"]["fieldPath"] == "status.podIP"
+    else:
+        assert env(container(name, "statefun-master"))["MASTER_HOST"] == service["metadata"]["name"]
     assert container(name, "statefun-worker")["livenessProbe"]["tcpSocket"]["port"] == "rpc"
     worker_ports = {p["name"]: p["containerPort"] for p in container(name, "statefun-worker")["ports"]}
     assert worker_ports["rpc"] == int(conf["taskmanager.rpc.port"])
@@ -234,15 +277,90 @@ def test_every_pod_local_volume_is_bounded(name: str) -> None:
                 assert volume["emptyDir"].get("sizeLimit"), f"{deployment}: emptyDir {volume['name']} has no sizeLimit"
 
 
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_restarted_worker_container_comes_back_as_the_same_taskmanager(name: str) -> None:
+    # Local recovery across a container restart (Flink's local-recovery manifests): the pod's name as resource id,
+    # and the working directory, where the TaskManager records its slots, beside the local state on a volume
+    # that outlives the container.
+    conf = runtime_conf(name, "statefun-worker")
+    assert conf["state.backend.local-recovery"] == "true"
+    assert conf["taskmanager.resource-id"] == "$(POD_NAME)"
+    assert env_source(name, "statefun-worker", "POD_NAME")[1]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert defined_before(name, "statefun-worker", "POD_NAME", "FLINK_PROPERTIES_WORKER")
+    local = mounts(name, "statefun-worker")
+    for path in (conf["process.taskmanager.working-dir"], urlsplit(conf["taskmanager.state.local.root-dirs"]).path):
+        (volume,) = [volume for mounted, (_, volume) in local.items() if path.startswith(mounted + "/")]
+        assert volume["emptyDir"]["sizeLimit"], path
+
+
+HIGH_AVAILABILITY = ["overlays/ha", "overlays/object-store"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_high_availability_is_on_where_the_overlay_says(name: str) -> None:
+    for deployment in ("statefun-master", "statefun-worker"):
+        mode = runtime_conf(name, deployment).get("high-availability")
+        assert mode == ("kubernetes" if name in HIGH_AVAILABILITY else None), (name, deployment)
+
+
+@pytest.mark.parametrize("name", HIGH_AVAILABILITY)
+def test_high_availability_elects_one_master_with_the_rights_it_needs(name: str) -> None:
+    accounts = {
+        pod_spec(name, deployment).get("serviceAccountName") for deployment in ("statefun-master", "statefun-worker")
+    }
+    (account,) = accounts
+    assert account in objects(name, "ServiceAccount")
+    (binding,) = [
+        b for b in objects(name, "RoleBinding").values() if {"kind": "ServiceAccount", "name": account} in b["subjects"]
+    ]
+    role = objects(name, "Role")[binding["roleRef"]["name"]]
+    granted = {verb for rule in role["rules"] if "configmaps" in rule["resources"] for verb in rule["verbs"]}
+    # The leader lock and the job's record are ConfigMaps that Flink creates, renews, watches and removes.
+    assert {"get", "list", "watch", "create", "update", "delete"} <= granted
+    confs = [runtime_conf(name, deployment) for deployment in ("statefun-master", "statefun-worker")]
+    for conf in confs:
+        # Flink's own client works in `default` unless told the pod's namespace.
+        assert conf["kubernetes.namespace"] == "$(POD_NAMESPACE)"
+        # The record sits beside the checkpoints it points to: the same volume or bucket.
+        record, checkpoints = urlsplit(conf["high-availability.storageDir"]), urlsplit(conf["state.checkpoints.dir"])
+        assert (record.scheme, record.netloc) == (checkpoints.scheme, checkpoints.netloc)
+    assert confs[0]["kubernetes.cluster-id"] == confs[1]["kubernetes.cluster-id"]
+    for deployment in ("statefun-master", "statefun-worker"):
+        assert env_source(name, deployment, "POD_NAMESPACE")[1]["fieldRef"]["fieldPath"] == "metadata.namespace"
+        assert defined_before(name, deployment, "POD_NAMESPACE", "FLINK_PROPERTIES_HA")
+
+
+def test_the_object_store_overlay_keeps_all_state_in_the_bucket_with_keys_from_a_secret() -> None:
+    name = "overlays/object-store"
+    for deployment in ("statefun-master", "statefun-worker"):
+        conf = runtime_conf(name, deployment)
+        for key in ("state.checkpoints.dir", "state.savepoints.dir", "high-availability.storageDir"):
+            assert urlsplit(conf[key]).scheme == "s3", (deployment, key)
+        assert (conf["s3.access-key"], conf["s3.secret-key"]) == ("$(S3_ACCESS_KEY)", "$(S3_SECRET_KEY)")
+        for variable, key in (("S3_ACCESS_KEY", "access-key"), ("S3_SECRET_KEY", "secret-key")):
+            assert env_source(name, deployment, variable)[1]["secretKeyRef"] == {"name": "statefun-s3", "key": key}
+            assert defined_before(name, deployment, variable, "FLINK_PROPERTIES_S3_KEYS")
+        assert "/checkpoint-dir" not in mounts(name, deployment)
+    assert "Secret" not in {doc["kind"] for doc in render(name)}, "the keys are the user's Secret, not the repository's"
+
+
 @pytest.mark.parametrize(
-    ("storage", "access"), [("storage/shared", "ReadWriteMany"), ("storage/single-node", "ReadWriteOnce")]
+    ("storage", "access", "storage_class"),
+    [
+        ("storage/shared", "ReadWriteMany", None),  # the cluster's default class, or set one
+        ("storage/nfs", "ReadWriteMany", "nfs-client"),  # the NFS subdir external provisioner's class
+        ("storage/single-node", "ReadWriteOnce", None),
+    ],
 )
-def test_the_checkpoint_volume_is_the_claim_the_runtime_mounts(storage: str, access: str) -> None:
+def test_the_checkpoint_volume_is_the_claim_the_runtime_mounts(
+    storage: str, access: str, storage_class: str | None
+) -> None:
     # Several nodes need ReadWriteMany; a one-node development cluster's default class offers ReadWriteOnce,
     # which binds the volume to the node, so every runtime pod there may mount it.
     (claim,) = objects(storage, "PersistentVolumeClaim").values()
     assert claim["metadata"]["name"] == "statefun-checkpoints"
     assert claim["spec"]["accessModes"] == [access]
+    assert claim["spec"].get("storageClassName") == storage_class
     for name in VARIANTS:
         for deployment in ("statefun-master", "statefun-worker"):
             claims = [
@@ -250,18 +368,20 @@ def test_the_checkpoint_volume_is_the_claim_the_runtime_mounts(storage: str, acc
                 for v in pod_spec(name, deployment)["volumes"]
                 if "persistentVolumeClaim" in v
             ]
-            assert claims == ["statefun-checkpoints"], (name, deployment)
+            on_the_volume = urlsplit(runtime_conf(name, deployment)["state.checkpoints.dir"]).scheme == "file"
+            assert claims == (["statefun-checkpoints"] if on_the_volume else []), (name, deployment)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_runtime_pods_mount_module_conf_script_and_shared_checkpoints(name: str) -> None:
-    checkpoint_dir = urlsplit(flink_conf(name)["state.checkpoints.dir"]).path
     for deployment in ("statefun-master", "statefun-worker"):
         found = mounts(name, deployment)
         conf_mount, conf_volume = found["/opt/flink/conf/flink-conf.yaml"]
         assert conf_mount["subPath"] == "flink-conf.yaml" and generated_name(conf_volume) == "statefun-flink-conf"
         assert generated_name(found["/opt/statefun/modules/greeter"][1]) == "statefun-module"
-        assert found[checkpoint_dir][1]["persistentVolumeClaim"]["claimName"] == "statefun-checkpoints"
+        checkpoints = urlsplit(runtime_conf(name, deployment)["state.checkpoints.dir"])
+        if checkpoints.scheme == "file":
+            assert found[checkpoints.path][1]["persistentVolumeClaim"]["claimName"] == "statefun-checkpoints"
     for deployment in ("statefun-master", "statefun-worker"):  # the shared entry point: jemalloc, resume
         (script,) = [path for path in container(name, deployment)["command"] if path.endswith(".sh")]
         assert script == "/opt/greeter/statefun-runtime.sh", deployment

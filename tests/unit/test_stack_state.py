@@ -84,16 +84,28 @@ def _runtime_script(
     entry_point = tmp_path / "entry-point.sh"
     entry_point.write_text('#!/bin/sh\necho "preload: $LD_PRELOAD"\necho "entry point: $*"\n')
     entry_point.chmod(0o755)
-    variables = {"STATEFUN_CHECKPOINT_DIR": str(checkpoint_dir), "STATEFUN_ENTRY_POINT": str(entry_point), "ROLE": role}
-    environment = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"} | variables | env
+    taskmanager = tmp_path / "taskmanager.sh"
+    taskmanager.write_text('#!/bin/sh\necho "preload: $LD_PRELOAD"\necho "taskmanager: $*"\n')
+    taskmanager.chmod(0o755)
+    variables = {
+        "STATEFUN_CHECKPOINT_DIR": str(checkpoint_dir),
+        "STATEFUN_ENTRY_POINT": str(entry_point),
+        "STATEFUN_TASKMANAGER": str(taskmanager),
+        "ROLE": role,
+    }
+    environment = {
+        key: value for key, value in os.environ.items() if key != "LD_PRELOAD" and not key.startswith("FLINK_")
+    }
+    environment |= variables | env
     done = subprocess.run(["bash", str(RUNTIME_SCRIPT)], env=environment, capture_output=True, text=True, check=True)
     *log, preload, started = done.stdout.splitlines()
-    assert started.startswith("entry point:") and preload.startswith("preload:"), done.stdout
-    return started.removeprefix("entry point:").split(), preload.removeprefix("preload:").strip(), "\n".join(log)
+    started_as = "entry point:" if role == "master" else "taskmanager:"
+    assert started.startswith(started_as) and preload.startswith("preload:"), done.stdout
+    return started.removeprefix(started_as).split(), preload.removeprefix("preload:").strip(), "\n".join(log)
 
 
-def _master_script(checkpoint_dir: Path, tmp_path: Path) -> tuple[list[str], str]:
-    started_with, _preload, log = _runtime_script(checkpoint_dir, tmp_path)
+def _master_script(checkpoint_dir: Path, tmp_path: Path, **env: str) -> tuple[list[str], str]:
+    started_with, _preload, log = _runtime_script(checkpoint_dir, tmp_path, **env)
     return started_with, log
 
 
@@ -137,7 +149,7 @@ def test_the_master_script_resumes_from_a_newer_savepoint_and_removes_nothing(tm
 def test_the_master_script_starts_fresh_without_a_snapshot(tmp_path: Path) -> None:
     started_with, log = _master_script(tmp_path / "empty", tmp_path)
     assert started_with == []
-    assert "starting the job fresh" in log
+    assert "the job starts fresh" in log
 
 
 @pytest.mark.parametrize("role", ["master", "worker"])
@@ -156,9 +168,38 @@ def test_both_roles_preload_jemalloc_when_the_image_has_it(tmp_path: Path, role:
     assert preload == "" and "RocksDB uses glibc's malloc" in log
 
 
-def test_a_worker_starts_the_image_entry_point_and_touches_no_checkpoint(tmp_path: Path) -> None:
+def test_a_worker_starts_the_taskmanager_as_the_image_does_and_touches_no_checkpoint(tmp_path: Path) -> None:
     root = tmp_path / "checkpoints"
     _tree(root)
-    started_with, _preload, _log = _runtime_script(root, tmp_path, "worker")
-    assert started_with == []
+    started_with, _preload, _log = _runtime_script(root, tmp_path, "worker", MASTER_HOST="statefun-master")
+    assert started_with == ["start-foreground", "-Djobmanager.rpc.address=statefun-master"]
     assert len(list(root.iterdir())) == 5
+
+
+def test_flink_properties_variables_become_dynamic_properties_for_both_roles(tmp_path: Path) -> None:
+    variables = {
+        "FLINK_PROPERTIES": "# comment\nparallelism.default: 2\n\n",
+        "FLINK_PROPERTIES_HA": "high-availability: kubernetes\n  kubernetes.namespace:  greeter  ",
+        "FLINK_PROPERTIES_WORKER": "taskmanager.resource-id: statefun-worker-7d9-x2",
+        "FLINK_PROPERTIESX": "ignored: not one of ours",
+    }
+    expected = [
+        "-Dparallelism.default=2",
+        "-Dhigh-availability=kubernetes",
+        "-Dkubernetes.namespace=greeter",
+        "-Dtaskmanager.resource-id=statefun-worker-7d9-x2",
+    ]
+    worker, _preload, _log = _runtime_script(tmp_path / "none", tmp_path, "worker", **variables)
+    assert worker[2:] == expected
+    master, _log = _master_script(tmp_path / "none", tmp_path, **variables)
+    assert master == expected
+    root = tmp_path / "checkpoints"
+    _tree(root)
+    resumed, _log = _master_script(root, tmp_path, **variables)
+    assert resumed == ["--fromSavepoint", str(root / JOB_B / "chk-3"), "--allowNonRestoredState", *expected]
+
+
+def test_a_malformed_flink_properties_line_stops_the_start_and_names_it(tmp_path: Path) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        _runtime_script(tmp_path / "none", tmp_path, "worker", FLINK_PROPERTIES_HA="high-availability kubernetes")
+    assert "FLINK_PROPERTIES_HA: not a 'key: value' line: high-availability kubernetes" in failed.value.stderr
