@@ -1,5 +1,5 @@
-"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | status | logs |
-watch).
+"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | rescale | status |
+logs | watch).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ _HELP = {
     "heartbeat_interval_ms": "Flink heartbeat interval",
     "heartbeat_timeout_ms": "Flink heartbeat timeout: how fast a dead TaskManager is noticed",
     "mode": "single: the job in one JVM (quick start); cluster: a JobManager and a TaskManager",
-    "parallelism": "job parallelism (= TaskManager slots)",
+    "parallelism": "job parallelism: in cluster mode, TaskManagers x slots",
+    "taskmanager_slots": "cluster mode: slots per TaskManager (the stack starts parallelism / slots TaskManagers)",
     "greeter_workers": "gunicorn workers of the greeter",
     "seen_count_ttl": "seconds before the greeter forgets a user; unset = inherit",
     "partitions": "partitions of each topic",
@@ -110,6 +111,11 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     sub.add_parser(
         "savepoint", help="take a savepoint of the running job into RUN_DIR/savepoints and print its location"
     )
+    rescale = sub.add_parser(
+        "rescale",
+        help="cancel the job with a savepoint, start or stop TaskManagers for PARALLELISM, resume from the savepoint",
+    )
+    rescale.add_argument("parallelism", type=int, metavar="PARALLELISM", help="the job's new parallelism")
     watch_parser = sub.add_parser(
         "watch", help="wait until Ctrl-C, or until a process dies (naming it); then stop everything"
     )
@@ -206,6 +212,9 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         return 0
     if args.command == "savepoint":
         print(stack.savepoint())
+        return 0
+    if args.command == "rescale":
+        print(stack.rescale(args.parallelism))
         return 0
     status = stack.status()
     print(format_status(status))

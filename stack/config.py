@@ -102,6 +102,9 @@ class StackConfig:
     heartbeat_interval_ms: int = 1000
     heartbeat_timeout_ms: int = 5000
     parallelism: int = 1
+    # Cluster mode: slots per TaskManager; the stack starts as many TaskManagers as the parallelism needs
+    # (`taskmanagers`). One each, as on Kubernetes: rescaling starts and stops whole JVMs.
+    taskmanager_slots: int = 1
     mode: str = "single"  # one of MODES
     # The single-mode JVM's heap ceiling (the cluster's JVMs are sized by *_memory below). Without one the JVM
     # may take a quarter of the machine's memory.
@@ -128,6 +131,15 @@ class StackConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.parallelism < 1 or self.taskmanager_slots < 1:
+            raise ConfigError(
+                f"parallelism {self.parallelism}, taskmanager slots {self.taskmanager_slots}: each must be at least 1"
+            )
+
+    @property
+    def taskmanagers(self) -> int:
+        """Cluster mode's TaskManagers: enough slots for the parallelism."""
+        return -(-self.parallelism // self.taskmanager_slots)
 
     @property
     def lib_flink(self) -> Path:
@@ -272,6 +284,7 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("heartbeat_timeout_ms", ENV_PREFIX + "HEARTBEAT_TIMEOUT_MS", _count),
     EnvSetting("mode", ENV_PREFIX + "MODE", _mode),
     EnvSetting("parallelism", ENV_PREFIX + "PARALLELISM", _count),
+    EnvSetting("taskmanager_slots", ENV_PREFIX + "TASKMANAGER_SLOTS", _count),
     EnvSetting("greeter_workers", ENV_PREFIX + "GREETER_WORKERS", _count),
     EnvSetting("seen_count_ttl", "GREETER_SEEN_COUNT_TTL", _seen_count_ttl),
     EnvSetting("partitions", ENV_PREFIX + "PARTITIONS", _count),

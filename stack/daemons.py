@@ -18,18 +18,34 @@ GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
 
 SERVICES = ("kafka", "greeter")
 """Started first, in this order: the greeter comes before the job, which calls it; `down` stops in reverse."""
-RUNTIME = {"single": ("runtime",), "cluster": ("jobmanager", "taskmanager")}
-"""The Flink processes of each mode, in start order."""
+TASKMANAGER = "taskmanager"
+
+
+def taskmanager_names(count: int) -> tuple[str, ...]:
+    """The cluster's TaskManager processes: taskmanager, taskmanager-2, ... taskmanager-<count>."""
+    return tuple(TASKMANAGER if index == 1 else f"{TASKMANAGER}-{index}" for index in range(1, count + 1))
+
+
+def runtime_names(config: StackConfig) -> tuple[str, ...]:
+    """The Flink processes of `config`'s mode, in start order."""
+    return ("runtime",) if config.mode == "single" else ("jobmanager", *taskmanager_names(config.taskmanagers))
 
 
 def names(config: StackConfig) -> tuple[str, ...]:
     """The daemons of `config`'s mode, in start order."""
-    return SERVICES + RUNTIME[config.mode]
+    return SERVICES + runtime_names(config)
 
 
-def task_log(config: StackConfig) -> Path:
-    """The log of the process that runs the job's tasks (and logs the runtime's delivery retries)."""
-    return config.log_file("runtime" if config.mode == "single" else "taskmanager")
+def task_logs(config: StackConfig) -> list[Path]:
+    """The logs of the processes that run the job's tasks (and log the runtime's delivery retries)."""
+    if config.mode == "single":
+        return [config.log_file("runtime")]
+    return [config.log_file(name) for name in taskmanager_names(config.taskmanagers)]
+
+
+def _taskmanager_index(name: str) -> int:
+    """1 for `taskmanager`, N for `taskmanager-N`."""
+    return int(name.rpartition("-")[2]) if name != TASKMANAGER else 1
 
 
 def argv(java: str, config: StackConfig, name: str, restore_from: Path | None = None) -> list[str]:
@@ -48,7 +64,8 @@ def argv(java: str, config: StackConfig, name: str, restore_from: Path | None = 
                 "--pid", str(config.run_dir / "greeter.pid")]  # fmt: skip
     if name == "runtime":
         return flink.single_argv(java, config, job_jar(config), restore_from)
-    return flink.argv(java, config, name, flink.resource_params(java, config, name))
+    role = "jobmanager" if name == "jobmanager" else TASKMANAGER
+    return flink.argv(java, config, name, flink.resource_params(java, config, role))
 
 
 def env(config: StackConfig, name: str) -> dict[str, str]:
@@ -84,9 +101,13 @@ def ready_check(config: StackConfig, rest: FlinkRest, name: str, proc: procs.Pro
     if name in ("jobmanager", "runtime"):  # the single-mode JVM serves the same REST API
         return lambda: _jobmanager_is_ours(config, rest)
 
+    # Started one after another: the Nth is ready once N TaskManagers and their slots are registered.
+    index = _taskmanager_index(name)
+    slots = min(index * config.taskmanager_slots, config.parallelism)
+
     def taskmanager() -> str | None:
         overview = rest.overview()
-        if overview["taskmanagers"] < 1 or overview["slots-total"] < config.parallelism:
+        if overview["taskmanagers"] < index or overview["slots-total"] < slots:
             return f"{overview['taskmanagers']} TaskManagers, {overview['slots-total']} slots registered"
         return None
 

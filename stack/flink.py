@@ -90,18 +90,23 @@ def _logging(config: StackConfig, name: str) -> list[str]:
     ]
 
 
-def argv(java: str, config: StackConfig, role: str, params: ResourceParams) -> list[str]:
-    """The JVM command for role 'jobmanager' or 'taskmanager'."""
-    main_class, metrics_port = (
-        (JOBMANAGER_CLASS, config.ports.jobmanager_metrics)
-        if role == "jobmanager"
-        else (TASKMANAGER_CLASS, config.ports.taskmanager_metrics)
-    )
+def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> list[str]:
+    """The JVM command of process `name`: `jobmanager`, or a TaskManager (`taskmanager`, `taskmanager-2`, ...)."""
+    if name == "jobmanager":
+        main_class, ports = JOBMANAGER_CLASS, {"metrics.internal.query-service.port": config.ports.jobmanager_metrics}
+    elif name == "taskmanager":
+        main_class, ports = TASKMANAGER_CLASS, {"metrics.internal.query-service.port": config.ports.taskmanager_metrics}
+    else:
+        # More TaskManagers (rescaling): the pinned ports are the first one's; these take free ones on loopback.
+        main_class = TASKMANAGER_CLASS
+        ports = {
+            key: 0 for key in ("metrics.internal.query-service.port", "taskmanager.rpc.port", "taskmanager.data.port")
+        }
     return [
         java,
         *params.jvm_flags,
         *JAVA17_OPTS,
-        *_logging(config, role),
+        *_logging(config, name),
         "-classpath",
         classpath(config),
         main_class,
@@ -109,8 +114,7 @@ def argv(java: str, config: StackConfig, role: str, params: ResourceParams) -> l
         str(config.conf_dir),
         *params.dynamic,
         # one port per JVM for the metric query service: the shared flink-conf cannot pin two
-        "-D",
-        f"metrics.internal.query-service.port={metrics_port}",
+        *(argument for key, port in ports.items() for argument in ("-D", f"{key}={port}")),
     ]
 
 

@@ -14,6 +14,7 @@ OFFICIAL = "official StateFun image"
 
 def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
     """How the job runs: the same in every stack (local, compose, k8s); held together by tests/static."""
+    slots = config.parallelism if config.mode == "single" else config.taskmanager_slots
     return [
         ("classloader.parent-first-patterns.additional", "org.apache.flink.statefun;org.apache.kafka;"
          "com.google.protobuf", OFFICIAL + ": the job jar and lib/ share these classes"),
@@ -39,8 +40,10 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
         ("jobmanager.memory.process.size", config.jobmanager_memory, "fits a 2-core laptop (RSS 0.4-0.6 GB)"),
         ("taskmanager.memory.process.size", config.taskmanager_memory,
          "the image's 4g is too much here (RSS 0.45-1.1 GB seen)"),
-        ("taskmanager.numberOfTaskSlots", str(config.parallelism), "one slot per parallel subtask"),
-        ("parallelism.default", str(config.parallelism), "one TaskManager"),
+        ("taskmanager.numberOfTaskSlots", str(slots),
+         "single mode: the one local TaskManager has a slot per subtask; cluster mode: rescaling starts or stops "
+         "TaskManagers"),
+        ("parallelism.default", str(config.parallelism), "= TaskManagers x slots"),
         ("heartbeat.interval", str(config.heartbeat_interval_ms),
          "a killed TaskManager is noticed in ~5 s instead of 50 s: recovery took 11 s, not 21-23 s"),
         ("heartbeat.timeout", str(config.heartbeat_timeout_ms), "see heartbeat.interval"),

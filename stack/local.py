@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from . import daemons, kafka, procs
@@ -120,7 +120,7 @@ class LocalStack:
         if cfg.mode == "single":
             self._start_runtime(resume=not fresh, restore_from=restore_from)
         else:
-            for name in daemons.RUNTIME["cluster"]:
+            for name in daemons.runtime_names(cfg):
                 self._start_daemon(name)
             self._submit_job(resume=not fresh, restore_from=restore_from)
         for extra in cfg.extras:
@@ -222,6 +222,51 @@ class LocalStack:
         self.report(f"savepoint of job {self.state.job_id}: {location}")
         return location
 
+    def rescale(self, parallelism: int) -> str:
+        """Run the job at `parallelism`: cancel it with a savepoint into savepoints/ (FlinkRest.savepoint says
+        why not stop-with-savepoint), start or stop TaskManagers to match (cluster mode; single mode restarts its
+        one JVM), and resume the job from that savepoint. Its location. StartError, before anything stops, for a
+        parallelism below 1 or above the job's maximum parallelism.
+        """
+        with run_lock(self.config.run_dir):
+            job_id = self._require_job()
+            current, maximum = self.rest.parallelism(job_id)
+            if not 1 <= parallelism <= maximum:
+                raise StartError(
+                    f"parallelism {parallelism}: the job can run at 1 to {maximum}, its maximum parallelism (the "
+                    "key groups its state is split into, fixed at its first start); more needs a new job with "
+                    "fresh state"
+                )
+            self._java = self._java or check_prerequisites(need_maven=False)
+            self.config.savepoint_dir.mkdir(parents=True, exist_ok=True)
+            self.report(f"cancelling job {job_id} (parallelism {current}) with a savepoint")
+            location = self.rest.savepoint(job_id, self.config.savepoint_dir.resolve().as_uri(), cancel=True)
+            self.report(f"savepoint {location}")
+            savepoint = restore_point(Path(location), fresh=False)
+            self.config = self.state.config = replace(self.config, parallelism=parallelism)
+            write_flink_conf(self.config, write_module_yaml(self.config))  # parallelism.default, single mode's slots
+            if self.config.mode == "single":
+                procs.stop(self.state.proc("runtime"), self.config.stop_timeout_s)  # its job is over: it exits
+                self._start_runtime(resume=True, restore_from=savepoint)
+            else:
+                self._match_taskmanagers()
+                self._submit_job(resume=True, restore_from=savepoint)
+            return location
+
+    def _match_taskmanagers(self) -> None:
+        """Cluster mode: stop the TaskManagers the parallelism no longer needs (last first), start the missing."""
+        wanted = daemons.taskmanager_names(self.config.taskmanagers)
+        for proc in reversed(self.state.procs):
+            if proc.name.startswith(daemons.TASKMANAGER) and proc.name not in wanted:
+                procs.stop(proc, self.config.stop_timeout_s)
+                self.state.procs.remove(proc)
+                self.state.save()
+                self.report(f"stopped {proc.name}")
+        running = {proc.name for proc in self.running()}
+        for name in wanted:
+            if name not in running:
+                self._start_daemon(name)
+
     # ---- down and faults ----
     def down(self) -> dict[str, str]:
         """Stop every recorded process, last started first, under the run lock; each one's outcome by name."""
@@ -266,12 +311,10 @@ class LocalStack:
     def delivery_retries(self) -> int:
         """Failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
         each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the log of the
-        process that runs the tasks (daemons.task_log) in this run folder, appended across respawns.
+        processes that run the tasks (daemons.task_logs) in this run folder, appended across respawns.
         """
-        log = daemons.task_log(self.config)
-        if not log.exists():
-            return 0
-        return len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace")))
+        logs = [log for log in daemons.task_logs(self.config) if log.exists()]
+        return sum(len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace"))) for log in logs)
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The job's latest completed checkpoint, None before the first; RuntimeError before a job is submitted."""

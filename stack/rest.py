@@ -30,6 +30,15 @@ class Checkpoint:
     path: str
 
 
+@dataclass(frozen=True)
+class TaskManager:
+    """A registered TaskManager: Flink's id for it (host:port-suffix), its slots and how many are free."""
+
+    id: str
+    slots: int
+    free_slots: int
+
+
 class FlinkRest:
     """A client of the Flink REST API at `base_url`; an HTTP error raises RestError carrying Flink's answer."""
 
@@ -115,12 +124,27 @@ class FlinkRest:
             return None
         return Checkpoint(int(latest["id"]), int(latest["latest_ack_timestamp"]), str(latest.get("external_path", "")))
 
-    def savepoint(self, job_id: str, target_dir: str, deadline_s: float = 120) -> str:
+    def savepoint(self, job_id: str, target_dir: str, deadline_s: float = 120, cancel: bool = False) -> str:
         """Take a savepoint of running job `job_id` under `target_dir` (a URI) and wait for it; its location.
-        The job keeps running. RestError carrying Flink's cause when it fails or is not done by the deadline.
+        The job keeps running, or with `cancel` is cancelled right after it (and this waits until it is).
+        RestError carrying Flink's cause when it fails or is not done by the deadline.
+
+        Not Flink's stop-with-savepoint (POST /jobs/<id>/stop): with StateFun 3.3.0's Kafka ingress (the legacy
+        FlinkKafkaConsumer) it fails the source task with Handover$ClosedException, and the job restarts instead
+        of stopping. Cancelling after the savepoint keeps exactly-once: the egress's transaction that the
+        savepoint holds is committed when a job resumes from it, and what ran after it is aborted and replayed.
         """
-        body = json.dumps({"target-directory": target_dir, "cancel-job": False}).encode()
+        body = json.dumps({"target-directory": target_dir, "cancel-job": cancel}).encode()
         trigger = self._call("POST", f"/jobs/{job_id}/savepoints", body)["request-id"]
+        location = self._savepoint_done(job_id, trigger, deadline_s)
+        end = time.monotonic() + deadline_s
+        while cancel and (state := self.job(job_id)["state"]) != "CANCELED":
+            if time.monotonic() > end:
+                raise RestError(f"job {job_id} is {state}, not CANCELED, {deadline_s:.0f} s after its savepoint")
+            time.sleep(0.2)
+        return location
+
+    def _savepoint_done(self, job_id: str, trigger: str, deadline_s: float) -> str:
         end = time.monotonic() + deadline_s
         while True:
             reply = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
@@ -129,6 +153,20 @@ class FlinkRest:
             if time.monotonic() > end:
                 raise RestError(f"the savepoint of job {job_id} was not done after {deadline_s:.0f} s")
             time.sleep(0.2)
+
+    def parallelism(self, job_id: str) -> tuple[int, int]:
+        """The job's parallelism and maximum parallelism (its key groups: the most it can be rescaled to), the
+        highest over its vertices.
+        """
+        vertices = self.job(job_id)["vertices"]
+        return max(int(v["parallelism"]) for v in vertices), min(int(v["maxParallelism"]) for v in vertices)
+
+    def taskmanagers(self) -> list[TaskManager]:
+        """GET /taskmanagers: each registered TaskManager, its slots and the free ones."""
+        return [
+            TaskManager(str(tm["id"]), int(tm["slotsNumber"]), int(tm["freeSlots"]))
+            for tm in self.get("/taskmanagers")["taskmanagers"]
+        ]
 
     def failure_count(self, job_id: str) -> int:
         """Failures the job went through: entries of its exception history. Not the `numRestarts` metric,

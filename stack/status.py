@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import daemons, kafka, procs
 from .kafka import Lag
-from .rest import Checkpoint, FlinkRest
+from .rest import Checkpoint, FlinkRest, TaskManager
 from .state import StackState
 
 
@@ -34,6 +34,8 @@ class StackStatus:
     checkpoint: Checkpoint | None
     lag: Lag | None
     notes: list[str]
+    parallelism: tuple[int, int] | None = None  # the job's, and its maximum
+    taskmanagers: tuple[TaskManager, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -46,12 +48,15 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
     """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception."""
     notes: list[str] = []
     proc_status = [ProcStatus(p.name, p.pid, procs.is_running(p), p.log) for p in state.procs]
-    job_state = failures = checkpoint = lag = None
+    job_state = failures = checkpoint = lag = parallelism = None
+    taskmanagers: tuple[TaskManager, ...] = ()
     if state.job_id:
         try:
             job_state = str(rest.job(state.job_id)["state"])
             failures = rest.failure_count(state.job_id)
             checkpoint = rest.latest_checkpoint(state.job_id)
+            parallelism = rest.parallelism(state.job_id)
+            taskmanagers = tuple(rest.taskmanagers())
         except Exception as error:  # a stopped cluster is a status, not a crash
             notes.append(f"Flink REST {state.config.rest_url}: {error}")
     try:
@@ -73,6 +78,8 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
         checkpoint,
         lag,
         notes,
+        parallelism,
+        taskmanagers,
     )
 
 
@@ -87,6 +94,10 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
     if status.job_id:
         failures = "?" if status.failures is None else status.failures
         lines.append(f"job          {status.job_id} {status.job_state or 'unknown'} (failures: {failures})")
+    if status.parallelism:
+        lines.append(f"parallelism  {status.parallelism[0]} (at most {status.parallelism[1]})")
+    for tm in status.taskmanagers:
+        lines.append(f"taskmanager  {tm.id}: {tm.slots - tm.free_slots} of {tm.slots} slots in use")
     if status.checkpoint:
         age = (now - status.checkpoint.completed_at_ms) / 1000
         lines.append(f"checkpoint   #{status.checkpoint.id}, completed {age:.1f} s ago, {status.checkpoint.path}")

@@ -12,6 +12,7 @@ import pytest
 
 from bench import pipeline
 from stack import daemons
+from stack.config import StackConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +62,7 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
         assert summary["correct"]
         assert set(summary["throughput.greetings_per_s_from_first_sent"]) == {"min", "median"}
     assert result["mode"] == "cluster"  # the default: the container and Kubernetes topology
-    charged = {"kafka", "greeter", *daemons.RUNTIME["cluster"]}
+    charged = {"kafka", "greeter", *daemons.runtime_names(StackConfig(mode="cluster"))}
     assert set(round_["statefun"]["throughput"]["cpu_seconds_per_1000_greetings"]) == charged
     assert set(round_["quix"]["throughput"]["cpu_seconds_per_1000_greetings"]) == {"kafka", "quix"}
     assert round_["quix"]["throughput"]["peak_rss_mb"]["quix"] > 0

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from stack import daemons
-from stack.config import Ports, StackConfig
+from stack.config import ConfigError, Ports, StackConfig
 from stack.procs import Proc
 from stack.readiness import StartError
 from stack.rest import FlinkRest
@@ -62,7 +62,7 @@ def test_the_jobmanager_must_be_ours(tmp_path: Path) -> None:
 
 
 def test_the_taskmanager_is_ready_with_enough_slots(tmp_path: Path) -> None:
-    config = StackConfig(run_dir=tmp_path, parallelism=2)
+    config = StackConfig(run_dir=tmp_path, parallelism=2, taskmanager_slots=2)
     proc = Proc("taskmanager", 1, 1, "", ())
     none = FakeRest({"/overview": {"taskmanagers": 1, "slots-total": 1}})
     assert "1 slots" in (daemons.ready_check(config, none, "taskmanager", proc)() or "")
@@ -70,13 +70,39 @@ def test_the_taskmanager_is_ready_with_enough_slots(tmp_path: Path) -> None:
     assert daemons.ready_check(config, enough, "taskmanager", proc)() is None
 
 
-def test_each_mode_has_its_daemons_and_task_log(tmp_path: Path) -> None:
-    single = StackConfig(run_dir=tmp_path, mode="single")
+def test_each_mode_has_its_daemons_and_task_logs(tmp_path: Path) -> None:
+    single = StackConfig(run_dir=tmp_path, mode="single", parallelism=3)
     cluster = StackConfig(run_dir=tmp_path, mode="cluster")
     assert daemons.names(single) == ("kafka", "greeter", "runtime")
     assert daemons.names(cluster) == ("kafka", "greeter", "jobmanager", "taskmanager")
-    assert daemons.task_log(single) == tmp_path / "runtime.log"
-    assert daemons.task_log(cluster) == tmp_path / "taskmanager.log"
+    assert daemons.task_logs(single) == [tmp_path / "runtime.log"]
+    assert daemons.task_logs(cluster) == [tmp_path / "taskmanager.log"]
+
+
+@pytest.mark.parametrize(("parallelism", "slots", "expected"), [(1, 1, 1), (3, 1, 3), (3, 2, 2), (4, 2, 2), (2, 4, 1)])
+def test_the_cluster_starts_a_taskmanager_per_slots_worth_of_parallelism(
+    tmp_path: Path, parallelism: int, slots: int, expected: int
+) -> None:
+    config = StackConfig(run_dir=tmp_path, mode="cluster", parallelism=parallelism, taskmanager_slots=slots)
+    tms = ("taskmanager", *(f"taskmanager-{i}" for i in range(2, expected + 1)))
+    assert daemons.names(config) == ("kafka", "greeter", "jobmanager", *tms)
+    assert daemons.task_logs(config) == [tmp_path / f"{name}.log" for name in tms]
+
+
+def test_the_nth_taskmanager_is_ready_once_n_are_registered(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path, mode="cluster", parallelism=3)
+    proc = Proc("taskmanager-2", 1, 1, "", ())
+    one = FakeRest({"/overview": {"taskmanagers": 1, "slots-total": 1}})
+    assert "1 TaskManagers" in (daemons.ready_check(config, one, "taskmanager-2", proc)() or "")
+    two = FakeRest({"/overview": {"taskmanagers": 2, "slots-total": 2}})
+    assert daemons.ready_check(config, two, "taskmanager-2", proc)() is None
+    assert "2 TaskManagers" in (daemons.ready_check(config, two, "taskmanager-3", proc)() or "")
+
+
+def test_parallelism_and_slots_below_one_are_refused(tmp_path: Path) -> None:
+    for values in ({"parallelism": 0}, {"taskmanager_slots": 0}):
+        with pytest.raises(ConfigError, match="at least 1"):
+            StackConfig(run_dir=tmp_path, **values)  # type: ignore[arg-type]
 
 
 def test_the_single_runtime_reads_the_rendered_conf_folder(tmp_path: Path) -> None:

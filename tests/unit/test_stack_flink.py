@@ -42,6 +42,17 @@ def test_argv(tmp_path: Path, role: str, main_class: str) -> None:
     assert f"-Dlog.file={tmp_path / (role + '.log')}" in command
 
 
+def test_further_taskmanagers_log_apart_and_take_free_ports(tmp_path: Path) -> None:
+    # The pinned ports (flink-conf.yaml) are the first TaskManager's: a second JVM on them would not start.
+    config = StackConfig(run_dir=tmp_path, mode="cluster", parallelism=3)
+    command = argv("/usr/bin/java", config, "taskmanager-3", parse_resource_params(OUTPUT))
+    assert any(part.endswith("TaskManagerRunner") for part in command)
+    assert f"-Dlog.file={tmp_path / 'taskmanager-3.log'}" in command
+    dynamic = {command[i + 1] for i, part in enumerate(command) if part == "-D"}
+    for key in ("taskmanager.rpc.port", "taskmanager.data.port", "metrics.internal.query-service.port"):
+        assert f"{key}=0" in dynamic
+
+
 @pytest.mark.parametrize("restore_from", [None, Path("/run/checkpoints/j/chk-7")])
 def test_single_argv_runs_the_job_through_flinks_client(tmp_path: Path, restore_from: Path | None) -> None:
     config = StackConfig(run_dir=tmp_path, parallelism=2, runtime_heap="384m")

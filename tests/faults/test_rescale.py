@@ -1,0 +1,87 @@
+"""`greeter-stack rescale` on the cluster, 1 -> 2 -> 1 TaskManagers, while requests keep arriving: each step
+cancels the job with a savepoint and resumes it at the new parallelism, and every name still gets exactly 1..k in
+order under read_committed, with no job failure."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from stack import daemons
+from stack.local import LocalStack
+
+from .schedule import Fault, Scenario
+
+pytestmark = pytest.mark.e2e
+
+ROUNDS = 120  # 50 names: 6,000 requests
+ROUND_EVERY_S = 0.4  # 125 requests/s while a rescale runs
+
+
+@contextmanager
+def steady_load(run: Scenario, until_round: int) -> Iterator[None]:
+    """Produce one round every ROUND_EVERY_S up to `until_round` in the background, from before the body starts
+    until after it ends (the thread finishes its rounds on exit)."""
+    thread = threading.Thread(target=lambda: _rounds(run, until_round), name="steady load", daemon=True)
+    thread.start()
+    time.sleep(2)  # the load is running before the operation starts
+    try:
+        yield
+    finally:
+        thread.join(timeout=ROUND_EVERY_S * until_round + 60)
+
+
+def _rounds(run: Scenario, until_round: int) -> None:
+    while run.next_round < until_round:
+        run.produce_until(run.next_round + 1)
+        time.sleep(ROUND_EVERY_S)
+
+
+def rescale(stack: LocalStack, parallelism: int, took: list[float]) -> Callable[[], None]:
+    def action() -> None:
+        start = time.monotonic()
+        stack.rescale(parallelism)
+        took.append(round(time.monotonic() - start, 1))
+
+    return action
+
+
+def longest_stall(run: Scenario, fault: Fault, recovered_s: float) -> float:
+    """The longest gap between committed greetings, from 5 s before the operation until it had recovered."""
+    arrivals = sorted(s.at for s in run.watcher.seen() if fault.at - 5 <= s.at <= fault.at + recovered_s)
+    return round(max((b - a for a, b in itertools.pairwise(arrivals)), default=recovered_s), 1)
+
+
+def assert_runs_on(stack: LocalStack, parallelism: int) -> None:
+    job = stack.job_id or ""
+    assert stack.rest.parallelism(job)[0] == parallelism
+    assert stack.rest.job_running(job) is None
+    running = sorted(p.name for p in stack.running() if p.name.startswith(daemons.TASKMANAGER))
+    assert running == sorted(daemons.taskmanager_names(parallelism))
+    assert len(stack.rest.taskmanagers()) == parallelism
+
+
+@pytest.mark.timeout(900)
+def test_rescaled_one_two_one_under_steady_load(fault_stack: LocalStack) -> None:
+    run = Scenario(fault_stack, "rescale 1 -> 2 -> 1", rounds=ROUNDS)
+    took: list[float] = []
+    stalls: list[float] = []
+    with run:
+        run.produce_until(ROUNDS // 6)
+        run.ready_to_strike()
+        for parallelism, until_round in ((2, ROUNDS // 2), (1, 5 * ROUNDS // 6)):
+            with steady_load(run, until_round):
+                fault = run.strike(f"rescale to {parallelism}", rescale(fault_stack, parallelism, took))
+                assert_runs_on(fault_stack, parallelism)
+            stalls.append(longest_stall(run, fault, run.await_recovery(fault)))
+            run.ready_to_strike()
+        run.produce_until(ROUNDS)
+        report, result = run.finish(expect_failure=False, rescale_s=took, longest_stall_s=stalls)
+    assert report.ok, "\n".join(report.summary())
+    # Each step is a new job resumed from a savepoint, not a failure and restart of the old one.
+    assert result.failures == 0, f"the rescaled job failed {result.failures} times"
