@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"greeter-serve: {error}", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG_FILE)]
+    # gunicorn's console script, not `-m gunicorn`: on USR2 (an upgrade in place) gunicorn runs sys.argv[0] again
+    # with this interpreter, and gunicorn/__main__.py run as a script shadows the standard library's `http`.
+    command = [sys.executable, str(Path(sys.executable).with_name("gunicorn")), "--config", str(CONFIG_FILE)]
     # Command-line values win over the config file's, which reads the same variables without the flags.
     command += ["--bind", settings.bind, "--workers", str(settings.worker_count)]
     if args.pid:

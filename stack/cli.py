@@ -1,5 +1,5 @@
-"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | rescale | status |
-logs | watch).
+"""greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | rescale |
+upgrade-greeter | status | logs | watch).
 """
 
 from __future__ import annotations
@@ -116,6 +116,11 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         help="cancel the job with a savepoint, start or stop TaskManagers for PARALLELISM, resume from the savepoint",
     )
     rescale.add_argument("parallelism", type=int, metavar="PARALLELISM", help="the job's new parallelism")
+    sub.add_parser(
+        "upgrade-greeter",
+        help="replace the greeter's gunicorn in place (new code and gunicorn settings; same environment), "
+        "refusing no request",
+    )
     watch_parser = sub.add_parser(
         "watch", help="wait until Ctrl-C, or until a process dies (naming it); then stop everything"
     )
@@ -215,6 +220,9 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         return 0
     if args.command == "rescale":
         print(stack.rescale(args.parallelism))
+        return 0
+    if args.command == "upgrade-greeter":
+        print(stack.upgrade_greeter().pid)
         return 0
     status = stack.status()
     print(format_status(status))

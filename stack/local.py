@@ -72,6 +72,12 @@ class LocalStack:
         """The id of the job the last `up` submitted; None before."""
         return self.state.job_id
 
+    def refresh(self) -> None:
+        """Take up the processes and job that another command (rescale, a greeter upgrade) recorded since."""
+        recorded = StackState.load(self.config.run_dir)
+        if recorded is not None:
+            self.state.procs, self.state.job_id, self.state.jar_id = recorded.procs, recorded.job_id, recorded.jar_id
+
     def running(self) -> list[procs.Proc]:
         """The recorded processes still alive."""
         return [p for p in self.state.procs if procs.is_running(p)]
@@ -266,6 +272,42 @@ class LocalStack:
         for name in wanted:
             if name not in running:
                 self._start_daemon(name)
+
+    def upgrade_greeter(self) -> procs.Proc:
+        """Replace the greeter's gunicorn in place, refusing no request: gunicorn's own upgrade. USR2 makes the
+        master start a new one on the same listening socket, which loads the code and gunicorn_conf.py afresh and
+        forks its workers; once they serve, the old master is stopped gracefully (its workers finish what they
+        hold). The new master is recorded in its place; its environment (the GREETER_* settings) is the old
+        one's, so changing those takes `down` and `up`. The new master's record.
+        """
+        with run_lock(self.config.run_dir):
+            old = self.state.proc("greeter")
+            if not procs.send(old, signal.SIGUSR2, group=False):
+                raise RuntimeError("the greeter is not running")
+            # gunicorn: the new master writes <pid file>.2 until the old one is gone, then renames it.
+            pid_file = self.config.run_dir / "greeter.pid.2"
+            new: list[procs.Proc] = []
+
+            def new_master_serving() -> str | None:
+                pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
+                if not pid or pid == old.pid:
+                    return "no new gunicorn master yet"
+                workers = len(procs.children(pid))
+                if workers < self.config.greeter_workers:
+                    return f"the new master {pid} has {workers} of {self.config.greeter_workers} workers"
+                new[:] = [procs.Proc("greeter", pid, procs.start_ticks(pid) or 0, old.log, old.argv, old.pgid)]
+                return None
+
+            self._wait("the upgraded greeter", new_master_serving, old)
+            self.state.replace(new[0])
+            self.state.save()
+            self.report(f"greeter upgraded: master {new[0].pid} serving; stopping the old master {old.pid}")
+            procs.send(old, signal.SIGTERM, group=False)  # graceful: its workers finish their requests
+            deadline = self.config.stop_timeout_s + 30
+            wait_until("the old greeter master's exit", lambda: None if not procs.is_running(old) else "still up",
+                       timeout=deadline, log=Path(old.log), alive=lambda: True, stop=self.stop_event)  # fmt: skip
+            self._wait("greeter", daemons.ready_check(self.config, self.rest, "greeter", new[0]), new[0])
+            return new[0]
 
     # ---- down and faults ----
     def down(self) -> dict[str, str]:

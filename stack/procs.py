@@ -30,6 +30,14 @@ class Proc:
     start_ticks: int  # /proc/<pid>/stat field 22: tells this process from a later one with the same PID
     log: str
     argv: tuple[str, ...]
+    # The process group its signals go to; 0: its own PID (it was started as a group leader). A gunicorn master
+    # started by an upgrade in place stays in the group of the master it replaced.
+    group: int = 0
+
+    @property
+    def pgid(self) -> int:
+        """The process group to signal."""
+        return self.group or self.pid
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -96,6 +104,15 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid`."""
+    try:
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in listed if (fields := _stat_fields(int(child))) and fields[0] not in ("Z", "X")]
+
+
 def _impostor(proc: Proc) -> bool:
     """Another process holds the PID now: the group with that id (if any) is not ours either.
     While a group of ours has members, the kernel gives no new process its id.
@@ -106,11 +123,11 @@ def _impostor(proc: Proc) -> bool:
 
 def send(proc: Proc, sig: int, group: bool = True) -> bool:
     """Signal the process (and its group); False when it is gone already."""
-    if _impostor(proc) or (not is_running(proc) and not (group and group_members(proc.pid))):
+    if _impostor(proc) or (not is_running(proc) and not (group and group_members(proc.pgid))):
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if group:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pgid, sig)
         else:
             os.kill(proc.pid, sig)
         return True
@@ -119,7 +136,7 @@ def send(proc: Proc, sig: int, group: bool = True) -> bool:
 
 def _gone(proc: Proc) -> bool:
     exit_code(proc)  # reap our own child
-    return _impostor(proc) or (not is_running(proc) and not group_members(proc.pid))
+    return _impostor(proc) or (not is_running(proc) and not group_members(proc.pgid))
 
 
 def stop(

@@ -49,7 +49,10 @@ class StackState:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        procs = [Proc(p["name"], p["pid"], p["start_ticks"], p["log"], tuple(p["argv"])) for p in data["procs"]]
+        procs = [
+            Proc(p["name"], p["pid"], p["start_ticks"], p["log"], tuple(p["argv"]), p.get("group", 0))
+            for p in data["procs"]
+        ]
         return cls(StackConfig.from_json(data["config"]), procs, data.get("job_id"), data.get("jar_id"))
 
     def proc(self, name: str) -> Proc:
@@ -79,6 +82,18 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise RuntimeError(f"another `greeter-stack` is working on {run_dir}") from None
         yield
+
+
+def run_lock_held(run_dir: Path) -> bool:
+    """True while another command holds the run folder's lock (`up`, `down`, `rescale`, a greeter upgrade)."""
+    try:
+        with (run_dir / ".stack.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except FileNotFoundError:  # the run folder is gone
+        return False
+    return False  # closing the file released the lock
 
 
 def latest_retained_checkpoint(checkpoint_dir: Path) -> Path | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from . import procs
 from .local import LocalStack
 from .readiness import tail
+from .state import run_lock_held
 
 
 def _exit_text(status: int | None) -> str:
@@ -17,18 +18,22 @@ def _exit_text(status: int | None) -> str:
 
 def watch(stack: LocalStack, interval: float = 1.0, keep_going: Callable[[], bool] = lambda: True) -> int:
     """Block until a stop is requested or `keep_going` turns false (0), or a process dies (1); then stop the
-    whole stack.
+    whole stack. The processes watched are those the run folder records each time: another command (`rescale`,
+    `upgrade-greeter`) may stop and start some, and while it holds the run lock nothing counts as a death.
     """
     extras = {extra.name for extra in stack.config.extras}
-    watched = list(stack.state.procs)
+    finished: set[int] = set()
     code = 0
     while not stack.stop_event.wait(interval) and keep_going():
-        dead = [p for p in watched if not procs.is_running(p)]
+        if run_lock_held(stack.config.run_dir):
+            continue
+        stack.refresh()
+        dead = [p for p in stack.state.procs if p.pid not in finished and not procs.is_running(p)]
         for proc in dead:
             status = procs.exit_code(proc)
             if proc.name in extras and status == 0:  # a generator with --count finishing is not a failure
                 stack.report(f"{proc.name} finished")
-                watched.remove(proc)
+                finished.add(proc.pid)
                 continue
             stack.report(
                 f"{proc.name} (pid {proc.pid}) died ({_exit_text(status)}); stopping everything. "

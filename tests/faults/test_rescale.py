@@ -1,6 +1,7 @@
-"""`greeter-stack rescale` on the cluster, 1 -> 2 -> 1 TaskManagers, while requests keep arriving: each step
-cancels the job with a savepoint and resumes it at the new parallelism, and every name still gets exactly 1..k in
-order under read_committed, with no job failure."""
+"""Day-2 operations while requests keep arriving, on the cluster: `greeter-stack rescale` 1 -> 2 -> 1 TaskManagers
+(each step cancels the job with a savepoint and resumes it at the new parallelism) and `greeter-stack
+upgrade-greeter` (gunicorn replaced in place). Every name still gets exactly 1..k in order under read_committed,
+with no job failure; the upgrade also with no failed delivery."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from stack import daemons
+from stack import daemons, procs
 from stack.local import LocalStack
 
 from .schedule import Fault, Scenario
@@ -85,3 +86,38 @@ def test_rescaled_one_two_one_under_steady_load(fault_stack: LocalStack) -> None
     assert report.ok, "\n".join(report.summary())
     # Each step is a new job resumed from a savepoint, not a failure and restart of the old one.
     assert result.failures == 0, f"the rescaled job failed {result.failures} times"
+
+
+@pytest.mark.timeout(600)
+def test_the_greeter_upgraded_under_steady_load_fails_no_delivery(fault_stack: LocalStack) -> None:
+    rounds = 60
+    run = Scenario(fault_stack, "greeter upgraded in place", rounds=rounds)
+    old = fault_stack.state.proc("greeter")
+    old_workers = set(procs.children(old.pid))
+    with run:
+        run.produce_until(rounds // 6)
+        run.ready_to_strike()
+        retries_before = fault_stack.delivery_retries()
+        took: list[float] = []
+
+        def upgrade() -> None:
+            start = time.monotonic()
+            fault_stack.upgrade_greeter()
+            took.append(round(time.monotonic() - start, 1))
+
+        with steady_load(run, 5 * rounds // 6):
+            fault = run.strike("upgrade-greeter", upgrade)
+        stall = longest_stall(run, fault, run.await_recovery(fault))
+        run.produce_until(rounds)
+        failed_deliveries = fault_stack.delivery_retries() - retries_before
+        report, result = run.finish(
+            expect_failure=False, upgrade_s=took, longest_stall_s=stall, failed_deliveries=failed_deliveries
+        )
+    assert report.ok, "\n".join(report.summary())
+    assert failed_deliveries == 0, f"the runtime retried {failed_deliveries} calls to the greeter during the upgrade"
+    assert result.failures == 0
+    new = fault_stack.state.proc("greeter")
+    assert new.pid != old.pid and not procs.is_running(old), "a new gunicorn master replaced the old one"
+    assert procs.is_running(new) and (fault_stack.config.run_dir / "greeter.pid").read_text().strip() == str(new.pid)
+    new_workers = set(procs.children(new.pid))
+    assert len(new_workers) == fault_stack.config.greeter_workers and not new_workers & old_workers

@@ -69,6 +69,23 @@ def test_stop_reaches_the_whole_group(tmp_path: Path) -> None:
     assert procs.group_members(proc.pid) == []
 
 
+def test_a_process_recorded_in_another_leaders_group_is_stopped_with_that_group(tmp_path: Path) -> None:
+    # A gunicorn master started by an upgrade in place: not a group leader, its group the old master's.
+    script = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print('grand' + 'child', c.pid, flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "tree.log"
+    leader = procs.spawn("tree", [sys.executable, "-c", script], log)
+    _wait_for_line(log, "grandchild ")
+    (child,) = procs.children(leader.pid)
+    recorded = Proc("greeter", child, procs.start_ticks(child) or 0, str(log), (), group=leader.pid)
+    assert recorded.pgid == leader.pid and procs.is_running(recorded)
+    assert procs.stop(recorded, timeout=5) == "stopped"
+    assert procs.group_members(leader.pid) == [], "the whole group is gone, the old leader included"
+
+
 def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
     proc = procs.spawn("sleeper", SLEEPER, tmp_path / "s.log")
     try:

@@ -14,7 +14,10 @@ from stack.state import StackState, latest_retained_checkpoint, prune_other_jobs
 
 def test_state_round_trip(tmp_path: Path) -> None:
     state = StackState(StackConfig(run_dir=tmp_path, ports=Ports.free()))
-    state.procs = [Proc("kafka", 12, 34, str(tmp_path / "kafka.log"), ("java", "kafka.Kafka"))]
+    state.procs = [
+        Proc("kafka", 12, 34, str(tmp_path / "kafka.log"), ("java", "kafka.Kafka")),
+        Proc("greeter", 56, 78, str(tmp_path / "greeter.log"), ("greeter-serve",), group=50),  # upgraded in place
+    ]
     state.job_id = "abc"
     state.save()
     loaded = StackState.load(tmp_path)

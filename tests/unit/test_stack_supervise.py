@@ -9,6 +9,7 @@ from pathlib import Path
 from stack import procs
 from stack.config import Extra, Ports, StackConfig
 from stack.local import LocalStack
+from stack.state import run_lock
 from stack.supervise import watch
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -60,3 +61,35 @@ def test_an_extra_that_finishes_is_not_a_failure(tmp_path: Path) -> None:
     deadline = time.monotonic() + 1.5
     assert watch(stack, interval=0.1, keep_going=lambda: time.monotonic() < deadline) == 0
     assert "generator finished" in reports
+
+
+def test_a_process_another_command_stopped_and_unrecorded_is_no_death(tmp_path: Path) -> None:
+    # `rescale` stops a TaskManager the new parallelism does not need: it is no longer in stack.json.
+    stack, reports = _stack(tmp_path, kafka=SLEEPER, taskmanager=SLEEPER)
+    other = LocalStack.attach(tmp_path, report=lambda _line: None)
+    spare = other.state.proc("taskmanager")
+    other.state.procs.remove(spare)
+    other.state.save()
+    procs.stop(spare, 5)
+    deadline = time.monotonic() + 1.0
+    assert watch(stack, interval=0.1, keep_going=lambda: time.monotonic() < deadline) == 0
+    assert not any("died" in line for line in reports)
+
+
+def test_nothing_counts_as_a_death_while_another_command_holds_the_run_lock(tmp_path: Path) -> None:
+    stack, reports = _stack(tmp_path, kafka=SLEEPER, taskmanager=DIES)
+    held, released = threading.Event(), threading.Event()
+
+    def another_command() -> None:  # e.g. `rescale` restarting the job
+        with run_lock(tmp_path):
+            held.set()
+            time.sleep(2)  # the taskmanager dies after 0.5 s, meanwhile
+            reports.append("lock released")
+        released.set()
+
+    threading.Thread(target=another_command, daemon=True).start()
+    held.wait(5)
+    assert watch(stack, interval=0.1) == 1, "once the lock is free, the death stops everything"
+    assert released.is_set()
+    (died,) = [i for i, line in enumerate(reports) if "died" in line]
+    assert died > reports.index("lock released"), "the death was reported while the lock was held"
