@@ -1,8 +1,10 @@
-"""Expiry switched on across a restart from a retained checkpoint (GREETER_SEEN_COUNT_TTL 0 -> 3600).
+"""Expiry changed across a restart from a retained checkpoint.
 
-Flink 1.16 cannot restore a state whose TTL was switched on, so with expiry on the greeter keeps its count under
-another state name, `seen_count_ttl`. The restore therefore succeeds (no restart), and the counts start again
-under the new name: every name is welcomed again. That is the designed behaviour, asserted here exactly."""
+Switched on (GREETER_SEEN_COUNT_TTL 0 -> 3600): Flink 1.16 cannot restore a state whose TTL was switched on, so
+with expiry on the greeter keeps its count under another state name, `seen_count_ttl`. The restore therefore
+succeeds (no restart), and the counts start again under the new name: every name is welcomed again. That is the
+designed behaviour, asserted here exactly. Only the duration changed (3600 -> 7200): the same state, and every
+count continues."""
 
 from __future__ import annotations
 
@@ -81,6 +83,36 @@ def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Pat
         duplicated=0,
         notes={"restored_checkpoint": restored.get("id"), "per_name": "1..20 then 1..20"},
     ).print()
+
+
+@pytest.mark.timeout(600)
+def test_ttl_duration_changed_across_a_restart_keeps_every_count(tmp_path: Path, stacks: list[LocalStack]) -> None:
+    config = fault_config(tmp_path / "run", seen_count_ttl="3600")
+    names = unique_names(NAMES)
+    settle_s = 3 * config.checkpoint_interval_ms / 1000
+    bootstrap = config.bootstrap_servers
+
+    before = LocalStack(config, report=_report)
+    stacks.append(before)
+    before.up(fresh=True)
+    produce(bootstrap, "names", requests(names, HALF))
+    first = read_greetings(bootstrap, names, HALF, settle_s=settle_s)
+    assert first.ok, "\n".join(first.summary())
+    wait_for("a checkpoint after the last greeting", lambda: _checkpoints(before) >= 2, 60)
+    before.down()
+
+    after = LocalStack(dataclasses.replace(config, seen_count_ttl="7200"), report=_report)
+    stacks.append(after)
+    started = time.monotonic()
+    after.up()
+    resume_s = time.monotonic() - started
+    restored = after.rest.get(f"/jobs/{after.job_id}/checkpoints")["latest"]["restored"]
+    assert restored is not None, "the job did not restore from the retained checkpoint"
+    produce(bootstrap, "names", requests(names, HALF))
+    report = read_greetings(bootstrap, names, 2 * HALF, settle_s=settle_s)
+    assert report.ok, "\n".join(report.summary())  # every name 1..40: the count went on under `seen_count_ttl`
+    assert after.failure_count() == 0
+    print(f"[ttl-duration] restored checkpoint {restored.get('id')}, up in {resume_s:.1f} s", flush=True)
 
 
 def _checkpoints(stack: LocalStack) -> int:
