@@ -18,6 +18,8 @@ from .logs import configure_logging
 from .metrics import GreeterMetrics
 from .readiness import self_test
 from .settings import Settings, load_settings
+from .state_schema import check_released_state
+from .wiring import FUNCTION_TYPE
 
 
 @dataclass(frozen=True)
@@ -28,19 +30,21 @@ class GreeterService:
     endpoint: StatefunEndpoint
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """A Flask app serving the greeter with `settings` (from the environment when None).
-    Configures the `greeter` logger and runs the self-test first, so a broken protobuf backend or SDK fails here.
+def create_app(settings: Settings | None = None, greeter_type: type[Greeter] = Greeter) -> Flask:
+    """A Flask app serving the greeter with `settings` (from the environment when None); `greeter_type`: a new
+    version of the function under test. Configures the `greeter` logger and runs the self-test first, so a broken
+    protobuf backend or SDK fails here, and checks the state against what was released (StateSchemaError).
     """
     settings = settings if settings is not None else load_settings()
     configure_logging(settings.log_level)
     metrics = GreeterMetrics()
-    greeter = Greeter(
+    greeter = greeter_type(
         settings,
         on_dead_letter=lambda _address, rejection: metrics.dead_letters.labels(
             reason=DeadLetterReason.Name(rejection.reason)
         ).inc(),
     )
+    check_released_state(greeter.functions.for_typename(FUNCTION_TYPE).storage_spec.specs)
     dispatcher = Dispatcher(greeter.functions, on_empty_id=greeter.empty_id_records)
     # One canned request through the real dispatcher: a broken protobuf backend or SDK fails here, at start.
     self_test(dispatcher, settings)

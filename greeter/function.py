@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from statefun import StatefulFunctions, ValueSpec, kafka_egress_message
 
@@ -11,7 +11,7 @@ from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetResp
 
 from .greeting import compute_greeting
 from .settings import Settings
-from .types import DEAD_LETTER_TYPE, GREET_RESPONSE_TYPE, SEEN_COUNT_TYPE
+from .types import DEAD_LETTER_TYPE, GREET_RESPONSE_TYPE, SEEN_COUNT_TYPE, ProtobufType
 from .validation import Rejection, validate
 from .wiring import DEAD_LETTER_TOPIC, EGRESS_ID, FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
 
@@ -20,12 +20,12 @@ log = logging.getLogger("greeter.function")
 DeadLetterHook = Callable[[str, Rejection], None]
 
 
-def seen_count_spec(ttl_seconds: int) -> ValueSpec:
+def seen_count_spec(ttl_seconds: int, state_type: ProtobufType = SEEN_COUNT_TYPE) -> ValueSpec:
     """The seen-count state: one state name per TTL mode (see wiring), forgotten `ttl_seconds` after the
     address's last call; 0 = never.
     """
     expiry = timedelta(seconds=ttl_seconds) if ttl_seconds > 0 else None
-    return ValueSpec(name=seen_count_state_name(ttl_seconds), type=SEEN_COUNT_TYPE, expire_after_call=expiry)
+    return ValueSpec(name=seen_count_state_name(ttl_seconds), type=state_type, expire_after_call=expiry)
 
 
 def dead_letter(address_id: str, rejection: Rejection, value_typename: str, raw: bytes | None) -> Any:
@@ -52,7 +52,18 @@ def greeting_record(name: str, seen: int) -> Any:
 
 
 class Greeter:
-    """example/greeter, configured by `settings`: the functions registry and the handler of empty-id batches."""
+    """example/greeter, configured by `settings`: the functions registry and the handler of empty-id batches.
+
+    `state_type` and `next_state` are the per-user state's schema: a new version of the greeter that evolves the
+    state (docs/operations.md, "Evolving the state") changes these two, and greeter/state_schema.py checks at
+    start-up that it can still read what was released.
+    """
+
+    state_type: ClassVar[ProtobufType] = SEEN_COUNT_TYPE
+
+    def next_state(self, previous: Any) -> Any:
+        """The user's state after one more valid request (`previous`: None on the first): the count, one up."""
+        return SeenCount(seen=(previous.seen if previous is not None else 0) + 1)
 
     def __init__(self, settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> None:
         self._state_name = seen_count_state_name(settings.seen_count_ttl_seconds)
@@ -63,7 +74,8 @@ class Greeter:
         def greet(context: Any, message: Any) -> None:  # the SDK requires exactly (context, message)
             self._greet(context, message)
 
-        self.functions.register(FUNCTION_TYPE, greet, specs=[seen_count_spec(settings.seen_count_ttl_seconds)])
+        spec = seen_count_spec(settings.seen_count_ttl_seconds, self.state_type)
+        self.functions.register(FUNCTION_TYPE, greet, specs=[spec])
 
     def _rejected(self, address_id: str, typed_value: Any) -> Any:
         """The dead letter for a record that cannot be greeted, or None when it can."""
@@ -90,10 +102,9 @@ class Greeter:
             context.send_egress(letter)
             return
         storage = context.storage
-        previous: SeenCount | None = getattr(storage, self._state_name)
-        seen = (previous.seen if previous is not None else 0) + 1
-        setattr(storage, self._state_name, SeenCount(seen=seen))
-        context.send_egress(greeting_record(address_id, seen))
+        state = self.next_state(getattr(storage, self._state_name))
+        setattr(storage, self._state_name, state)
+        context.send_egress(greeting_record(address_id, state.seen))
 
     def empty_id_records(self, typename: str, arguments: Sequence[Any]) -> list[Any]:
         """A batch for the empty id, which a Kafka record with an empty key becomes: every record is refused

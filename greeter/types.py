@@ -26,10 +26,11 @@ class _ProtobufSerializer(TypeSerializer):  # type: ignore[misc]
 class ProtobufType(Type):  # type: ignore[misc]
     """A StateFun Type for a protobuf message class, serialized by the class's own upb methods."""
 
-    __slots__ = ("_serializer",)
+    __slots__ = ("_serializer", "message_class")
 
     def __init__(self, message_class: type[Message]) -> None:
         super().__init__(f"{TYPENAME_PREFIX}/{message_class.DESCRIPTOR.full_name}")
+        self.message_class = message_class
         self._serializer = _ProtobufSerializer(message_class)
 
     def serializer(self) -> Any:
