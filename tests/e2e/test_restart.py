@@ -4,6 +4,7 @@ from a savepoint taken with `greeter-stack savepoint`."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def test_a_savepoint_is_taken_and_up_resumes_from_it(stack: LocalStack, capsys: 
     assert stack.rest.job_running(stack.job_id or "") is None, "taking a savepoint must not stop the job"
 
     stack.down()
+    started = time.monotonic()
     stack.up(restore_from=Path(location))
+    print(f"[savepoint restore] up --from-savepoint to RUNNING in {time.monotonic() - started:.1f} s", flush=True)
     restored = stack.rest.get(f"/jobs/{stack.job_id}/checkpoints")["latest"]["restored"]
     assert restored["is_savepoint"] and restored["external_path"] == location, restored
     produce(bootstrap, "names", requests(names, PER_NAME - PER_NAME // 2))
