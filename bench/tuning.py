@@ -60,6 +60,8 @@ VARIANTS = (
     Variant("checkpoint-1s", "checkpoints every 1 s", config={"checkpoint_interval_ms": 1000}),
     Variant("checkpoint-5s", "checkpoints every 5 s", config={"checkpoint_interval_ms": 5000}),
     Variant("parallelism-2", "parallelism 2 (2 task slots)", config={"parallelism": 2, "taskmanager_slots": 2}),
+    Variant("parallel-gc", "TaskManager on the Parallel collector instead of G1",
+            config={"flink_overrides": (("env.java.opts.taskmanager", "-XX:+UseParallelGC"),)}),
     Variant("heap-state", "heap state (hashmap) instead of RocksDB",
             config={"flink_overrides": (("state.backend", "hashmap"), ("state.backend.incremental", "false"))}),
     Variant("producer-defaults", "egress producer at the Kafka client's defaults: linger.ms 0, batch.size 16 KiB",

@@ -81,6 +81,14 @@ def resource_params(java: str, config: StackConfig, role: str) -> ResourceParams
     return parse_resource_params(result.stdout)
 
 
+def java_opts(config: StackConfig, role: str) -> list[str]:
+    """JVM options set in the flink-conf overrides, as Flink's scripts pass them: `env.java.opts` for every Flink
+    JVM, then `env.java.opts.<role>` (jobmanager, taskmanager; the single-mode runtime takes `client`'s).
+    """
+    overrides = dict(config.flink_overrides)
+    return [*shlex.split(overrides.get("env.java.opts", "")), *shlex.split(overrides.get(f"env.java.opts.{role}", ""))]
+
+
 def _logging(config: StackConfig, name: str) -> list[str]:
     log4j = f"file:{config.conf_dir}/log4j-console.properties"
     return [
@@ -106,6 +114,7 @@ def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> l
         java,
         *params.jvm_flags,
         *JAVA17_OPTS,
+        *java_opts(config, "jobmanager" if name == "jobmanager" else "taskmanager"),
         *_logging(config, name),
         "-classpath",
         classpath(config),
@@ -129,6 +138,7 @@ def single_argv(java: str, config: StackConfig, job_jar: Path, restore_from: Pat
         java,
         f"-Xmx{config.runtime_heap}",
         *JAVA17_OPTS,
+        *java_opts(config, "client"),
         *_logging(config, "runtime"),
         "-classpath",
         classpath(config),

@@ -53,6 +53,19 @@ def test_further_taskmanagers_log_apart_and_take_free_ports(tmp_path: Path) -> N
         assert f"{key}=0" in dynamic
 
 
+def test_java_options_from_the_flink_conf_overrides_reach_each_jvm_as_flinks_scripts_pass_them(tmp_path: Path) -> None:
+    overrides = (
+        ("env.java.opts", "-XX:+AlwaysPreTouch"),
+        ("env.java.opts.taskmanager", "-XX:+UseParallelGC -Dx='a b'"),
+    )
+    config = StackConfig(run_dir=tmp_path, mode="cluster", flink_overrides=overrides)
+    taskmanager = argv("/usr/bin/java", config, "taskmanager-2", parse_resource_params(OUTPUT))
+    jobmanager = argv("/usr/bin/java", config, "jobmanager", parse_resource_params(OUTPUT))
+    main_class = next(i for i, part in enumerate(taskmanager) if part.endswith("TaskManagerRunner"))
+    assert {"-XX:+AlwaysPreTouch", "-XX:+UseParallelGC", "-Dx=a b"} <= set(taskmanager[:main_class])
+    assert "-XX:+AlwaysPreTouch" in jobmanager and "-XX:+UseParallelGC" not in jobmanager
+
+
 @pytest.mark.parametrize("restore_from", [None, Path("/run/checkpoints/j/chk-7")])
 def test_single_argv_runs_the_job_through_flinks_client(tmp_path: Path, restore_from: Path | None) -> None:
     config = StackConfig(run_dir=tmp_path, parallelism=2, runtime_heap="384m")
