@@ -86,25 +86,30 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
 def format_status(status: StackStatus, now_ms: float | None = None) -> str:
     """The status as `greeter-stack status` prints it; checkpoint ages count to `now_ms` (now by default)."""
     now = time.time() * 1000 if now_ms is None else now_ms
-    lines = [f"run folder   {status.run_dir}"]
+    width = max([12, *(len(p.name) for p in status.procs)])  # taskmanager-N is longer than the labels
+
+    def row(label: str, text: str) -> str:
+        return f"{label:<{width}} {text}"
+
+    lines = [row("run folder", status.run_dir)]
     if not status.procs:
-        lines.append("processes    none running")
+        lines.append(row("processes", "none running"))
     for p in status.procs:
-        lines.append(f"{p.name:<12} pid {p.pid:<8} {'up' if p.up else 'DOWN':<5} log {p.log}")
+        lines.append(row(p.name, f"pid {p.pid:<8} {'up' if p.up else 'DOWN':<5} log {p.log}"))
     if status.job_id:
         failures = "?" if status.failures is None else status.failures
-        lines.append(f"job          {status.job_id} {status.job_state or 'unknown'} (failures: {failures})")
+        lines.append(row("job", f"{status.job_id} {status.job_state or 'unknown'} (failures: {failures})"))
     if status.parallelism:
-        lines.append(f"parallelism  {status.parallelism[0]} (at most {status.parallelism[1]})")
+        lines.append(row("parallelism", f"{status.parallelism[0]} (at most {status.parallelism[1]})"))
     for tm in status.taskmanagers:
-        lines.append(f"taskmanager  {tm.id}: {tm.slots - tm.free_slots} of {tm.slots} slots in use")
+        lines.append(row("taskmanager", f"{tm.id}: {tm.slots - tm.free_slots} of {tm.slots} slots in use"))
     if status.checkpoint:
         age = (now - status.checkpoint.completed_at_ms) / 1000
-        lines.append(f"checkpoint   #{status.checkpoint.id}, completed {age:.1f} s ago, {status.checkpoint.path}")
+        lines.append(row("checkpoint", f"#{status.checkpoint.id}, completed {age:.1f} s ago, {status.checkpoint.path}"))
     elif status.job_state:
-        lines.append("checkpoint   none completed yet")
+        lines.append(row("checkpoint", "none completed yet"))
     if status.lag:
         parts = " ".join(f"p{p}={n}" for p, n in sorted(status.lag.per_partition.items()))
-        lines.append(f"lag          group greeter on names: {status.lag.total} ({parts})")
-    lines += [f"note         {note}" for note in status.notes]
+        lines.append(row("lag", f"group greeter on names: {status.lag.total} ({parts})"))
+    lines += [row("note", note) for note in status.notes]
     return "\n".join(lines)

@@ -3,6 +3,7 @@ the job's parallelism and each TaskManager."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from stack.local import LocalStack
 from stack.readiness import StartError
 from stack.rest import FlinkRest, TaskManager
 from stack.state import StackState
-from stack.status import StackStatus, format_status
+from stack.status import ProcStatus, StackStatus, format_status
 
 JOB = "a" * 32
 
@@ -56,5 +57,8 @@ def test_status_shows_the_parallelism_and_each_taskmanager() -> None:
     )
     text = format_status(status)
     assert "parallelism  2 (at most 128)" in text
+    wide = format_status(replace(status, procs=[ProcStatus("taskmanager-2", 7, True, "/run/taskmanager-2.log")]))
+    assert "taskmanager-2 pid 7        up    log /run/taskmanager-2.log" in wide
+    assert "parallelism   2 (at most 128)" in wide, "every label in the one column"
     assert "taskmanager  127.0.0.1:6122-a1: 1 of 1 slots in use" in text
     assert "taskmanager  127.0.0.1:40493-b2: 0 of 1 slots in use" in text
