@@ -184,11 +184,15 @@ def test_plain_http_to_the_tls_port_gets_no_answer(server: TlsServer) -> None:
 
 
 def test_refused_clients_do_not_disturb_the_workers(server: TlsServer) -> None:
-    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    # Both workers first: gunicorn may still be forking the second when the server already answers.
+    deadline = time.monotonic() + 30
+    while len(workers := _workers(server)) < 2:
+        assert time.monotonic() < deadline, f"gunicorn started {len(workers)} of 2 workers"
+        time.sleep(0.1)
     for _ in range(10):
         refused(server, ssl.create_default_context(cafile=server.certs.ca))
     assert get(server, server.certs.client_context()) == 200
-    after = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    after = _workers(server)
     assert sorted(after) == sorted(workers), "a worker died or was replaced"
 
 
@@ -243,3 +247,7 @@ def test_part_of_the_tls_settings_fails_start_up_naming_what_is_missing(
     assert result.returncode == 2, result.stderr
     missing = [name for name in tls_env(certs) if name not in given]
     assert f"{', '.join(missing)} not: mutual TLS needs all of" in result.stderr
+
+
+def _workers(server: TlsServer) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
