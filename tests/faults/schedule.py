@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from consumer.verify import Kind, Report, greeting_number
 from protos.generated.greeter_pb2 import GreetResponse
+from stack import procs
 from stack.local import LocalStack
 
 from ..e2e.kafka_io import count_partitions, produce, read_greetings, requests, unique_names
@@ -345,9 +346,5 @@ def _since(fault: Fault, seen: Seen | None) -> float | None:
 
 
 def greeter_workers(master_pid: int) -> set[int]:
-    """gunicorn's workers: the children of its master."""
-    try:
-        with open(f"/proc/{master_pid}/task/{master_pid}/children") as children:
-            return {int(pid) for pid in children.read().split()}
-    except FileNotFoundError:
-        return set()
+    """gunicorn's workers: the live children of its master."""
+    return set(procs.children(master_pid))

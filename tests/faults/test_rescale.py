@@ -43,10 +43,12 @@ def _rounds(run: Scenario, until_round: int) -> None:
         time.sleep(ROUND_EVERY_S)
 
 
-def rescale(stack: LocalStack, parallelism: int, took: list[float]) -> Callable[[], None]:
+def timed(operation: Callable[[], object], took: list[float]) -> Callable[[], None]:
+    """`operation` as a fault action that appends its duration in seconds to `took`."""
+
     def action() -> None:
         start = time.monotonic()
-        stack.rescale(parallelism)
+        operation()
         took.append(round(time.monotonic() - start, 1))
 
     return action
@@ -77,7 +79,9 @@ def test_rescaled_one_two_one_under_steady_load(fault_stack: LocalStack) -> None
         run.ready_to_strike()
         for parallelism, until_round in ((2, ROUNDS // 2), (1, 5 * ROUNDS // 6)):
             with steady_load(run, until_round):
-                fault = run.strike(f"rescale to {parallelism}", rescale(fault_stack, parallelism, took))
+                fault = run.strike(
+                    f"rescale to {parallelism}", timed(lambda p=parallelism: fault_stack.rescale(p), took)
+                )
                 assert_runs_on(fault_stack, parallelism)
             stalls.append(longest_stall(run, fault, run.await_recovery(fault)))
             run.ready_to_strike()
@@ -99,14 +103,8 @@ def test_the_greeter_upgraded_under_steady_load_fails_no_delivery(fault_stack: L
         run.ready_to_strike()
         retries_before = fault_stack.delivery_retries()
         took: list[float] = []
-
-        def upgrade() -> None:
-            start = time.monotonic()
-            fault_stack.upgrade_greeter()
-            took.append(round(time.monotonic() - start, 1))
-
         with steady_load(run, 5 * rounds // 6):
-            fault = run.strike("upgrade-greeter", upgrade)
+            fault = run.strike("upgrade-greeter", timed(fault_stack.upgrade_greeter, took))
         stall = longest_stall(run, fault, run.await_recovery(fault))
         run.produce_until(rounds)
         failed_deliveries = fault_stack.delivery_retries() - retries_before

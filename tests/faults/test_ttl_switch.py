@@ -12,6 +12,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,29 +34,11 @@ def _report(line: str) -> None:
 
 @pytest.mark.timeout(600)
 def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Path, stacks: list[LocalStack]) -> None:
-    config = fault_config(tmp_path / "run", seen_count_ttl="0")
     names = unique_names(NAMES)
-    settle_s = 3 * config.checkpoint_interval_ms / 1000
-    bootstrap = config.bootstrap_servers
-
-    before = LocalStack(config, report=_report)
-    stacks.append(before)
-    before.up(fresh=True)
-    produce(bootstrap, "names", requests(names, HALF))
-    first = read_greetings(bootstrap, names, HALF, settle_s=settle_s)
-    assert first.ok, "\n".join(first.summary())
-    wait_for("a checkpoint after the last greeting", lambda: _checkpoints(before) >= 2, 60)
-    before.down()
-
-    after = LocalStack(dataclasses.replace(config, seen_count_ttl="3600"), report=_report)
-    stacks.append(after)
-    started = time.monotonic()
-    after.up()  # not fresh: resumes from the latest retained checkpoint
-    resume_s = time.monotonic() - started
-    job = after.rest.job(after._require_job())
-    assert job["state"] == "RUNNING"
-    restored = after.rest.get(f"/jobs/{after.job_id}/checkpoints")["latest"]["restored"]
-    assert restored is not None, "the job did not restore from the retained checkpoint"
+    after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, "0", "3600", names)
+    settle_s = 3 * after.config.checkpoint_interval_ms / 1000
+    bootstrap = after.config.bootstrap_servers
+    assert after.rest.job(after._require_job())["state"] == "RUNNING"
 
     produce(bootstrap, "names", requests(names, HALF))
     records = read(bootstrap, "greetings", {n.encode() for n in names}, NAMES * ROUNDS, 180, settle_s)
@@ -87,32 +70,41 @@ def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Pat
 
 @pytest.mark.timeout(600)
 def test_ttl_duration_changed_across_a_restart_keeps_every_count(tmp_path: Path, stacks: list[LocalStack]) -> None:
-    config = fault_config(tmp_path / "run", seen_count_ttl="3600")
     names = unique_names(NAMES)
-    settle_s = 3 * config.checkpoint_interval_ms / 1000
-    bootstrap = config.bootstrap_servers
+    after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, "3600", "7200", names)
+    settle_s = 3 * after.config.checkpoint_interval_ms / 1000
+    bootstrap = after.config.bootstrap_servers
+    produce(bootstrap, "names", requests(names, HALF))
+    report = read_greetings(bootstrap, names, 2 * HALF, settle_s=settle_s)
+    assert report.ok, "\n".join(report.summary())  # every name 1..40: the count went on under `seen_count_ttl`
+    assert after.failure_count() == 0
+    print(f"[ttl-duration] restored checkpoint {restored.get('id')}, up in {resume_s:.1f} s", flush=True)
 
+
+def _restart_with_ttl(
+    tmp_path: Path, stacks: list[LocalStack], before_ttl: str, after_ttl: str, names: list[str]
+) -> tuple[LocalStack, float, dict[str, Any]]:
+    """Up with `before_ttl`, every name greeted 1..HALF, a checkpoint after it, down; then up (not fresh: from the
+    retained checkpoint) with `after_ttl`. The new stack, its `up` in seconds and the checkpoint it restored."""
+    config = fault_config(tmp_path / "run", seen_count_ttl=before_ttl)
+    bootstrap = config.bootstrap_servers
     before = LocalStack(config, report=_report)
     stacks.append(before)
     before.up(fresh=True)
     produce(bootstrap, "names", requests(names, HALF))
-    first = read_greetings(bootstrap, names, HALF, settle_s=settle_s)
+    first = read_greetings(bootstrap, names, HALF, settle_s=3 * config.checkpoint_interval_ms / 1000)
     assert first.ok, "\n".join(first.summary())
     wait_for("a checkpoint after the last greeting", lambda: _checkpoints(before) >= 2, 60)
     before.down()
 
-    after = LocalStack(dataclasses.replace(config, seen_count_ttl="7200"), report=_report)
+    after = LocalStack(dataclasses.replace(config, seen_count_ttl=after_ttl), report=_report)
     stacks.append(after)
     started = time.monotonic()
     after.up()
     resume_s = time.monotonic() - started
     restored = after.rest.get(f"/jobs/{after.job_id}/checkpoints")["latest"]["restored"]
     assert restored is not None, "the job did not restore from the retained checkpoint"
-    produce(bootstrap, "names", requests(names, HALF))
-    report = read_greetings(bootstrap, names, 2 * HALF, settle_s=settle_s)
-    assert report.ok, "\n".join(report.summary())  # every name 1..40: the count went on under `seen_count_ttl`
-    assert after.failure_count() == 0
-    print(f"[ttl-duration] restored checkpoint {restored.get('id')}, up in {resume_s:.1f} s", flush=True)
+    return after, resume_s, restored
 
 
 def _checkpoints(stack: LocalStack) -> int:

@@ -25,6 +25,20 @@ def _wait_for_line(log: Path, text: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _tree(tmp_path: Path, ignore_sigterm: bool) -> Proc:
+    """A parent that starts a child (like gunicorn's master its workers), once the child runs."""
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_sigterm else ""
+    script = (
+        f"import signal, subprocess, sys, time; {ignore}"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print('grand' + 'child', c.pid, flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "tree.log"
+    proc = procs.spawn("tree", [sys.executable, "-c", script], log)
+    _wait_for_line(log, "grandchild ")
+    return proc
+
+
 def test_spawn_records_pid_and_logs(tmp_path: Path) -> None:
     log = tmp_path / "echo.log"
     proc = procs.spawn("echo", [sys.executable, "-c", "print('hello')"], log)
@@ -56,14 +70,7 @@ def test_sigkill_after_the_deadline(tmp_path: Path) -> None:
 
 def test_stop_reaches_the_whole_group(tmp_path: Path) -> None:
     # A parent that starts a grandchild (like gunicorn's workers) and ignores SIGTERM itself.
-    script = (
-        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-        "print('grand' + 'child', c.pid, flush=True); time.sleep(60)"
-    )
-    log = tmp_path / "tree.log"
-    proc = procs.spawn("tree", [sys.executable, "-c", script], log)
-    _wait_for_line(log, "grandchild ")
+    proc = _tree(tmp_path, ignore_sigterm=True)
     assert len(procs.group_members(proc.pid)) == 2
     procs.stop(proc, timeout=0.5)
     assert procs.group_members(proc.pid) == []
@@ -71,16 +78,9 @@ def test_stop_reaches_the_whole_group(tmp_path: Path) -> None:
 
 def test_a_process_recorded_in_another_leaders_group_is_stopped_with_that_group(tmp_path: Path) -> None:
     # A gunicorn master started by an upgrade in place: not a group leader, its group the old master's.
-    script = (
-        "import subprocess, sys, time; "
-        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-        "print('grand' + 'child', c.pid, flush=True); time.sleep(60)"
-    )
-    log = tmp_path / "tree.log"
-    leader = procs.spawn("tree", [sys.executable, "-c", script], log)
-    _wait_for_line(log, "grandchild ")
+    leader = _tree(tmp_path, ignore_sigterm=False)
     (child,) = procs.children(leader.pid)
-    recorded = Proc("greeter", child, procs.start_ticks(child) or 0, str(log), (), group=leader.pid)
+    recorded = Proc("greeter", child, procs.start_ticks(child) or 0, leader.log, (), group=leader.pid)
     assert recorded.pgid == leader.pid and procs.is_running(recorded)
     assert procs.stop(recorded, timeout=5) == "stopped"
     assert procs.group_members(leader.pid) == [], "the whole group is gone, the old leader included"
