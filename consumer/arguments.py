@@ -100,7 +100,8 @@ def _add_expectation(verify: argparse.ArgumentParser) -> None:
         action="store_true",
         help="what the input topic (--names-topic) holds as stored: each valid request of a name is one more "
         "greeting, each poison record one dead letter with the same bytes (checked on --dead-letter-topic too). "
-        "Reads from the beginning; assumes seen_count does not expire (GREETER_SEEN_COUNT_TTL=0)",
+        "Reads from the beginning; assumes seen_count does not expire (GREETER_SEEN_COUNT_TTL=0) and that nothing "
+        "writes to the input topic meanwhile (stop the generator first: verify says when the topic grew)",
     )
     one_way.add_argument("--per-name", type=non_negative_int, metavar="K", help="every name must end at greeting K")
     expected.add_argument(

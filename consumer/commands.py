@@ -9,7 +9,7 @@ from .expectation import Expectation, dead_letter_problems
 from .expected import Expected
 from .follow import Session, latency_monitor, read_greetings, report_read
 from .records import as_json, as_text
-from .source import read_to_end
+from .source import read_to_end, topic_ends
 from .verify import Verifier
 
 _MAX_PROBLEMS_SHOWN = 20
@@ -27,6 +27,7 @@ def print_greetings(session: Session) -> int:
 def verify(session: Session) -> int:
     """`verify`: check every name's greetings against what is expected; print the summary, 1 on any violation."""
     args = session.args
+    names_ends = topic_ends(session.config, args.names_topic) if args.from_names else {}
     expected = _expected(session)
     verifier = Verifier(from_start=args.from_beginning, expected=expected.up_front)
     with latency_monitor(session) as latency:  # only the flat `--verify --latency` asks for both
@@ -41,6 +42,8 @@ def verify(session: Session) -> int:
     stored = expected.stored_names
     problems = _dead_letter_problems(session, stored) if stored is not None else []
     report_read(session, outcome, latency)
+    if stored is not None:
+        _warn_if_names_grew(session, names_ends)
     report = verifier.report(expected.at_end(verifier.seen_names))
     print("\n".join(report.summary()))
     if stored is not None:
@@ -71,6 +74,21 @@ def _read_stored_names(session: Session) -> Expectation:
         f"requests of {len(expectation.greetings)} names, {expectation.dead_letters.total()} poison"
     )
     return expectation
+
+
+def _warn_if_names_grew(session: Session, ends_before: dict[int, int]) -> None:
+    """--from-names judges the greetings against `names` as it was when verify began: say so when requests
+    arrived since, because their greetings read as too many (or are still on their way).
+    """
+    topic = session.args.names_topic
+    ends_now = topic_ends(session.config, topic)
+    grown = sum(max(0, end - ends_before.get(partition, 0)) for partition, end in ends_now.items())
+    if grown:
+        session.warn(
+            f"{topic} grew by {grown} records while verify ran: --from-names expects what {topic} held when it "
+            f"began, so greetings of the newer requests count as too many; stop what writes to {topic} "
+            "(the generator) and verify again"
+        )
 
 
 def _dead_letter_problems(session: Session, stored: Expectation) -> list[str]:

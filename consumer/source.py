@@ -49,6 +49,15 @@ def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
     }
 
 
+def topic_ends(config: Mapping[str, str], topic: str) -> dict[int, int]:
+    """Where each partition of `topic` ends now, from a consumer opened for that alone."""
+    consumer = open_consumer(config, topic, from_beginning=False)
+    try:
+        return end_offsets(consumer, topic)
+    finally:
+        consumer.close()
+
+
 def partitions_behind(consumer: Consumer, topic: str, ends: Mapping[int, int]) -> list[int]:
     """The partitions whose position has not reached `ends` yet."""
     positions = consumer.position([TopicPartition(topic, p) for p in ends])

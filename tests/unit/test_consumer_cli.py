@@ -171,6 +171,7 @@ class Topics:
         self.on_consume: Callable[[FakeConsumer], None] = lambda fake: None  # before each consume()
         monkeypatch.setattr(consumer.follow, "open_consumer", self._open_consumer)
         monkeypatch.setattr(consumer.commands, "read_to_end", self._read_to_end)
+        monkeypatch.setattr(consumer.commands, "topic_ends", lambda config, topic: {0: len(self.records[topic])})
         monkeypatch.setattr(consumer.follow, "RequestFeed", FakeFeed)
 
     def _open_consumer(self, config: dict[str, str], topic: str, *, from_beginning: bool) -> FakeConsumer:
@@ -370,6 +371,35 @@ class TestLegacy:
             0,
             "verify: OK: 2 greetings, 1 names, every name 1..k in order\ndead letters: OK: 0 expected\n",
         )
+
+    def test_verify_from_names_says_when_names_grew_while_it_ran(
+        self, topics: Topics, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics.records["names"] = [request("Alice")]
+        topics.records["greetings"] = [message("Alice", 1), message("Alice", 2)]
+
+        def generator_still_running(_fake: object) -> None:  # a second request lands while greetings are read
+            if len(topics.records["names"]) == 1:
+                topics.records["names"].append(request("Alice"))
+
+        topics.on_consume = generator_still_running
+        code, out, err = run(["verify", "--from-names", "--timeout", "0.2", "--settle", "0"], capsys)
+        assert code == 1
+        assert "reached 2, expected 1" in out
+        assert (
+            "consumer: names grew by 1 records while verify ran: --from-names expects what names held when it began, "
+            "so greetings of the newer requests count as too many; stop what writes to names (the generator) and "
+            "verify again"
+        ) in err
+
+    def test_verify_from_names_on_a_still_input_says_nothing_of_growth(
+        self, topics: Topics, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics.records["names"] = [request("Alice")]
+        topics.records["greetings"] = [message("Alice", 1)]
+        code, _, err = run(["verify", "--from-names", "--timeout", "0.2", "--settle", "0"], capsys)
+        assert code == 0
+        assert "grew" not in err
 
     @pytest.mark.parametrize(
         "argv", [[], ["--bootstrap-servers", "b:1"], ["--bootstrap-servers=b:1", "-X", "client.id=c"]]
