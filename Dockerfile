@@ -1,6 +1,8 @@
 # The greeter image. The generator and the consumer run from the same image with another command
 # (`greeter-generator`, `greeter-consumer`), so there is one install of the locked dependencies.
-FROM python:3.11.14-slim-bookworm
+# The base: the public image by default; any Debian-based Python 3.11 image with pip works (tests/compose builds one).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -32,8 +34,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PROMETHEUS_MULTIPROC_DIR=/tmp/greeter-metrics
 EXPOSE 8000
 
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+# No HEALTHCHECK: the generator and the consumer run from this image too and serve nothing; the compose file
+# gives the greeter service its probe of /healthz (Kubernetes: the Deployment's probes).
 
 # gunicorn's graceful stop: SIGTERM lets in-flight batches finish (GREETER_GRACEFUL_TIMEOUT, 20 s);
 # give the container longer than that before SIGKILL (compose: stop_grace_period).

@@ -1,9 +1,9 @@
 """Renders the container stacks' runtime configuration from the same settings as the local stack.
 
-`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml, deploy/compose/module.mtls.yaml (what
-docker-compose.mtls.yml mounts) and the Kubernetes files that kustomize turns into ConfigMaps
-(deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml); tests/static fails when a committed file differs from
-what this renders, so the stacks cannot drift.
+`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml, deploy/compose/log4j-console.properties (the
+local stack's Flink logging), deploy/compose/module.mtls.yaml (what docker-compose.mtls.yml mounts) and the
+Kubernetes files that kustomize turns into ConfigMaps (deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml);
+tests/static fails when a committed file differs from what this renders, so the stacks cannot drift.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from pathlib import Path
 
 from .config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
 from .flinkconf import OFFICIAL, pipeline_entries, render
-from .render import RenderError, with_tls_transport
+from .render import FLINK_LOG4J, RenderError, with_tls_transport
 from .tls import CertFiles
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
 COMPOSE_FLINK_CONF = COMPOSE_DIR / "flink-conf.yaml"
+COMPOSE_FLINK_LOG4J = COMPOSE_DIR / "log4j-console.properties"
 # The compose stack's mutual TLS (docker-compose.mtls.yml): the module it mounts, and where `python -m stack.tls`
 # writes the certificates it mounts (gitignored).
 COMPOSE_MODULE_MTLS = COMPOSE_DIR / "module.mtls.yaml"
@@ -135,6 +136,15 @@ def render_compose_flink_conf() -> str:
     return render(pipeline_entries(StackConfig()) + container_entries(), header)
 
 
+def render_compose_flink_log4j() -> str:
+    """deploy/compose/log4j-console.properties: the local stack's Flink logging (console only, the Kafka clients'
+    config dumps at WARN), in place of the image's, which logs every transactional producer's config.
+    """
+    body = FLINK_LOG4J.split("\n", 1)[1]  # after the local stack's own header line
+    header = "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the local stack's (stack/render.py).\n"
+    return header + body
+
+
 def with_container_tls(module_yaml: str) -> str:
     """module.yaml for mutual TLS in a container stack: https:// to the greeter, and the transport's certificate
     files in RUNTIME_TLS_DIR, merged by the same code as the local stack's --tls (stack/render.py).
@@ -198,7 +208,11 @@ def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, boots
 
 def rendered_files() -> dict[Path, str]:
     """Every file this module writes, with its content."""
-    files = {COMPOSE_FLINK_CONF: render_compose_flink_conf(), COMPOSE_MODULE_MTLS: render_compose_module_mtls()}
+    files = {
+        COMPOSE_FLINK_CONF: render_compose_flink_conf(),
+        COMPOSE_FLINK_LOG4J: render_compose_flink_log4j(),
+        COMPOSE_MODULE_MTLS: render_compose_module_mtls(),
+    }
     for name, variant in K8S_VARIANTS.items():
         if FLINK_CONF in variant.own_files:
             files[K8S_DIR / name / FLINK_CONF] = render_k8s_flink_conf(variant)
