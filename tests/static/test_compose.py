@@ -53,7 +53,7 @@ def test_the_greeter_image_is_built_once_from_a_pinned_base(compose: dict[str, A
     # the next `up` recreates the others (and restarts the runtime, which depends on the greeter).
     assert [name for name, service in users.items() if "build" in service] == ["greeter"]
     assert {name: service["pull_policy"] for name, service in users.items()} == {
-        "greeter": "build",
+        "greeter": "missing",
         "generator": "never",
         "consumer": "never",
     }

@@ -1,0 +1,83 @@
+"""The images tests/compose runs: stand-ins for the public ones (standins/README.md), on a Debian base made with
+debootstrap, since no image registry is reachable where the tests run. The base is made once per engine; the
+stand-ins are rebuilt each session, from the layer cache when nothing changed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from stack.config import REPO_ROOT
+from stack.flink import JAVA17_OPTS
+from stack.render import FLINK_LOG4J, KAFKA_LOG4J
+
+from .engine import docker
+
+STANDIN_SOURCES: Final = Path(__file__).with_name("standins")
+BASE_IMAGE: Final = "greeter-ci/debian:bookworm"
+LIB: Final = REPO_ROOT / "stack" / "jvm" / "lib"
+MACHINE_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
+# The compose file's image variables -> the stand-in's folder and the tag it is built as.
+STANDINS: Final = {
+    "PYTHON_IMAGE": ("python", "greeter-ci/python:3.11"),
+    "KAFKA_IMAGE": ("kafka", "greeter-ci/kafka:3.9.1"),
+    "STATEFUN_IMAGE": ("flink-statefun", "greeter-ci/flink-statefun:3.3.0"),
+}
+
+
+def image_exists(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=False).returncode == 0
+
+
+def make_base_image() -> None:
+    """Debian bookworm (minbase) from Debian's mirror, imported as BASE_IMAGE; kept once made."""
+    if image_exists(BASE_IMAGE):
+        return
+    with tempfile.TemporaryDirectory(prefix="bookworm-") as root:
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", root, "http://deb.debian.org/debian"],
+            check=True,
+            capture_output=True,
+        )
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        docker("import", "-", BASE_IMAGE, stdin=tar.stdout)
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the debootstrap tree failed")
+
+
+def _copy_jars(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for jar in sorted(source.glob("*.jar")):
+        shutil.copy2(jar, target / jar.name)
+
+
+def _extras(name: str, context: Path) -> None:
+    """What each stand-in's build context gets beside its own folder: jars, logging, the CA bundle."""
+    if name == "python":
+        shutil.copy2(MACHINE_CA_BUNDLE, context / "ca-certificates.crt")  # never committed
+    elif name == "kafka":
+        _copy_jars(LIB / "kafka", context / "libs")
+        (context / "log4j.properties").write_text(KAFKA_LOG4J)
+    else:
+        _copy_jars(LIB / "flink", context / "lib")
+        # StateFun's launcher looks for the job's jar at this fixed path (Constants.FLINK_JOB_JAR_PATH).
+        shutil.copy2(next((LIB / "job").glob("statefun-flink-core-*.jar")), context / "lib" / "statefun-flink-core.jar")
+        (context / "conf").mkdir()
+        (context / "conf" / "log4j-console.properties").write_text(FLINK_LOG4J)
+        (context / "java17.opts").write_text("".join(f"{option}\n" for option in JAVA17_OPTS))
+
+
+def build_standins() -> Mapping[str, str]:
+    """Build the three stand-ins; returns the compose file's image variables set to them."""
+    make_base_image()
+    for name, tag in STANDINS.values():
+        with tempfile.TemporaryDirectory(prefix=f"standin-{name}-") as directory:
+            context = Path(directory) / name
+            shutil.copytree(STANDIN_SOURCES / name, context)
+            _extras(name, context)
+            docker("build", "--quiet", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag, str(context))
+    return {variable: tag for variable, (_name, tag) in STANDINS.items()}
