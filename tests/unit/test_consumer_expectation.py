@@ -165,7 +165,7 @@ FLAT_ARGV = ("--verify", "--from-beginning", "--expect-from-names", "--settle", 
 class TestCli:
     @pytest.fixture
     def topics(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[FakeMessage]]:
-        """greetings through the fake consumer; names and names-dlq through read_to_end."""
+        """greetings through the fake consumer; names and names-dlq through read_to_end; where names ends."""
         topics: dict[str, list[FakeMessage]] = {"greetings": [], "names": [], "names-dlq": []}
         fake = FakeConsumer([])
 
@@ -178,6 +178,7 @@ class TestCli:
 
         monkeypatch.setattr(consumer.follow, "open_consumer", open_consumer)
         monkeypatch.setattr(consumer.commands, "read_to_end", read_to_end)
+        monkeypatch.setattr(consumer.commands, "topic_ends", lambda config, topic: {0: len(topics[topic])})
         return topics
 
     @pytest.mark.parametrize("argv", [ARGV, FLAT_ARGV])
