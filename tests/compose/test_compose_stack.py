@@ -128,11 +128,17 @@ def test_a_second_plain_up_recreates_nothing_and_leaves_the_job_alone(project: C
 def test_a_worker_restart_under_load_loses_and_duplicates_nothing(project: ComposeProject) -> None:
     job = project.running_job()
     time.sleep(5)  # the generator's load (50 requests/s) is flowing
+    restart = time.monotonic()
     project.run("restart", "statefun-worker")
+    restarted_s = time.monotonic() - restart
     assert project.running_job() == job  # the same job recovered from its checkpoint
+    print(
+        f"[compose] restart statefun-worker: {restarted_s:.1f} s; job RUNNING {time.monotonic() - restart:.1f} s after"
+    )
     time.sleep(10)  # and carried on under load
     assert project.rest.failure_count(job) >= 1
     verified = verify_from_names(project)
+    print(f"[compose] {verified.stdout.splitlines()[0] if verified.stdout else verified.stderr[-500:]}")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("verify: OK: "), verified.stdout
     assert "dead letters: OK: 2 expected" in verified.stdout, verified.stdout
@@ -151,7 +157,9 @@ def test_down_then_up_continues_every_count_and_no_container_is_killed(project: 
     project.run("down")
     # Only the two named volumes stay: no anonymous volume of an image's VOLUME is left behind.
     assert dangling_volumes() - volumes_before == {f"{project.name}_kafka-data", f"{project.name}_checkpoints"}
+    up = time.monotonic()
     project.run("up", "--detach", "--wait")
+    print(f"[compose] up --wait after down: {time.monotonic() - up:.1f} s")
     produce(project.bootstrap, "names", requests(names, 2))
     continued = read_greetings(project.bootstrap, names, 5, settle_s=2.0)  # 4 and 5, after 1..3
     assert continued.ok, continued.summary()

@@ -3,8 +3,9 @@
 Switched on (GREETER_SEEN_COUNT_TTL 0 -> 3600): Flink 1.16 cannot restore a state whose TTL was switched on, so
 with expiry on the greeter keeps its count under another state name, `seen_count_ttl`. The restore therefore
 succeeds (no restart), and the counts start again under the new name: every name is welcomed again. That is the
-designed behaviour, asserted here exactly. Only the duration changed (3600 -> 7200): the same state, and every
-count continues."""
+designed behaviour, asserted here exactly. Switched off again (3600 -> 0): `seen_count` was kept, untouched, so
+the counts it held before expiry was switched on come back and continue. Only the duration changed (3600 -> 7200):
+the same state, and every count continues."""
 
 from __future__ import annotations
 
@@ -66,6 +67,33 @@ def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Pat
         duplicated=0,
         notes={"restored_checkpoint": restored.get("id"), "per_name": "1..20 then 1..20"},
     ).print()
+
+
+@pytest.mark.timeout(900)
+def test_ttl_switched_off_again_brings_back_the_counts_from_before(tmp_path: Path, stacks: list[LocalStack]) -> None:
+    names = unique_names(NAMES)
+    with_ttl, _, _ = _restart_with_ttl(tmp_path, stacks, "0", "3600", names)
+    config = with_ttl.config
+    settle_s = 3 * config.checkpoint_interval_ms / 1000
+    produce(config.bootstrap_servers, "names", requests(names, HALF))  # 1..HALF afresh under `seen_count_ttl`
+    # Committed greetings: the checkpoint that holds their counts completed, and `down` keeps it.
+    keys = {n.encode() for n in names}
+    assert len(read(config.bootstrap_servers, "greetings", keys, 2 * NAMES * HALF, 180, settle_s)) == 2 * NAMES * HALF
+    with_ttl.down()
+
+    without = LocalStack(dataclasses.replace(config, seen_count_ttl="0"), report=_report)
+    stacks.append(without)
+    without.up()
+    produce(config.bootstrap_servers, "names", requests(names, HALF))
+    records = read(config.bootstrap_servers, "greetings", keys, 3 * NAMES * HALF, 180, settle_s)
+    numbers: dict[str, list[int | None]] = {name: [] for name in names}
+    for name, greeting in greetings(records):
+        numbers[name].append(greeting_number(name, greeting))
+    # 1..HALF under `seen_count`, 1..HALF under `seen_count_ttl`, then `seen_count` again: HALF+1..2*HALF.
+    expected = [*range(1, HALF + 1), *range(1, HALF + 1), *range(HALF + 1, 2 * HALF + 1)]
+    wrong = {name: got for name, got in numbers.items() if got != expected}
+    assert not wrong, f"{len(wrong)} names differ from on/off/on counting, e.g. {next(iter(wrong.items()))}"
+    assert without.failure_count() == 0
 
 
 @pytest.mark.timeout(600)
