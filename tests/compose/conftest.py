@@ -3,24 +3,18 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from stack.config import REPO_ROOT
+from tests.support.net import free_port
 
 from .engine import running_engine
 from .images import build_standins
 from .project import ComposeProject
 
 LOGS = REPO_ROOT / "run" / "tests" / "compose"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="package")

@@ -18,7 +18,7 @@ INSTALL: Final = Path(__file__).with_name("install-engine")
 START_TIMEOUT_S: Final = 60.0
 
 
-def docker(*argv: str, stdin: IO[Any] | None = None, timeout: float = 900, **env: str) -> str:
+def docker(*argv: str, stdin: IO[Any] | None = None, timeout: float = 900) -> str:
     """Run `docker ARGV`; its stdout, or RuntimeError with its output. The legacy builder for `docker build`:
     the machine's CLI has no buildx (compose builds with BuildKit itself)."""
     result = subprocess.run(
@@ -28,7 +28,7 @@ def docker(*argv: str, stdin: IO[Any] | None = None, timeout: float = 900, **env
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "DOCKER_BUILDKIT": "0", **env},
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )
     if result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
