@@ -8,6 +8,7 @@ Rounds are interleaved: round 1 runs the variants in order, round 2 in reverse, 
 median is compared with the default's median from the same run (this machine drifts up to 2x in minutes).
 
 Usage: scripts/bench-tuning [--variants default,okhttp] [--names 100,10000] [--messages 100000] [--repeat 2]
+                            [--mode cluster|single]
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import yaml
 
 from bench import load
 from bench.pipeline import RESULTS, cli, names_list, say, targets
-from stack.config import Ports, StackConfig
+from stack.config import MODES, Ports, StackConfig
 from stack.local import LocalStack
 from stack.render import ENDPOINT_KIND
 
+INGRESS_KIND = "io.statefun.kafka.v1/ingress"
 EGRESS_KIND = "io.statefun.kafka.v1/egress"
+ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
 OKHTTP_TRANSPORT = "io.statefun.transports.v1/okhttp"
 
 
@@ -45,7 +48,9 @@ class Variant:
     config: Mapping[str, Any] = field(default_factory=dict)  # StackConfig fields
     endpoint: Mapping[str, Any] = field(default_factory=dict)  # keys of module.yaml's endpoint spec
     producer: Mapping[str, str] = field(default_factory=dict)  # the exactly-once egress's Kafka producer properties
-    greeter_env: Mapping[str, str] = field(default_factory=dict)  # GREETER_* settings of gunicorn_conf.py
+    consumer: Mapping[str, str] = field(default_factory=dict)  # the ingress's Kafka consumer properties
+    # The stack's environment, which every process inherits: GREETER_* settings of gunicorn_conf.py, glibc's.
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 VARIANTS = (
@@ -53,7 +58,7 @@ VARIANTS = (
             "checkpoints, parallelism 1, RocksDB, egress producer linger.ms 20 and batch.size 256 KiB"),
     Variant("workers-1", "1 gunicorn worker", config={"greeter_workers": 1}),
     Variant("workers-3", "3 gunicorn workers", config={"greeter_workers": 3}),
-    Variant("sync-worker", "gunicorn's stock `sync` worker class", greeter_env={"GREETER_WORKER_CLASS": "sync"}),
+    Variant("sync-worker", "gunicorn's stock `sync` worker class", environment={"GREETER_WORKER_CLASS": "sync"}),
     Variant("okhttp", f"transport {OKHTTP_TRANSPORT}",
             endpoint={"transport": {"type": OKHTTP_TRANSPORT, "timeouts": {"call": "1min"}}}),
     Variant("batch-1000", "maxNumBatchRequests 1000 (StateFun's default)", endpoint={"maxNumBatchRequests": 1000}),
@@ -70,26 +75,54 @@ VARIANTS = (
             config={"flink_overrides": (("state.backend", "hashmap"), ("state.backend.incremental", "false"))}),
     Variant("producer-defaults", "egress producer at the Kafka client's defaults: linger.ms 0, batch.size 16 KiB",
             producer={"linger.ms": "0", "batch.size": str(16 * 1024)}),
+    # The async transport's connection pool (StateFun's default 1024): one request in flight per connection.
+    Variant("pool-size-16", "async transport pool_size 16 (StateFun's default 1024)",
+            endpoint={"transport": {"type": ASYNC_TRANSPORT, "call": "1min", "pool_size": 16}}),
+    Variant("pool-size-128", "async transport pool_size 128 (StateFun's default 1024)",
+            endpoint={"transport": {"type": ASYNC_TRANSPORT, "call": "1min", "pool_size": 128}}),
+    Variant("consumer-fetch-batching", "ingress consumer fetch.min.bytes 32 KiB, fetch.max.wait.ms 100 "
+            "(defaults 1 B, 500 ms): fewer, fuller fetches at a low rate",
+            consumer={"fetch.min.bytes": str(32 * 1024), "fetch.max.wait.ms": "100"}),
+    Variant("kafka-heap-256m", "Kafka heap 256m (shipped 512m)", config={"kafka_heap": "256m"}),
+    Variant("runtime-heap-256m", "single mode's JVM heap ceiling 256m (shipped 512m)",
+            config={"runtime_heap": "256m"}),
+    # glibc gives each thread that allocates an arena of its own, up to 8 per core: RocksDB's and Netty's native
+    # memory spread over them (the container images preload jemalloc instead, as the Flink image does).
+    Variant("malloc-arena-2", "MALLOC_ARENA_MAX=2 for every process (glibc's default: up to 8 arenas per core)",
+            environment={"MALLOC_ARENA_MAX": "2"}),
+    Variant("jobmanager-768m", "jobmanager.memory.process.size 768m (shipped 1024m): a 192m heap instead of 448m",
+            config={"jobmanager_memory": "768m"}),
+    Variant("taskmanager-1g", "taskmanager.memory.process.size 1024m with managed memory (RocksDB) 128m, as the "
+            "single mode's local TaskManager has (shipped 1536m, 40 % managed: 435m)",
+            config={"taskmanager_memory": "1024m",
+                    "flink_overrides": (("taskmanager.memory.managed.size", "128m"),)}),
 )  # fmt: skip
 BY_NAME = {variant.name: variant for variant in VARIANTS}
 
 
 def module_yaml(source: str, variant: Variant) -> str:
-    """The repository's module.yaml with the variant's endpoint keys and egress producer properties set."""
+    """The repository's module.yaml with the variant's endpoint keys and Kafka client properties set."""
     documents = [doc for doc in yaml.safe_load_all(source) if doc]
     for doc in documents:
         if doc["kind"] == ENDPOINT_KIND:
             doc["spec"].update(variant.endpoint)
         elif doc["kind"] == EGRESS_KIND and variant.producer:
-            properties = {key: value for entry in doc["spec"].get("properties", []) for key, value in entry.items()}
-            properties.update(variant.producer)
-            doc["spec"]["properties"] = [{key: value} for key, value in properties.items()]
+            _set_properties(doc["spec"], variant.producer)
+        elif doc["kind"] == INGRESS_KIND and variant.consumer:
+            _set_properties(doc["spec"], variant.consumer)
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
+def _set_properties(spec: dict[str, Any], values: Mapping[str, str]) -> None:
+    """A Kafka ingress's or egress's `properties` (a list of one-key maps) with `values` set over them."""
+    properties = {key: value for entry in spec.get("properties", []) for key, value in entry.items()}
+    properties.update(values)
+    spec["properties"] = [{key: value} for key, value in properties.items()]
+
+
 @contextmanager
-def greeter_environment(values: Mapping[str, str]) -> Iterator[None]:
-    """The greeter inherits the stack's environment (stack/daemons.py): set the variant's settings around it."""
+def stack_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Every process inherits the stack's environment (stack/daemons.py): set the variant's around it."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -107,16 +140,16 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-tuning-{variant.name}-") as work:
         module = Path(work) / "module.yaml"
         module.write_text(module_yaml(StackConfig().module_yaml.read_text(encoding="utf-8"), variant))
-        # The cluster: the runtime's levers are measured in the topology the container and Kubernetes stacks run.
-        base = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), module_yaml=module, mode="cluster")
+        # Cluster by default: the topology the container and Kubernetes stacks run; single for the quick start's.
+        base = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), module_yaml=module, mode=args.mode)
         config = replace(base, **variant.config)
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
-        with greeter_environment(variant.greeter_env):
+        with stack_environment(variant.environment):
             try:
                 started = time.monotonic()
                 stack.up(fresh=True)
                 result: dict[str, Any] = {"up_seconds": round(time.monotonic() - started, 1)}
-                result["ran_with"] = ran_with(config)
+                result["ran_with"] = ran_with(config) | {"MALLOC_ARENA_MAX": inherited(stack, "MALLOC_ARENA_MAX")}
                 settle_s = 3 * config.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
                 target = targets(stack, None, settle_s)["statefun"]
                 load.throughput(target, load.name_pool("warmup", args.names[0]), args.warmup)
@@ -141,18 +174,33 @@ def ran_with(config: StackConfig) -> dict[str, Any]:
     flink = dict(line.split(": ", 1) for line in conf if line and not line.startswith("#"))
     module_text = (config.conf_dir / "module.yaml").read_text(encoding="utf-8")
     module = {doc["kind"]: doc["spec"] for doc in yaml.safe_load_all(module_text) if doc}
-    endpoint, egress = module[ENDPOINT_KIND], module[EGRESS_KIND]
+    endpoint, ingress, egress = module[ENDPOINT_KIND], module[INGRESS_KIND], module[EGRESS_KIND]
     worker = re.search(r"Using worker: (\S+)", config.log_file("greeter").read_text(encoding="utf-8"))
     return {
         "state.backend": flink["state.backend"],
         "parallelism": flink["parallelism.default"],
         "checkpoint_interval": flink["execution.checkpointing.interval"],
         "transport": endpoint.get("transport", {}).get("type"),
+        "pool_size": endpoint.get("transport", {}).get("pool_size"),
         "maxNumBatchRequests": endpoint.get("maxNumBatchRequests"),
         "producer": {key: str(value) for entry in egress.get("properties", []) for key, value in entry.items()},
+        "consumer": {key: str(value) for entry in ingress.get("properties", []) for key, value in entry.items()},
+        "mode": config.mode,
+        "kafka_heap": config.kafka_heap,
+        "runtime_heap": config.runtime_heap,
         "greeter_workers": config.greeter_workers,
         "greeter_worker_class": worker.group(1) if worker else None,
     }
+
+
+def inherited(stack: LocalStack, variable: str) -> dict[str, str | None]:
+    """`variable` in each running process's environment, read from /proc: what the variant's processes got."""
+    found: dict[str, str | None] = {}
+    for proc in stack.state.procs:
+        entries = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        values = [entry.split(b"=", 1)[1].decode() for entry in entries if entry.startswith(variable.encode() + b"=")]
+        found[proc.name] = values[0] if values else None
+    return found
 
 
 def brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +212,7 @@ def brief(result: dict[str, Any]) -> dict[str, Any]:
         figures[f"from_sent_per_s@{names}"] = measured["greetings_per_s_from_first_sent"]
         figures[f"cpu_s_per_1000@{names}"] = measured["cpu_seconds_per_1000_greetings_total"]
         figures[f"messages_per_request@{names}"] = measured.get("messages_per_request")
+        figures[f"rss_mb@{names}"] = sum(measured["peak_rss_mb"].values())  # the whole stack
     latency = result["latency"]
     figures.update(p50_ms=latency["p50_ms"], p99_ms=latency["p99_ms"])
     figures["cpu_s_per_1000@rate"] = latency["cpu_seconds_per_1000_greetings_total"]
@@ -194,7 +243,9 @@ def ratios(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     if base is None:
         return {}
     keys = [
-        key for key in base if key.startswith(("greetings_per_s@", "from_sent_per_s@", "cpu_s_per_1000@", "p99_ms"))
+        key
+        for key in base
+        if key.startswith(("greetings_per_s@", "from_sent_per_s@", "cpu_s_per_1000@", "rss_mb@", "p99_ms"))
     ]
     return {
         name: {key: round(s[key] / base[key], 2) for key in keys if s.get(key) and base.get(key)}
@@ -215,6 +266,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     header = ["variant", "setting"]
     header += [f"greetings/s, {n} names: first to last / from first sent (x default)" for n in names]
     header += ["p50 / p99 ms", *(f"CPU s/1,000, {n} names" for n in names), "CPU s/1,000 at rate"]
+    header += [f"peak RSS MB, {n} names (x default)" for n in names]
     header += ["messages/request", "failed deliveries", "job failures", "exact"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, summary in summaries.items():
@@ -227,6 +279,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
         cells.append(f"{shown(summary['p50_ms'], ',.0f')} / {shown(summary['p99_ms'], ',.0f')}")
         cells += [shown(summary[f"cpu_s_per_1000@{n}"], ".3f") for n in names]
         cells.append(shown(summary["cpu_s_per_1000@rate"], ".3f"))
+        cells += [f"{shown(summary[f'rss_mb@{n}'], ',.0f')} ({ratio.get(f'rss_mb@{n}', '-')})" for n in names]
         cells.append(" / ".join(str(summary[f"messages_per_request@{n}"]) for n in names))
         cells += [
             str(summary["failed_deliveries"]),
@@ -254,6 +307,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=1000, help="records/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=15)
     parser.add_argument("--repeat", type=int, default=2, help="rounds (order reversed every other round)")
+    parser.add_argument("--mode", choices=MODES, default="cluster", help="how the runtime runs (default: cluster)")
     parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/tuning-<time>.json)")
     parser.add_argument("--table", type=Path, metavar="RESULT", help="only print RESULT's table (Markdown)")
     return parser.parse_args(argv)
@@ -273,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "messages": args.messages,
         "warmup_messages": args.warmup,
         "rate": args.rate,
+        "mode": args.mode,
         "latency_seconds": args.latency_seconds,
         "variants": {v.name: {"setting": v.setting, "rounds": []} for v in args.variants},
     }
