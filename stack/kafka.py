@@ -104,12 +104,16 @@ def format_storage(java: str, config: StackConfig) -> bool:
     return True
 
 
+def heap_options(config: StackConfig) -> list[str]:
+    """The broker's heap, the same in every stack (compose passes it as KAFKA_HEAP_OPTS)."""
+    return [f"-Xms{config.kafka_heap}", f"-Xmx{config.kafka_heap}"]
+
+
 def argv(java: str, config: StackConfig) -> list[str]:
     """The broker's JVM command line, with kafka-server-start's heap and GC flags."""
     return [
         java,
-        f"-Xms{config.kafka_heap}",
-        f"-Xmx{config.kafka_heap}",
+        *heap_options(config),
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",  # kafka-server-start's GC settings
         "-Djava.awt.headless=true",

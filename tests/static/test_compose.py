@@ -12,7 +12,7 @@ import yaml
 
 from stack.config import TOPICS, StackConfig
 from stack.deploy import COMPOSE_FLINK_CONF, render_compose_flink_conf
-from stack.kafka import broker_settings
+from stack.kafka import broker_settings, heap_options
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).with_name("data") / "compose-spec.json"
@@ -123,6 +123,10 @@ def test_broker_settings_match_the_local_stack(compose: dict[str, Any]) -> None:
         assert str(environment.get(variable)) == value, (
             f"{variable}: compose {environment.get(variable)}, local {value}"
         )
+
+
+def test_the_broker_gets_the_local_stacks_heap_not_the_images_default(compose: dict[str, Any]) -> None:
+    assert compose["services"]["kafka"]["environment"]["KAFKA_HEAP_OPTS"] == " ".join(heap_options(StackConfig()))
 
 
 def test_topics_match_the_local_stack(compose: dict[str, Any]) -> None:
