@@ -33,15 +33,26 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
-def peak_rss_mb(pid: int) -> float:
+def _status_kb(pid: int, field: str) -> int:
+    """One field of the process tree's /proc/<pid>/status (VmRSS, VmHWM), summed, in kB."""
     total = 0
     for member in _tree(pid):
         try:
             status = Path(f"/proc/{member}/status").read_text()
         except FileNotFoundError:
             continue
-        total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return total / 1024
+        total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:"))
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak RSS of the process and its children (each one's VmHWM), in MB."""
+    return _status_kb(pid, "VmHWM") / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """The RSS of the process and its children now, in MB."""
+    return _status_kb(pid, "VmRSS") / 1024
 
 
 def reset_peak_rss(pid: int) -> None:
