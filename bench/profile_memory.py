@@ -1,10 +1,11 @@
 """Where the stack's memory goes: each process's peak RSS, and inside each JVM, its heap and native memory.
 
 Starts a stack (`--mode single` by default, the quick start's; `cluster` for the container topology) with Native
-Memory Tracking on in the Flink JVMs (`env.java.opts: -XX:NativeMemoryTracking=summary`), then measures after
+Memory Tracking on in every JVM (`-XX:NativeMemoryTracking=summary` in flink-conf's `env.java.opts` and in
+KAFKA_OPTS), then measures after
 start-up (idle) and after each --names backlog of --messages records (every greeting checked 1..k, as in the
 pipeline benchmark): per process its RSS and its peak RSS since start (VmHWM); per JVM the heap in use and
-committed (`jcmd GC.heap_info`); per Flink JVM what NMT says it committed, by category, and the RSS it cannot
+committed (`jcmd GC.heap_info`); per JVM what NMT says it committed, by category, and the RSS it cannot
 account for (memory allocated outside the JVM, such as RocksDB's through malloc). The result is printed as
 Markdown tables and written to bench/results/memory-<time>.json.
 
@@ -27,11 +28,11 @@ from typing import Any
 from bench import load
 from bench.pipeline import RESULTS, cli, names_list, say, targets
 from bench.procstats import peak_rss_mb, rss_mb
+from bench.tuning import stack_environment
 from stack.config import MODES, Ports, StackConfig
 from stack.local import LocalStack
 
-NMT_OPTION = ("env.java.opts", "-XX:NativeMemoryTracking=summary")
-FLINK_JVMS = re.compile(r"^(runtime|jobmanager|taskmanager(-\d+)?)$")
+NMT = "-XX:NativeMemoryTracking=summary"
 JVMS = re.compile(r"^(kafka|runtime|jobmanager|taskmanager(-\d+)?)$")
 # The NMT categories the tables show; the rest are summed as "other".
 NMT_SHOWN = ("Java Heap", "Class", "Thread", "Code", "GC", "Internal", "Other", "Symbol")
@@ -64,13 +65,12 @@ def nmt_committed_mb(output: str) -> dict[str, float]:
 
 
 def snapshot(stack: LocalStack) -> dict[str, dict[str, Any]]:
-    """Every process's RSS now (the greeter: its master and workers summed); the JVMs' heap, the Flink JVMs' NMT."""
+    """Every process's RSS now (the greeter: its master and workers summed); each JVM's heap and NMT."""
     found: dict[str, dict[str, Any]] = {}
     for proc in stack.state.procs:
         entry: dict[str, Any] = {"rss_mb": round(rss_mb(proc.pid), 1)}
         if JVMS.match(proc.name):
             entry["heap_mb"] = heap_mb(jcmd(proc.pid, "GC.heap_info"))
-        if FLINK_JVMS.match(proc.name):
             nmt = nmt_committed_mb(jcmd(proc.pid, "VM.native_memory", "summary", "scale=KB"))
             entry["nmt_committed_mb"] = nmt
             entry["outside_nmt_mb"] = round(entry["rss_mb"] - nmt["total"], 1)
@@ -98,7 +98,7 @@ def measure(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> list[str]:
-    """Per phase: each process's RSS, peak RSS and heap; then each Flink JVM's NMT categories."""
+    """Per phase: each process's RSS, peak RSS and heap; then each JVM's NMT categories."""
     lines = ["| phase | process | RSS MB | peak RSS MB | heap used / committed MB | outside NMT MB |",
              "| --- | --- | ---: | ---: | --- | ---: |"]  # fmt: skip
     for phase, measured in result["phases"].items():
@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as work:
         base = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), mode=args.mode)
-        config = replace(base, flink_overrides=(*base.flink_overrides, NMT_OPTION))
+        config = replace(base, flink_overrides=(*base.flink_overrides, ("env.java.opts", NMT)))
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
         try:
-            stack.up(fresh=True)
+            with stack_environment({"KAFKA_OPTS": NMT}):  # the broker reads it as Kafka's scripts do
+                stack.up(fresh=True)
             phases = measure(stack, args)
         finally:
             stack.down()

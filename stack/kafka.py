@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import shlex
 import subprocess
 import uuid
 from collections.abc import Iterable
@@ -110,12 +112,15 @@ def heap_options(config: StackConfig) -> list[str]:
 
 
 def argv(java: str, config: StackConfig) -> list[str]:
-    """The broker's JVM command line, with kafka-server-start's heap and GC flags."""
+    """The broker's JVM command line, with kafka-server-start's heap and GC flags, and KAFKA_OPTS from the
+    environment as Kafka's scripts (and so the compose stack's image) pass it: extra JVM options, e.g. a profiler's.
+    """
     return [
         java,
         *heap_options(config),
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",  # kafka-server-start's GC settings
+        *shlex.split(os.environ.get("KAFKA_OPTS", "")),
         "-Djava.awt.headless=true",
         f"-Dlog4j.configuration=file:{config.conf_dir}/kafka-log4j.properties",
         "-cp",

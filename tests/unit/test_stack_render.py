@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stack import kafka
 from stack.config import REPO_ROOT, Ports, StackConfig
 from stack.flinkconf import render_flink_conf
 from stack.kafka import cluster_id, server_properties
@@ -130,3 +131,16 @@ def test_flink_conf_overrides_replace_in_place_and_add_new_keys(tmp_path: Path) 
     assert "state.backend: hashmap" in settings
     assert settings[-1] == "pipeline.object-reuse: true"
     assert _flink_conf(StackConfig(run_dir=tmp_path))["state.backend"] == "rocksdb"
+
+
+def test_the_brokers_jvm_gets_the_stacks_heap_and_kafka_opts_from_the_environment_as_kafkas_scripts_pass_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = StackConfig(run_dir=Path("/nonexistent"), kafka_heap="384m")
+    monkeypatch.setenv("KAFKA_OPTS", "-XX:NativeMemoryTracking=summary -Dx='a b'")
+    command = kafka.argv("java", config)
+    assert command[1:3] == ["-Xms384m", "-Xmx384m"]
+    assert command.index("-XX:NativeMemoryTracking=summary") < command.index(kafka.MAIN_CLASS)
+    assert "-Dx=a b" in command
+    monkeypatch.delenv("KAFKA_OPTS")
+    assert not any(part.startswith(("-XX:NativeMemoryTracking", "-Dx=")) for part in kafka.argv("java", config))
