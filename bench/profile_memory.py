@@ -30,12 +30,13 @@ from bench.pipeline import RESULTS, cli, names_list, say, targets
 from bench.procstats import peak_rss_mb, rss_mb
 from bench.tuning import stack_environment
 from stack.config import MODES, Ports, StackConfig
+from stack.flinkconf import setting
 from stack.local import LocalStack
 
 NMT = "-XX:NativeMemoryTracking=summary"
 JVMS = re.compile(r"^(kafka|runtime|jobmanager|taskmanager(-\d+)?)$")
 # The NMT categories the tables show; the rest are summed as "other".
-NMT_SHOWN = ("Java Heap", "Class", "Thread", "Code", "GC", "Internal", "Other", "Symbol")
+NMT_SHOWN = ("Java Heap", "Class", "Metaspace", "Thread", "Code", "GC", "Internal", "Other", "Symbol")
 
 
 def jcmd(pid: int, *command: str) -> str:
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as work:
         base = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), mode=args.mode)
-        config = replace(base, flink_overrides=(*base.flink_overrides, ("env.java.opts", NMT)))
+        shipped = setting(base, "env.java.opts") or ""
+        config = replace(base, flink_overrides=(*base.flink_overrides, ("env.java.opts", f"{shipped} {NMT}".strip())))
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
         try:
             with stack_environment({"KAFKA_OPTS": NMT}):  # the broker reads it as Kafka's scripts do

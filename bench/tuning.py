@@ -53,6 +53,19 @@ class Variant:
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
+PREVIOUS_KAFKA = {"kafka_heap": "512m", "kafka_cleaner_buffer_bytes": 128 * 1024 * 1024}
+PREVIOUS_NETWORK_LOCAL = (
+    ("taskmanager.memory.network.min", "64m"),
+    ("taskmanager.memory.network.max", "64m"),
+    ("env.java.opts", ""),
+)
+PREVIOUS_NETWORK_CLUSTER = (
+    ("taskmanager.memory.network.min", "64m"),
+    ("taskmanager.memory.network.max", "1g"),
+    ("taskmanager.memory.managed.size", "435m"),  # 40 % of the 1088 MB Flink memory of a 1536m process
+    ("env.java.opts", ""),
+)
+
 VARIANTS = (
     Variant("default", "as shipped: 2 GreeterWorkers (uvicorn), async transport, maxNumBatchRequests 10000, 2 s "
             "checkpoints, parallelism 1, RocksDB, egress producer linger.ms 20 and batch.size 256 KiB"),
@@ -83,19 +96,17 @@ VARIANTS = (
     Variant("consumer-fetch-batching", "ingress consumer fetch.min.bytes 32 KiB, fetch.max.wait.ms 100 "
             "(defaults 1 B, 500 ms): fewer, fuller fetches at a low rate",
             consumer={"fetch.min.bytes": str(32 * 1024), "fetch.max.wait.ms": "100"}),
-    Variant("kafka-heap-256m", "Kafka heap 256m (shipped 512m)", config={"kafka_heap": "256m"}),
-    Variant("runtime-heap-256m", "single mode's JVM heap ceiling 256m (shipped 512m)",
-            config={"runtime_heap": "256m"}),
-    # glibc gives each thread that allocates an arena of its own, up to 8 per core: RocksDB's and Netty's native
-    # memory spread over them (the container images preload jemalloc instead, as the Flink image does).
-    Variant("malloc-arena-2", "MALLOC_ARENA_MAX=2 for every process (glibc's default: up to 8 arenas per core)",
-            environment={"MALLOC_ARENA_MAX": "2"}),
-    Variant("jobmanager-768m", "jobmanager.memory.process.size 768m (shipped 1024m): a 192m heap instead of 448m",
-            config={"jobmanager_memory": "768m"}),
-    Variant("taskmanager-1g", "taskmanager.memory.process.size 1024m with managed memory (RocksDB) 128m, as the "
-            "single mode's local TaskManager has (shipped 1536m, 40 % managed: 435m)",
-            config={"taskmanager_memory": "1024m",
-                    "flink_overrides": (("taskmanager.memory.managed.size", "128m"),)}),
+    # Every JVM as it was sized before BENCHMARKS.md's "Memory" section: Flink's and Kafka's defaults in the
+    # places this job does not need them, and 2-3x the heaps. One variant per mode: the mini cluster and the cluster
+    # sized their memory differently.
+    Variant("before-sizing", "single mode as sized before: runtime heap 512m, network memory 64m (the mini "
+            "cluster's default), Netty's 16 MiB chunks; Kafka heap 512m with its 128 MiB cleaner buffer",
+            config={"runtime_heap": "512m", **PREVIOUS_KAFKA, "flink_overrides": PREVIOUS_NETWORK_LOCAL}),
+    Variant("before-sizing-cluster", "cluster mode as sized before: JobManager 1024m, TaskManager 1536m with "
+            "Flink's default network (10 %, at least 64m) and managed memory (40 %: 435m), Netty's 16 MiB chunks; "
+            "Kafka heap 512m with its 128 MiB cleaner buffer",
+            config={"jobmanager_memory": "1024m", "taskmanager_memory": "1536m", **PREVIOUS_KAFKA,
+                    "flink_overrides": PREVIOUS_NETWORK_CLUSTER}),
 )  # fmt: skip
 BY_NAME = {variant.name: variant for variant in VARIANTS}
 

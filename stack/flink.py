@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import JOB_ENTRY_CLASS, StackConfig
+from .flinkconf import setting
 
 JOBMANAGER_CLASS = "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"
 CLIENT_CLASS = "org.apache.flink.client.cli.CliFrontend"  # what bin/flink runs
@@ -82,11 +83,11 @@ def resource_params(java: str, config: StackConfig, role: str) -> ResourceParams
 
 
 def java_opts(config: StackConfig, role: str) -> list[str]:
-    """JVM options set in the flink-conf overrides, as Flink's scripts pass them: `env.java.opts` for every Flink
+    """JVM options set in the rendered flink-conf, as Flink's scripts pass them: `env.java.opts` for every Flink
     JVM, then `env.java.opts.<role>` (jobmanager, taskmanager; the single-mode runtime takes `client`'s).
     """
-    overrides = dict(config.flink_overrides)
-    return [*shlex.split(overrides.get("env.java.opts", "")), *shlex.split(overrides.get(f"env.java.opts.{role}", ""))]
+    common, own = setting(config, "env.java.opts") or "", setting(config, f"env.java.opts.{role}") or ""
+    return [*shlex.split(common), *shlex.split(own)]
 
 
 def _logging(config: StackConfig, name: str) -> list[str]:

@@ -10,6 +10,9 @@ from .config import HOST, StackConfig
 # (key, value, why). The official image's flink-conf.yaml (apache/flink-statefun tools/docker), kept as is
 # except for the folders, which live under the run folder.
 OFFICIAL = "official StateFun image"
+NETWORK_MEMORY = "16m"
+# Flink's shaded Netty (4.1.70), used by StateFun's HTTP client, reads its allocator settings under its own prefix.
+NETTY_CHUNKS = "-Dorg.apache.flink.shaded.netty4.io.netty.allocator.maxOrder=9"
 
 
 def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
@@ -37,9 +40,18 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
          "a stopped job can resume from its latest retained checkpoint"),
         ("state.checkpoints.num-retained", str(config.retained_checkpoints),
          "a spare if the newest is incomplete when the cluster stops"),
-        ("jobmanager.memory.process.size", config.jobmanager_memory, "fits a 2-core laptop (RSS 0.4-0.6 GB)"),
+        ("jobmanager.memory.process.size", config.jobmanager_memory,
+         "a 192 MB heap: the JobManager keeps one job's metadata (BENCHMARKS.md, Memory)"),
         ("taskmanager.memory.process.size", config.taskmanager_memory,
-         "the image's 4g is too much here (RSS 0.45-1.1 GB seen)"),
+         "a 304 MB heap with the memory below: the image's 4g is for bigger state (BENCHMARKS.md, Memory)"),
+        ("taskmanager.memory.managed.size", "128m",
+         "RocksDB's cache and write buffers for this small state: a mini cluster's default, in both modes; the "
+         "cluster's 40 % took 435 MB"),
+        ("taskmanager.memory.network.min", NETWORK_MEMORY,
+         "network buffers are allocated and touched at start: 64 MB by default, this job's graph needs a few MB"),
+        ("taskmanager.memory.network.max", NETWORK_MEMORY, "see taskmanager.memory.network.min"),
+        ("env.java.opts", NETTY_CHUNKS,
+         "4 MiB pool chunks (Netty's default since 4.1.75) instead of 16 MiB: the HTTP client holds one per thread"),
         ("taskmanager.numberOfTaskSlots", str(slots),
          "single mode: the one local TaskManager has a slot per subtask; cluster mode: rescaling starts or stops "
          "TaskManagers"),
@@ -94,6 +106,12 @@ def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
     for key, value, reason in rendered:
         result.append((key, overrides.pop(key), why) if key in overrides else (key, value, reason))
     return result + [(key, value, why) for key, value in overrides.items()]
+
+
+def setting(config: StackConfig, key: str) -> str | None:
+    """What the rendered flink-conf.yaml sets `key` to: the pipeline's entry, or the caller's override."""
+    values = {key: value for key, value, _why in pipeline_entries(config)} | dict(config.flink_overrides)
+    return values.get(key)
 
 
 def render(entries: list[tuple[str, str, str]], header: str) -> str:

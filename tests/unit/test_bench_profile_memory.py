@@ -57,7 +57,7 @@ def test_a_jvm_without_native_memory_tracking_is_a_clear_error() -> None:
 
 def test_markdown_sums_the_peaks_into_the_stacks_and_shows_nmt_where_it_was_read() -> None:
     runtime = {"rss_mb": 500, "peak_rss_mb": 540, "heap_mb": {"used": 100, "committed": 250},
-               "nmt_committed_mb": {"total": 400, "Java Heap": 250, "Class": 60}, "outside_nmt_mb": 100}  # fmt: skip
+               "nmt_committed_mb": {"total": 400, "Java Heap": 250, "Class": 60, "Metaspace": 50}, "outside_nmt_mb": 100}  # fmt: skip
     kafka = {"rss_mb": 300, "peak_rss_mb": 310, "heap_mb": {"used": 150, "committed": 512}}
     greeter = {"rss_mb": 120, "peak_rss_mb": 125}
     result = {"phases": {"idle": {"processes": {"runtime": runtime, "kafka": kafka, "greeter": greeter}}}}
@@ -65,6 +65,6 @@ def test_markdown_sums_the_peaks_into_the_stacks_and_shows_nmt_where_it_was_read
     assert "| idle | runtime | 500 | 540 | 100 / 250 | 100 |" in lines
     assert "| idle | greeter | 120 | 125 | - | - |" in lines
     assert "| idle | **the stack** | | **975** | | |" in lines
-    assert "| idle | runtime | 400 | 250 | 60 | 0 | 0 | 0 | 0 | 0 | 0 | 90 |" in lines
+    assert "| idle | runtime | 400 | 250 | 60 | 50 | 0 | 0 | 0 | 0 | 0 | 0 | 40 |" in lines
     nmt_rows = lines[lines.index("") + 3 :]
     assert [row.split(" | ")[1] for row in nmt_rows] == ["runtime"]  # only the processes NMT was read from

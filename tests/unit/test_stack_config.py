@@ -11,7 +11,8 @@ def test_defaults_are_the_documented_ones() -> None:
     config = StackConfig()
     assert config.run_dir == REPO_ROOT / "run"
     assert config.ports.kafka == 9092 and config.ports.greeter == 8000 and config.ports.flink_rest == 8081
-    assert config.jobmanager_memory == "1024m" and config.taskmanager_memory == "1536m"
+    assert config.jobmanager_memory == "768m" and config.taskmanager_memory == "1024m"
+    assert config.runtime_heap == "256m" and config.kafka_heap == "128m"
     assert (config.heartbeat_interval_ms, config.heartbeat_timeout_ms) == (1000, 5000)
     assert config.max_message_bytes >= 60 * 1024
     assert config.mode == "single"  # the quick start runs the job in one JVM

@@ -6,6 +6,7 @@ import pytest
 
 from stack.config import JOB_ENTRY_CLASS, Ports, StackConfig
 from stack.flink import CLIENT_CLASS, JAVA17_OPTS, argv, parse_resource_params, single_argv
+from stack.flinkconf import NETTY_CHUNKS
 
 OUTPUT = """\
 INFO some log line
@@ -64,6 +65,16 @@ def test_java_options_from_the_flink_conf_overrides_reach_each_jvm_as_flinks_scr
     main_class = next(i for i, part in enumerate(taskmanager) if part.endswith("TaskManagerRunner"))
     assert {"-XX:+AlwaysPreTouch", "-XX:+UseParallelGC", "-Dx=a b"} <= set(taskmanager[:main_class])
     assert "-XX:+AlwaysPreTouch" in jobmanager and "-XX:+UseParallelGC" not in jobmanager
+    # an override replaces the shipped env.java.opts, as it replaces the line in flink-conf.yaml
+    assert NETTY_CHUNKS not in taskmanager and NETTY_CHUNKS not in jobmanager
+
+
+def test_the_shipped_java_options_reach_every_flink_jvm_and_the_single_runtime(tmp_path: Path) -> None:
+    cluster = StackConfig(run_dir=tmp_path, mode="cluster")
+    for name in ("jobmanager", "taskmanager"):
+        assert NETTY_CHUNKS in argv("/usr/bin/java", cluster, name, parse_resource_params(OUTPUT))
+    single = single_argv("/usr/bin/java", StackConfig(run_dir=tmp_path), tmp_path / "job.jar", None)
+    assert single.index(NETTY_CHUNKS) < single.index(CLIENT_CLASS)
 
 
 @pytest.mark.parametrize("restore_from", [None, Path("/run/checkpoints/j/chk-7")])

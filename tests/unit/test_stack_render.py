@@ -69,8 +69,12 @@ def test_flink_conf_exactly_once_and_retained(tmp_path: Path) -> None:
     assert conf["state.backend.rocksdb.log.dir"].startswith(str(tmp_path))
     assert conf["statefun.remote.module-name"] == "file:///x/module.yaml"
     assert conf["heartbeat.interval"] == "1000" and conf["heartbeat.timeout"] == "5000"
-    assert conf["jobmanager.memory.process.size"] == "1024m"
-    assert conf["taskmanager.memory.process.size"] == "1536m"
+    assert conf["jobmanager.memory.process.size"] == "768m"
+    assert conf["taskmanager.memory.process.size"] == "1024m"
+    # sized for this job (BENCHMARKS.md, Memory): the same in the mini cluster and the cluster's TaskManagers
+    assert conf["taskmanager.memory.managed.size"] == "128m"
+    assert conf["taskmanager.memory.network.min"] == conf["taskmanager.memory.network.max"] == "16m"
+    assert conf["env.java.opts"] == "-Dorg.apache.flink.shaded.netty4.io.netty.allocator.maxOrder=9"
     assert conf["pipeline.auto-generate-uids"] == "false"
     assert "org.apache.flink.statefun" in conf["classloader.parent-first-patterns.additional"]
 
@@ -140,6 +144,7 @@ def test_the_brokers_jvm_gets_the_stacks_heap_and_kafka_opts_from_the_environmen
     monkeypatch.setenv("KAFKA_OPTS", "-XX:NativeMemoryTracking=summary -Dx='a b'")
     command = kafka.argv("java", config)
     assert command[1:3] == ["-Xms384m", "-Xmx384m"]
+    assert "log.cleaner.dedupe.buffer.size=16777216" in server_properties(config).splitlines()
     assert command.index("-XX:NativeMemoryTracking=summary") < command.index(kafka.MAIN_CLASS)
     assert "-Dx=a b" in command
     monkeypatch.delenv("KAFKA_OPTS")
