@@ -96,6 +96,10 @@ VARIANTS = (
     Variant("consumer-fetch-batching", "ingress consumer fetch.min.bytes 32 KiB, fetch.max.wait.ms 100 "
             "(defaults 1 B, 500 ms): fewer, fuller fetches at a low rate",
             consumer={"fetch.min.bytes": str(32 * 1024), "fetch.max.wait.ms": "100"}),
+    # glibc gives each thread that allocates an arena of its own, up to 8 per core: RocksDB's and Netty's native
+    # memory spread over them (the container images preload jemalloc instead, as the Flink image does).
+    Variant("malloc-arena-2", "MALLOC_ARENA_MAX=2 for every process (glibc's default: up to 8 arenas per core)",
+            environment={"MALLOC_ARENA_MAX": "2"}),
     # Every JVM as it was sized before BENCHMARKS.md's "Memory" section: Flink's and Kafka's defaults in the
     # places this job does not need them, and 2-3x the heaps. One variant per mode: the mini cluster and the cluster
     # sized their memory differently.
