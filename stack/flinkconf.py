@@ -59,6 +59,8 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
         ("heartbeat.interval", str(config.heartbeat_interval_ms),
          "a killed TaskManager is noticed in ~5 s instead of 50 s: recovery took 11 s, not 21-23 s"),
         ("heartbeat.timeout", str(config.heartbeat_timeout_ms), "see heartbeat.interval"),
+        ("web.refresh-interval", "1000",
+         "how long the REST API serves a cached view of a job (Flink's 3 s): `up` saw a running job 3 s late"),
         ("web.exception-history-size", "1000",
          "the job's failure count is this history's length (the default keeps 16); numRestarts stayed 0"),
     ]  # fmt: skip

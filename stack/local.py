@@ -121,8 +121,10 @@ class LocalStack:
         write_flink_conf(cfg, write_module_yaml(cfg))
         if kafka.format_storage(self._java, cfg):
             self.report("formatted the Kafka storage")
-        for name in daemons.SERVICES:
-            self._start_daemon(name)
+        # The greeter needs nothing from Kafka: it starts while the broker does.
+        started = [self._spawn(name, daemons.argv(self._java, cfg, name)) for name in daemons.SERVICES]
+        for proc in started:
+            self._await_daemon(proc)
         if cfg.mode == "single":
             self._start_runtime(resume=not fresh, restore_from=restore_from)
         else:
@@ -176,12 +178,15 @@ class LocalStack:
         )
 
     def _start_daemon(self, name: str) -> None:
-        proc = self._spawn(name, daemons.argv(self._java, self.config, name))
-        self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
-        if name == "kafka":
+        self._await_daemon(self._spawn(name, daemons.argv(self._java, self.config, name)))
+
+    def _await_daemon(self, proc: procs.Proc) -> None:
+        """Wait until the daemon `proc` serves (Kafka: with the stack's topics created)."""
+        self._wait(proc.name, daemons.ready_check(self.config, self.rest, proc.name, proc), proc)
+        if proc.name == "kafka":
             kafka.ensure_topics(self.config)
             self._wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
-        self.report(f"{name} ready")
+        self.report(f"{proc.name} ready")
 
     def _resume_point(self, resume: bool, restore_from: Path | None) -> Path | None:
         if restore_from is not None:

@@ -75,6 +75,7 @@ def test_flink_conf_exactly_once_and_retained(tmp_path: Path) -> None:
     assert conf["taskmanager.memory.managed.size"] == "128m"
     assert conf["taskmanager.memory.network.min"] == conf["taskmanager.memory.network.max"] == "16m"
     assert conf["env.java.opts"] == "-Dorg.apache.flink.shaded.netty4.io.netty.allocator.maxOrder=9"
+    assert conf["web.refresh-interval"] == "1000"  # the REST API's cached view of a job: `up` waits on it
     assert conf["pipeline.auto-generate-uids"] == "false"
     assert "org.apache.flink.statefun" in conf["classloader.parent-first-patterns.additional"]
 
