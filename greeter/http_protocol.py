@@ -50,6 +50,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_request = False  # a request has begun (more than empty lines arrived) and not yet ended
         self._url_bytes = 0
         self._head_bytes = 0  # bytes received in the current request's head, as far as chunks tell
+        self._heads_completed = 0  # on this connection: tells a chunk that held a whole request from a head's part
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -75,9 +76,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # one, so a deadline armed only when a request begins would let a client trickle CRLFs forever.
         if self._request_since is None:
             self._start_read_deadline()
-        counted = self._in_head  # a chunk that completes one head, or starts the next request, is not counted
+        # Only a chunk that is all head counts: not one that completes a head (with a whole request after it,
+        # a chunk ends back in the head state, the next request's) nor one that starts the next request.
+        counted, heads = self._in_head, self._heads_completed
         super().data_received(data)
-        if self.transport.is_closing() or not (counted and self._in_head):
+        if self.transport.is_closing() or not (counted and self._in_head) or self._heads_completed != heads:
             return
         self._head_bytes += len(data)
         if self._head_bytes > self.limits.max_header_bytes:
@@ -103,6 +106,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """The head is in: 431 when request line and headers together pass `max_header_bytes`."""
         self._in_head = False
+        self._heads_completed += 1
         head = self._url_bytes + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if head > self.limits.max_header_bytes:
             self._refusal = (431, f"request head over {self.limits.max_header_bytes} bytes")

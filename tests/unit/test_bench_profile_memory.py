@@ -56,8 +56,10 @@ def test_a_jvm_without_native_memory_tracking_is_a_clear_error() -> None:
 
 
 def test_markdown_sums_the_peaks_into_the_stacks_and_shows_nmt_where_it_was_read() -> None:
+    nmt = {"total": 400, "Java Heap": 250, "Class": 60, "Metaspace": 50}
+    nmt = {"total": 400, "Java Heap": 250, "Class": 60, "Metaspace": 50}
     runtime = {"rss_mb": 500, "peak_rss_mb": 540, "heap_mb": {"used": 100, "committed": 250},
-               "nmt_committed_mb": {"total": 400, "Java Heap": 250, "Class": 60, "Metaspace": 50}, "outside_nmt_mb": 100}  # fmt: skip
+               "nmt_committed_mb": nmt, "outside_nmt_mb": 100}  # fmt: skip
     kafka = {"rss_mb": 300, "peak_rss_mb": 310, "heap_mb": {"used": 150, "committed": 512}}
     greeter = {"rss_mb": 120, "peak_rss_mb": 125}
     result = {"phases": {"idle": {"processes": {"runtime": runtime, "kafka": kafka, "greeter": greeter}}}}
