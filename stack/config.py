@@ -106,15 +106,15 @@ class StackConfig:
     # (`taskmanagers`). One each, as on Kubernetes: rescaling starts and stops whole JVMs.
     taskmanager_slots: int = 1
     mode: str = "single"  # one of MODES
-    # Every JVM sized for this job (BENCHMARKS.md, "Memory"; scripts/bench-profile memory measures it):
-    # the single-mode JVM's heap ceiling (without one the JVM may take a quarter of the machine's memory); it used
-    # at most 177 MB through a million-name backlog.
+    # Every JVM sized for this job (BENCHMARKS.md, "Every JVM sized for this job"; `scripts/bench-profile memory`).
+    # The single-mode JVM's heap ceiling (without one the JVM may take a quarter of the machine's memory): 124 MB
+    # in use after a million-name backlog.
     runtime_heap: str = "256m"
     # The cluster's JVMs, sized by Flink from these process sizes: heaps of 192 MB and 304 MB.
     jobmanager_memory: str = "768m"
     taskmanager_memory: str = "1024m"
-    # The broker's heap: it used at most 82 MB through the same backlogs, once its log cleaner's buffer (below)
-    # stopped taking 128 MB of it.
+    # The broker's heap: 78 MB in use after the same backlog, once its log cleaner's buffer (below) stopped taking
+    # 128 MB of it.
     kafka_heap: str = "128m"
     kafka_cleaner_buffer_bytes: int = 16 * 1024 * 1024
     greeter_workers: int = 2

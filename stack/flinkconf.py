@@ -41,9 +41,9 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
         ("state.checkpoints.num-retained", str(config.retained_checkpoints),
          "a spare if the newest is incomplete when the cluster stops"),
         ("jobmanager.memory.process.size", config.jobmanager_memory,
-         "a 192 MB heap: the JobManager keeps one job's metadata (BENCHMARKS.md, Memory)"),
+         "a 192 MB heap: the JobManager keeps one job's metadata (BENCHMARKS.md: every JVM sized)"),
         ("taskmanager.memory.process.size", config.taskmanager_memory,
-         "a 304 MB heap with the memory below: the image's 4g is for bigger state (BENCHMARKS.md, Memory)"),
+         "a 304 MB heap with the memory below: the image's 4g is for bigger state (BENCHMARKS.md: every JVM sized)"),
         ("taskmanager.memory.managed.size", "128m",
          "RocksDB's cache and write buffers for this small state: a mini cluster's default, in both modes; the "
          "cluster's 40 % took 435 MB"),
