@@ -71,7 +71,7 @@ def test_flink_conf_exactly_once_and_retained(tmp_path: Path) -> None:
     assert conf["heartbeat.interval"] == "1000" and conf["heartbeat.timeout"] == "5000"
     assert conf["jobmanager.memory.process.size"] == "768m"
     assert conf["taskmanager.memory.process.size"] == "1024m"
-    # sized for this job (BENCHMARKS.md, Memory): the same in the mini cluster and the cluster's TaskManagers
+    # BENCHMARKS.md, "Every JVM sized for this job": the same in the mini cluster and the TaskManagers
     assert conf["taskmanager.memory.managed.size"] == "128m"
     assert conf["taskmanager.memory.network.min"] == conf["taskmanager.memory.network.max"] == "16m"
     assert conf["env.java.opts"] == "-Dorg.apache.flink.shaded.netty4.io.netty.allocator.maxOrder=9"
