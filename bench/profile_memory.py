@@ -2,12 +2,11 @@
 
 Starts a stack (`--mode single` by default, the quick start's; `cluster` for the container topology) with Native
 Memory Tracking on in every JVM (`-XX:NativeMemoryTracking=summary` in flink-conf's `env.java.opts` and in
-KAFKA_OPTS), then measures after
-start-up (idle) and after each --names backlog of --messages records (every greeting checked 1..k, as in the
-pipeline benchmark): per process its RSS and its peak RSS since start (VmHWM); per JVM the heap in use and
-committed (`jcmd GC.heap_info`); per JVM what NMT says it committed, by category, and the RSS it cannot
-account for (memory allocated outside the JVM, such as RocksDB's through malloc). The result is printed as
-Markdown tables and written to bench/results/memory-<time>.json.
+KAFKA_OPTS), then measures after start-up (idle) and after each --names backlog of --messages records (every
+greeting checked 1..k, as in the pipeline benchmark): per process its RSS and its peak RSS since start (VmHWM); per
+JVM the heap in use and committed (`jcmd GC.heap_info`); per JVM what NMT says it committed, by category, and the
+RSS it cannot account for (memory allocated outside the JVM, such as RocksDB's through malloc). The result is
+printed as Markdown tables and written to bench/results/memory-<time>.json.
 
 Usage: scripts/bench-profile memory [--mode single|cluster] [--names 100,1000000] [--messages 100000]
 """

@@ -100,9 +100,9 @@ VARIANTS = (
     # memory spread over them (the container images preload jemalloc instead, as the Flink image does).
     Variant("malloc-arena-2", "MALLOC_ARENA_MAX=2 for every process (glibc's default: up to 8 arenas per core)",
             environment={"MALLOC_ARENA_MAX": "2"}),
-    # Every JVM as it was sized before BENCHMARKS.md's "Memory" section: Flink's and Kafka's defaults in the
-    # places this job does not need them, and 2-3x the heaps. One variant per mode: the mini cluster and the cluster
-    # sized their memory differently.
+    # Every JVM as it was sized before BENCHMARKS.md's "Every JVM sized for this job": Flink's and Kafka's
+    # defaults where this job does not need them, and 2-3x the heaps. One variant per mode: the mini cluster and
+    # the cluster sized their memory differently.
     Variant("before-sizing", "single mode as sized before: runtime heap 512m, network memory 64m (the mini "
             "cluster's default), Netty's 16 MiB chunks; Kafka heap 512m with its 128 MiB cleaner buffer",
             config={"runtime_heap": "512m", **PREVIOUS_KAFKA, "flink_overrides": PREVIOUS_NETWORK_LOCAL}),
@@ -128,11 +128,14 @@ def module_yaml(source: str, variant: Variant) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
+def _properties(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A Kafka ingress's or egress's `properties` (in module.yaml a list of one-key maps) as one map."""
+    return {key: value for entry in spec.get("properties", []) for key, value in entry.items()}
+
+
 def _set_properties(spec: dict[str, Any], values: Mapping[str, str]) -> None:
-    """A Kafka ingress's or egress's `properties` (a list of one-key maps) with `values` set over them."""
-    properties = {key: value for entry in spec.get("properties", []) for key, value in entry.items()}
-    properties.update(values)
-    spec["properties"] = [{key: value} for key, value in properties.items()]
+    """The spec's `properties` with `values` set over them."""
+    spec["properties"] = [{key: value} for key, value in (_properties(spec) | dict(values)).items()]
 
 
 @contextmanager
@@ -198,8 +201,8 @@ def ran_with(config: StackConfig) -> dict[str, Any]:
         "transport": endpoint.get("transport", {}).get("type"),
         "pool_size": endpoint.get("transport", {}).get("pool_size"),
         "maxNumBatchRequests": endpoint.get("maxNumBatchRequests"),
-        "producer": {key: str(value) for entry in egress.get("properties", []) for key, value in entry.items()},
-        "consumer": {key: str(value) for entry in ingress.get("properties", []) for key, value in entry.items()},
+        "producer": {key: str(value) for key, value in _properties(egress).items()},
+        "consumer": {key: str(value) for key, value in _properties(ingress).items()},
         "mode": config.mode,
         "kafka_heap": config.kafka_heap,
         "runtime_heap": config.runtime_heap,

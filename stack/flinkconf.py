@@ -112,8 +112,7 @@ def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:
 
 def setting(config: StackConfig, key: str) -> str | None:
     """What the rendered flink-conf.yaml sets `key` to: the pipeline's entry, or the caller's override."""
-    values = {key: value for key, value, _why in pipeline_entries(config)} | dict(config.flink_overrides)
-    return values.get(key)
+    return next((value for name, value, _why in entries(config, module_url="") if name == key), None)
 
 
 def render(entries: list[tuple[str, str, str]], header: str) -> str:
