@@ -18,10 +18,15 @@ LOGS = REPO_ROOT / "run" / "tests" / "compose"
 
 
 @pytest.fixture(scope="package")
-def standin_images() -> Iterator[dict[str, str]]:
+def engine() -> Iterator[None]:
     """The engine runs for this folder's tests only: dockerd's iptables rules stay out of the others' way."""
     with running_engine(LOGS / "dockerd.log"):
-        yield dict(build_standins())
+        yield
+
+
+@pytest.fixture(scope="package")
+def standin_images(engine: None) -> dict[str, str]:
+    return dict(build_standins())
 
 
 @pytest.fixture(scope="module")

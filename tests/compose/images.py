@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -33,19 +33,47 @@ def image_exists(name: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=False).returncode == 0
 
 
-def make_base_image() -> None:
-    """Debian bookworm (minbase) from Debian's mirror, imported as BASE_IMAGE; kept once made."""
-    if image_exists(BASE_IMAGE):
+def debian_mirror(apt_dir: Path = Path("/etc/apt"), suite: str = "bookworm") -> str:
+    """The machine's own Debian mirror for `suite`, read from its apt sources (deb822 `*.sources` files and
+    one-line `sources.list` entries), so that debootstrap fetches where apt does here."""
+    parts = apt_dir / "sources.list.d"
+    candidates = [*sorted(parts.glob("*.sources")), apt_dir / "sources.list", *sorted(parts.glob("*.list"))]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        for stanza in text.split("\n\n") if path.suffix == ".sources" else []:
+            fields = dict(_deb822_fields(stanza))
+            if "deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split():
+                return fields["URIs"].split()[0]
+        for line in text.splitlines() if path.suffix == ".list" else []:
+            words = [word for word in line.split() if not word.startswith("[")]
+            if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
+                return words[1]
+    raise RuntimeError(f"no apt source for Debian {suite} in {apt_dir}: debootstrap needs a mirror to fetch from")
+
+
+def _deb822_fields(stanza: str) -> Iterator[tuple[str, str]]:
+    for line in stanza.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and not line.startswith(("#", " ", "\t")):
+            yield key.strip(), value.strip()
+
+
+def make_base_image(tag: str = BASE_IMAGE) -> None:
+    """Debian bookworm (minbase) from the machine's Debian mirror, imported as `tag`; kept once made."""
+    if image_exists(tag):
         return
     with tempfile.TemporaryDirectory(prefix="bookworm-") as root:
         subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", root, "http://deb.debian.org/debian"],
+            ["debootstrap", "--variant=minbase", "bookworm", root, debian_mirror()],
             check=True,
             capture_output=True,
         )
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        docker("import", "-", BASE_IMAGE, stdin=tar.stdout)
-        if tar.wait() != 0:
+        # The context manager closes tar's stdout pipe and waits for it.
+        with subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE) as tar:
+            docker("import", "-", tag, stdin=tar.stdout)
+        if tar.returncode != 0:
             raise RuntimeError("tar of the debootstrap tree failed")
 
 
