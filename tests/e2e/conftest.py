@@ -1,5 +1,6 @@
 """The real stack (Kafka, the StateFun job in the single-mode runtime, the greeter), started once per
-session on free ports in a temporary run folder, and always stopped, whatever happens.
+session on free ports in a temporary run folder, expiry off whatever the shell sets (tests/support/stacks.py), and
+always stopped, whatever happens.
 
 A missing JVM or Maven fails here with a message naming it; nothing is skipped. Set GREETER_E2E_RUN_DIR to keep
 the run folder (logs, checkpoints) somewhere of your choosing.

@@ -12,22 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from stack.config import Ports, StackConfig
+from stack.config import StackConfig
 from stack.local import LocalStack
-from tests.support.stacks import running_stack
+from tests.support.stacks import running_stack, stack_config
 
 from .schedule import Scenario
 
 
 def fault_config(run_dir: Path, seen_count_ttl: str | None = "0") -> StackConfig:
-    """For a test that starts and restarts its stack itself. TTL pinned, as in `fault_stack`."""
-    return StackConfig(run_dir=run_dir, ports=Ports.free(), seen_count_ttl=seen_count_ttl, mode="cluster")
+    """For a test that starts and restarts its stack itself, in the mode `fault_stack` runs."""
+    return stack_config(run_dir, seen_count_ttl=seen_count_ttl, mode="cluster")
 
 
 @pytest.fixture
 def fault_stack(tmp_path: Path) -> Iterator[LocalStack]:
-    # TTL pinned (not from the environment): a test's counts must not depend on the caller's shell.
-    with running_stack(tmp_path / "run", "fault stack", seen_count_ttl="0", mode="cluster") as local:
+    with running_stack(tmp_path / "run", "fault stack", mode="cluster") as local:
         yield local
 
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def single_stack(tmp_path: Path) -> Iterator[LocalStack]:
-    with running_stack(tmp_path / "run", "single stack", seen_count_ttl="0", mode="single") as local:
+    with running_stack(tmp_path / "run", "single stack", mode="single") as local:
         yield local
 
 
