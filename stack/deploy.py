@@ -3,13 +3,16 @@
 `python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml, deploy/compose/log4j-console.properties (the
 local stack's Flink logging), deploy/compose/module.mtls.yaml (what docker-compose.mtls.yml mounts) and the
 Kubernetes files that kustomize turns into ConfigMaps (deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml);
-tests/static fails when a committed file differs from what this renders, so the stacks cannot drift.
+`python -m stack.deploy --check` writes nothing and exits 1 naming each file that differs from what it renders,
+which tests/static runs, so the stacks cannot drift.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,12 +224,46 @@ def rendered_files() -> dict[Path, str]:
     return files
 
 
-def main() -> int:
-    """`python -m stack.deploy`: write every rendered file."""
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.deploy",
+        description="Render the container stacks' runtime configuration (deploy/compose, deploy/k8s) from the "
+        "settings the local stack uses, and write every rendered file.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; print each file that differs from what is rendered (one path a line) and exit 1, "
+        "or exit 0 when all match",
+    )
+    return parser
+
+
+def stale_files(root: Path = REPO_ROOT) -> list[Path]:
+    """The rendered files under `root` whose content differs from what is rendered (or that are missing)."""
+    stale = []
     for path, text in rendered_files().items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path.relative_to(REPO_ROOT)}", file=sys.stderr)
+        target = root / path.relative_to(REPO_ROOT)
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            stale.append(target)
+    return stale
+
+
+def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
+    """`python -m stack.deploy [--check]`: write every rendered file under `root`, or with --check only compare."""
+    args = _parser().parse_args(argv)
+    if args.check:
+        stale = stale_files(root)
+        for path in stale:
+            print(path.relative_to(root))
+        if stale:
+            print(f"{len(stale)} rendered file(s) differ: run python -m stack.deploy", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in rendered_files().items():
+        target = root / path.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {target.relative_to(root)}", file=sys.stderr)
     return 0
 
 

@@ -8,6 +8,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ import yaml
 
 from greeter.app import create_app
 from greeter.settings import Settings
+from stack import deploy
 from stack.config import TOPICS, StackConfig
 from stack.deploy import (
     K8S_COMPONENTS,
@@ -187,8 +189,62 @@ def test_renders_and_validates_against_the_kubernetes_schemas_strictly(name: str
 
 
 def test_the_committed_rendered_files_are_current() -> None:
+    result = deploy_command("--check")
+    assert result.returncode == 0, f"stale, run .venv/bin/python -m stack.deploy:\n{result.stdout}{result.stderr}"
+    assert result.stdout == ""
+
+
+def deploy_command(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "stack.deploy", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+def deploy_folder_state() -> dict[str, tuple[int, bytes]]:
+    """Every file under deploy/ (where stack.deploy writes), with its modification time and bytes."""
+    return {
+        str(path): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in (ROOT / "deploy").rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--check"])
+def test_help_and_check_write_nothing(flag: str) -> None:
+    before = deploy_folder_state()
+    result = deploy_command(flag)
+    assert deploy_folder_state() == before
+    if flag == "--check":
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: python -m stack.deploy")
+        assert "--check" in result.stdout
+
+
+def test_check_names_each_file_that_differs_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--check on a copy of the rendered files (the tracked ones are never touched): 0 while they match, 1 with
+    one line per file once one is altered or missing."""
     for path, text in rendered_files().items():
-        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run .venv/bin/python -m stack.deploy"
+        copy = tmp_path / path.relative_to(ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(text, encoding="utf-8")
+    assert deploy.main(["--check"], root=tmp_path) == 0
+    assert capsys.readouterr().out == ""
+
+    altered = tmp_path / "deploy" / "k8s" / "base" / "flink-conf.yaml"
+    altered.write_text(altered.read_text(encoding="utf-8") + "parallelism.default: 9\n", encoding="utf-8")
+    missing = tmp_path / "deploy" / "compose" / "module.mtls.yaml"
+    missing.unlink()
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert deploy.main(["--check"], root=tmp_path) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "deploy/compose/module.mtls.yaml",
+        "deploy/k8s/base/flink-conf.yaml",
+    ]
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+    assert deploy.main([], root=tmp_path) == 0  # no argument: write them, as before
+    assert deploy.main(["--check"], root=tmp_path) == 0
 
 
 @pytest.mark.parametrize("name", VARIANTS)
