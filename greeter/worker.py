@@ -11,7 +11,9 @@ deadline on TLS handshakes, which uvicorn leaves at asyncio's 60 s.
 """
 
 import functools
+import os
 import signal
+import socket
 import sys
 from typing import Any, ClassVar
 
@@ -37,6 +39,19 @@ class HandshakeBoundedLoop(uvloop.Loop):
 
 def _exit_after_shutdown(signum: int, frame: object) -> None:
     sys.exit(0)
+
+
+def _plain_listener(listener: Any) -> socket.socket:
+    """One of gunicorn's listeners as a plain socket on a duplicate fd; gunicorn's listener object is closed.
+
+    uvicorn's server closes its listeners at shutdown: libuv closes the fd, then uvloop detaches a plain
+    socket from it but calls close() on any other object. gunicorn's listener object is another object: its
+    close() found the fd gone and logged "Error while closing socket [Errno 9] Bad file descriptor" in every
+    worker at every stop. Handed a plain socket, the fd has one owner and is closed once.
+    """
+    plain = socket.socket(fileno=os.dup(listener.fileno()))
+    listener.close()
+    return plain
 
 
 class GreeterWorker(UvicornWorker):  # type: ignore[misc]
@@ -80,4 +95,6 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
         # Connections still open at SIGTERM get gunicorn's graceful timeout, then uvicorn closes them.
         self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
         self.wsgi = GreeterAsgi(flask_app, service.endpoint)
+        # Plain sockets, each closed once at shutdown (see _plain_listener); gunicorn has no type hints.
+        self.sockets = [_plain_listener(listener) for listener in self.sockets]  # type: ignore[has-type]
         super().run()

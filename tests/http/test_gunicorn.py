@@ -1,5 +1,6 @@
 """The greeter as deployed: greeter-serve (gunicorn + GreeterWorker) as a real process on loopback."""
 
+import contextlib
 import http.client
 import os
 import socket
@@ -173,21 +174,71 @@ def test_oversized_body_is_413(tmp_path: Path) -> None:
         stop(server)
 
 
+def worker_pids(server: Server, count: int = 2) -> list[str]:
+    """The PIDs of the master's `count` workers, once all have forked (the last may still be booting)."""
+    workers: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(workers) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)
+        workers = children.stdout.split()
+    assert len(workers) == count
+    return workers
+
+
 def test_sigterm_stops_gracefully_and_leaves_no_worker(tmp_path: Path) -> None:
     server = start(tmp_path)
     try:
-        workers: list[str] = []
-        deadline = time.monotonic() + 20
-        while len(workers) < 2 and time.monotonic() < deadline:  # the second worker may still be booting
-            time.sleep(0.1)
-            children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)
-            workers = children.stdout.split()
-        assert len(workers) == 2
+        workers = worker_pids(server)
         assert stop(server) == 0, "gunicorn did not exit cleanly on SIGTERM"  # a SIGKILL fallback gives -9
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived its master"
     finally:
         stop(server)
+
+
+def connections_held(server: Server, pid: str) -> int:
+    """How many established connections to the server's port the process `pid` holds (Linux /proc)."""
+    port = f":{server.port:04X}"
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _remote, state, *rest = line.split()[1:]
+        if local.endswith(port) and state == "01":
+            established.add(f"socket:[{rest[5]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # an fd closed while listed
+            held += os.readlink(fd) in established
+    return held
+
+
+def test_a_graceful_stop_logs_no_error(tmp_path: Path) -> None:
+    # Each worker used to log "Error while closing socket [Errno 9] Bad file descriptor" at every SIGTERM: its
+    # listening socket was closed twice on the way out. An operator must be able to read any "Error" as one.
+    server = start(tmp_path)
+    body = build_request("example/greeter", "Ada", [greet("Ada")], {})
+    connections: list[http.client.HTTPConnection] = []
+    try:
+        workers = worker_pids(server)
+        # New connections until both workers have answered one; all stay open (kept alive, as the runtime's are).
+        while not all(connections_held(server, pid) for pid in workers):
+            assert len(connections) < 200, "one worker took every connection"
+            connection = server.connection()
+            connections.append(connection)
+            connection.request("POST", "/statefun", body)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        status = stop(server)
+    finally:
+        for connection in connections:
+            connection.close()
+        stop(server)
+    log = server.log.read_text()
+    assert status == 0, log
+    assert "Shutting down: Master" in log, log  # the log is the whole stop, not cut short
+    assert "[ERROR]" not in log and '"level": "ERROR"' not in log, log
+    assert "Error" not in log, log
 
 
 def test_a_bad_setting_fails_start_up_naming_the_variable() -> None:
