@@ -93,12 +93,12 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
             default=getattr(defaults.ports, port.name),
             help=f"env {port_env_var(port.name)}",
         )
-    for tool in ("generator", "consumer"):
+    for tool, example in (("generator", "--count 10"), ("consumer", "tail --timeout 30")):
         up.add_argument(f"--with-{tool}", action="store_true", help=f"also run greeter-{tool}")
         up.add_argument(
             f"--{tool}-args",
             default="",
-            help=f"extra arguments for greeter-{tool}, with = when they start with a dash: --{tool}-args='--count 10'",
+            help=f"extra arguments for greeter-{tool}, with = when they start with a dash: --{tool}-args='{example}'",
         )
     up.add_argument(
         "--extra",
@@ -132,8 +132,12 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     logs.add_argument(
         "name", nargs="?", help="one process (kafka, greeter, runtime or jobmanager and taskmanager, ...)"
     )
-    logs.add_argument("-n", "--lines", type=int, default=40)
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument(
+        "-n", "--lines", type=int, default=40, help="print the last LINES lines of each log (default: %(default)s)"
+    )
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="then keep printing what is appended, like tail -f, until Ctrl-C"
+    )
     return parser
 
 
