@@ -22,7 +22,6 @@ import io
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tomllib
 import types
@@ -423,13 +422,18 @@ def test_a_refused_example_fails() -> None:
 
 
 def _modules_building_a_parser() -> set[str]:
-    files = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True)
+    """Every module of the repository that builds an ArgumentParser (tests aside, but for the soak's)."""
     found = set()
-    for name in files.stdout.split():
-        if name.startswith("tests/") and not name.startswith("tests/faults/"):
-            continue
-        if "ArgumentParser(" in (ROOT / name).read_text(encoding="utf-8"):
-            found.add(name.removesuffix(".py").replace("/", "."))
+    for folder, subfolders, files in os.walk(ROOT):
+        here = Path(folder).relative_to(ROOT)
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".") and name != "__pycache__" and (here.parts != ("tests",) or name == "faults")
+        ]
+        for name in files:
+            if name.endswith(".py") and "ArgumentParser(" in (Path(folder) / name).read_text(encoding="utf-8"):
+                found.add(".".join((*here.parts, name.removesuffix(".py"))))
     return found
 
 
