@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             return stop.exit_code if stop.exit_code is not None else code
     except ForcedExit as forced:
         return forced.exit_code
-    except (ConfigError, PrerequisiteError, StartError, RuntimeError, KeyError) as error:
+    except (ConfigError, PrerequisiteError, StartError, RuntimeError, KeyError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) else error  # KeyError's str() adds quotes
         print(f"greeter-stack: {message}", file=sys.stderr)
         return 2 if isinstance(error, ConfigError) else 1
@@ -211,10 +211,16 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
             follow(files, sys.stdout, stop)
         return 0
     if not (run_dir / "stack.json").exists():
-        print(f"no stack recorded in {run_dir}", file=sys.stderr)
-        return 0 if args.command == "down" else 1
+        if args.command == "down":
+            print(f"no stack recorded in {run_dir}: nothing to stop", file=sys.stderr)
+            return 0
+        print(f"no stack recorded in {run_dir}: start one with `greeter-stack up`", file=sys.stderr)
+        return 1
     stack = LocalStack.attach(run_dir, stop=stop)
     if args.command == "watch":
+        if not stack.running():
+            print(f"nothing to watch: no process of the stack in {run_dir} is running", file=sys.stderr)
+            return 1
         return watch(stack, keep_going=_alive(args.while_pid) if args.while_pid else lambda: True)
     if args.command == "down":
         stack.down()

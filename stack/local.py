@@ -20,6 +20,7 @@ from .flinkconf import write_flink_conf
 from .readiness import StartError, port_free, wait_until
 from .render import write_logging_configs, write_module_yaml
 from .rest import Checkpoint, FlinkRest
+from .savepoints import cancel_with_savepoint
 from .state import StackState, latest_retained_checkpoint, prune_other_jobs, run_lock
 from .status import StackStatus, collect_status
 from .tls import mint
@@ -35,6 +36,10 @@ def restore_point(path: Path, fresh: bool) -> Path:
     if not (folder / "_metadata").is_file():
         raise StartError(f"{folder} holds no savepoint or checkpoint (no _metadata file)")
     return folder
+
+
+class NotRunning(RuntimeError):
+    """The command needs the stack up, and it is not: the message names its state and what to do."""
 
 
 def _stderr(line: str) -> None:
@@ -97,6 +102,10 @@ class LocalStack:
                 raise RuntimeError(
                     f"stack in {self.config.run_dir} is already up ({names}): run `greeter-stack down` first"
                 )
+            if restore_from is None and not fresh and self.state.resume_from:
+                # The job an unfinished rescale cancelled continues from its savepoint, not an older checkpoint.
+                restore_from = restore_point(Path(self.state.resume_from), fresh)
+                self.report(f"resuming from the savepoint of an unfinished rescale: {restore_from}")
             self.state = StackState(self.config)
             try:
                 self._start(fresh, restore_from)
@@ -211,7 +220,7 @@ class LocalStack:
         self.report(f"job {self.state.job_id} started" + (f", resuming from {checkpoint}" if checkpoint else ""))
         job_id = self.state.job_id
         self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), proc)
-        self.report("job RUNNING")
+        self._job_running()
 
     def _submit_job(self, resume: bool, restore_from: Path | None = None) -> None:
         checkpoint = self._resume_point(resume, restore_from)
@@ -224,23 +233,30 @@ class LocalStack:
         self.report(f"submitted job {self.state.job_id}" + (f", resuming from {checkpoint}" if checkpoint else ""))
         job_id = self.state.job_id
         self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), jm)
+        self._job_running()
+
+    def _job_running(self) -> None:
+        self.state.resume_from = None  # an unfinished rescale's savepoint is resumed now
+        self.state.save()
         self.report("job RUNNING")
 
     def savepoint(self) -> str:
         """A savepoint of the running job in the run folder's savepoints/ (the job keeps running); its location."""
-        self.config.savepoint_dir.mkdir(parents=True, exist_ok=True)
-        location = self.rest.savepoint(self._require_job(), self.config.savepoint_dir.resolve().as_uri())
-        self.report(f"savepoint of job {self.state.job_id}: {location}")
-        return location
+        with run_lock(self.config.run_dir):
+            job_id = self._require_running("no job is running")
+            self.config.savepoint_dir.mkdir(parents=True, exist_ok=True)
+            location = self.rest.savepoint(job_id, self.config.savepoint_dir.resolve().as_uri())
+            self.report(f"savepoint of job {job_id}: {location}")
+            return location
 
     def rescale(self, parallelism: int) -> str:
-        """Run the job at `parallelism`: cancel it with a savepoint into savepoints/ (FlinkRest.savepoint says
-        why not stop-with-savepoint), start or stop TaskManagers to match (cluster mode; single mode restarts its
-        one JVM), and resume the job from that savepoint. Its location. StartError, before anything stops, for a
-        parallelism below 1 or above the job's maximum parallelism.
+        """Run the job at `parallelism`: cancel it with a savepoint into savepoints/ (stack/savepoints.py), start or
+        stop TaskManagers to match (cluster mode; single mode restarts its one JVM), and resume the job from that
+        savepoint. Its location. StartError, before anything stops, for a parallelism below 1 or above the job's
+        maximum parallelism; StartError saying how to resume when the job does not start again.
         """
         with run_lock(self.config.run_dir):
-            job_id = self._require_job()
+            job_id = self._require_running("no job is running")
             current, maximum = self.rest.parallelism(job_id)
             if not 1 <= parallelism <= maximum:
                 raise StartError(
@@ -249,20 +265,30 @@ class LocalStack:
                     "fresh state"
                 )
             self._java = self._java or check_prerequisites(need_maven=False)
-            self.config.savepoint_dir.mkdir(parents=True, exist_ok=True)
             self.report(f"cancelling job {job_id} (parallelism {current}) with a savepoint")
-            location = self.rest.savepoint(job_id, self.config.savepoint_dir.resolve().as_uri(), cancel=True)
-            self.report(f"savepoint {location}")
-            savepoint = restore_point(Path(location), fresh=False)
+            server = self.state.proc(daemons.runtime_names(self.config)[0])  # the runtime or the JobManager
+            savepoint = cancel_with_savepoint(
+                self.rest, job_id, self.config.savepoint_dir, lambda: procs.is_running(server), self.report
+            )
+            self.report(f"savepoint {savepoint}")
+            self.state.resume_from = str(savepoint)
             self.config = self.state.config = replace(self.config, parallelism=parallelism)
-            write_flink_conf(self.config, write_module_yaml(self.config))  # parallelism.default, single mode's slots
-            if self.config.mode == "single":
-                procs.stop(self.state.proc("runtime"), self.config.stop_timeout_s)  # its job is over: it exits
-                self._start_runtime(resume=True, restore_from=savepoint)
-            else:
-                self._match_taskmanagers()
-                self._submit_job(resume=True, restore_from=savepoint)
-            return location
+            self.state.save()
+            try:
+                write_flink_conf(self.config, write_module_yaml(self.config))  # parallelism.default, single's slots
+                if self.config.mode == "single":
+                    procs.stop(server, self.config.stop_timeout_s)  # its job is over: it exits
+                    self._start_runtime(resume=True, restore_from=savepoint)
+                else:
+                    self._match_taskmanagers()
+                    self._submit_job(resume=True, restore_from=savepoint)
+            except Exception as error:
+                raise StartError(
+                    f"rescale stopped half way ({error}): the job was cancelled with a savepoint at {savepoint}. "
+                    f"Resume it with `greeter-stack down`, then `greeter-stack up` (it resumes from that savepoint; "
+                    f"or `greeter-stack up --from-savepoint {savepoint}`)"
+                ) from error
+            return str(savepoint)
 
     def _match_taskmanagers(self) -> None:
         """Cluster mode: stop the TaskManagers the parallelism no longer needs (last first), start the missing."""
@@ -286,6 +312,7 @@ class LocalStack:
         one's, so changing those takes `down` and `up`. The new master's record.
         """
         with run_lock(self.config.run_dir):
+            self._require_running("cannot upgrade the greeter")
             old = self.state.proc("greeter")
             if not procs.send(old, signal.SIGUSR2, group=False):
                 raise RuntimeError("the greeter is not running")
@@ -318,6 +345,8 @@ class LocalStack:
     def down(self) -> dict[str, str]:
         """Stop every recorded process, last started first, under the run lock; each one's outcome by name."""
         with run_lock(self.config.run_dir):
+            if not self.running():
+                self.report(f"nothing was running in {self.config.run_dir}")
             return self._stop_all()
 
     def _stop_all(self) -> dict[str, str]:
@@ -370,6 +399,27 @@ class LocalStack:
     def _require_job(self) -> str:
         if not self.state.job_id:
             raise RuntimeError("no job submitted")
+        return self.state.job_id
+
+    def _require_running(self, what: str) -> str:
+        """The job's id when every daemon of the stack's mode runs; NotRunning, saying `what` cannot be done, the
+        stack's state and what to do, otherwise.
+        """
+        recorded = {proc.name: proc for proc in self.state.procs}
+        where = f"the stack in {self.config.run_dir}"
+        if not recorded:
+            raise NotRunning(f"{what}: {where} is stopped; start it with `greeter-stack up`")
+        again = "run `greeter-stack down`, then `greeter-stack up`"
+        for name in daemons.names(self.config):
+            if name not in recorded:
+                raise NotRunning(
+                    f"{what}: {where} is half up ({name} never started: an `up` that did not finish); {again}"
+                )
+            if not procs.is_running(recorded[name]):
+                proc = recorded[name]
+                raise NotRunning(f"{what}: {name} (pid {proc.pid}) is not running (its log: {proc.log}); {again}")
+        if not self.state.job_id:
+            raise NotRunning(f"{what}: {where} has no job (an `up` that did not finish); {again}")
         return self.state.job_id
 
     def status(self) -> StackStatus:

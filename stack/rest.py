@@ -4,6 +4,7 @@ failures.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -19,6 +20,18 @@ _MAX_EXCEPTIONS = 1000
 
 class RestError(RuntimeError):
     """A Flink REST call failed; the message carries Flink's own error text."""
+
+
+class SavepointFailed(RestError):
+    """Flink answered that a savepoint failed; `cause` is the reason it gave (its exception's first line)."""
+
+    def __init__(self, job_id: str, cause: str) -> None:
+        self.cause = cause.strip().splitlines()[0] if cause.strip() else "no cause given"
+        super().__init__(f"the savepoint of job {job_id} failed: {cause[-3000:]}")
+
+
+class RestUnreachable(RestError):
+    """Nothing answered at the REST API's address: the JVM serving it is not running (or not yet, or no longer)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,9 @@ class FlinkRest:
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
             raise RestError(f"{method} {path} -> {error.code}: {detail[-3000:]}") from error
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException, TimeoutError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise RestUnreachable(f"Flink's REST API at {self.base_url} did not answer ({reason})") from error
         return json.loads(text) if text else None
 
     def get(self, path: str) -> Any:
@@ -124,10 +140,21 @@ class FlinkRest:
             return None
         return Checkpoint(int(latest["id"]), int(latest["latest_ack_timestamp"]), str(latest.get("external_path", "")))
 
-    def savepoint(self, job_id: str, target_dir: str, deadline_s: float = 120, cancel: bool = False) -> str:
-        """Take a savepoint of running job `job_id` under `target_dir` (a URI) and wait for it; its location.
-        The job keeps running, or with `cancel` is cancelled right after it (and this waits until it is).
-        RestError carrying Flink's cause when it fails or is not done by the deadline.
+    def savepoint(self, job_id: str, target_dir: str, deadline_s: float = 120) -> str:
+        """Take a savepoint of running job `job_id` under `target_dir` (a URI), the job running on, and wait for it;
+        its location. RestError carrying Flink's cause when it fails or is not done by the deadline.
+        """
+        trigger = self.trigger_savepoint(job_id, target_dir, cancel=False)
+        end = time.monotonic() + deadline_s
+        while (location := self.savepoint_status(job_id, trigger)) is None:
+            if time.monotonic() > end:
+                raise RestError(f"the savepoint of job {job_id} was not done after {deadline_s:.0f} s")
+            time.sleep(0.2)
+        return location
+
+    def trigger_savepoint(self, job_id: str, target_dir: str, cancel: bool) -> str:
+        """Ask for a savepoint of `job_id` under `target_dir` (a URI), with `cancel` the job cancelled right after
+        it; the trigger id `savepoint_status` takes.
 
         Not Flink's stop-with-savepoint (POST /jobs/<id>/stop): with StateFun 3.3.0's Kafka ingress (the legacy
         FlinkKafkaConsumer) it fails the source task with Handover$ClosedException, and the job restarts instead
@@ -135,24 +162,16 @@ class FlinkRest:
         savepoint holds is committed when a job resumes from it, and what ran after it is aborted and replayed.
         """
         body = json.dumps({"target-directory": target_dir, "cancel-job": cancel}).encode()
-        trigger = self._call("POST", f"/jobs/{job_id}/savepoints", body)["request-id"]
-        location = self._savepoint_done(job_id, trigger, deadline_s)
-        end = time.monotonic() + deadline_s
-        while cancel and (state := self.job(job_id)["state"]) != "CANCELED":
-            if time.monotonic() > end:
-                raise RestError(f"job {job_id} is {state}, not CANCELED, {deadline_s:.0f} s after its savepoint")
-            time.sleep(0.2)
-        return location
+        return str(self._call("POST", f"/jobs/{job_id}/savepoints", body)["request-id"])
 
-    def _savepoint_done(self, job_id: str, trigger: str, deadline_s: float) -> str:
-        end = time.monotonic() + deadline_s
-        while True:
-            reply = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
-            if reply["status"]["id"] == "COMPLETED":
-                return savepoint_location(job_id, reply.get("operation") or {})
-            if time.monotonic() > end:
-                raise RestError(f"the savepoint of job {job_id} was not done after {deadline_s:.0f} s")
-            time.sleep(0.2)
+    def savepoint_status(self, job_id: str, trigger: str) -> str | None:
+        """The savepoint's location once completed, None while in progress; RestError with Flink's cause if it
+        failed.
+        """
+        reply = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
+        if reply["status"]["id"] != "COMPLETED":
+            return None
+        return savepoint_location(job_id, reply.get("operation") or {})
 
     def parallelism(self, job_id: str) -> tuple[int, int]:
         """The job's parallelism and maximum parallelism (its key groups: the most it can be rescaled to), the
@@ -181,8 +200,8 @@ class FlinkRest:
 
 
 def savepoint_location(job_id: str, operation: dict[str, Any]) -> str:
-    """A completed savepoint operation's location, or RestError with the cause Flink gave for its failure."""
+    """A completed savepoint operation's location, or SavepointFailed with the cause Flink gave for its failure."""
     if "location" in operation:
         return str(operation["location"])
     cause = operation.get("failure-cause") or {}
-    raise RestError(f"the savepoint of job {job_id} failed: {str(cause.get('stack-trace', cause))[-3000:]}")
+    raise SavepointFailed(job_id, str(cause.get("stack-trace", cause)))

@@ -21,12 +21,15 @@ STATE_FILE = "stack.json"
 
 @dataclass
 class StackState:
-    """What stack.json records: the config, the processes in start order, the job and its jar."""
+    """What stack.json records: the config, the processes in start order, the job and its jar, and the savepoint
+    of a rescale that cancelled the job but did not start it again (the next `up` resumes from it).
+    """
 
     config: StackConfig
     procs: list[Proc] = field(default_factory=list)
     job_id: str | None = None
     jar_id: str | None = None
+    resume_from: str | None = None
 
     def save(self) -> None:
         """Written after every start, so a supervisor that dies mid-`up` still leaves what `down` needs."""
@@ -35,6 +38,7 @@ class StackState:
             "procs": [asdict(p) for p in self.procs],
             "job_id": self.job_id,
             "jar_id": self.jar_id,
+            "resume_from": self.resume_from,
         }
         path = self.config.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +57,13 @@ class StackState:
             Proc(p["name"], p["pid"], p["start_ticks"], p["log"], tuple(p["argv"]), p.get("group", 0))
             for p in data["procs"]
         ]
-        return cls(StackConfig.from_json(data["config"]), procs, data.get("job_id"), data.get("jar_id"))
+        return cls(
+            StackConfig.from_json(data["config"]),
+            procs,
+            data.get("job_id"),
+            data.get("jar_id"),
+            data.get("resume_from"),
+        )
 
     def proc(self, name: str) -> Proc:
         """The recorded process `name`; KeyError naming the known ones otherwise."""

@@ -47,6 +47,11 @@ class StackStatus:
 def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
     """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception."""
     notes: list[str] = []
+    if state.resume_from:
+        notes.append(
+            f"a rescale stopped half way: the job was cancelled with a savepoint at {state.resume_from}; "
+            "`greeter-stack down`, then `greeter-stack up` resumes from it"
+        )
     proc_status = [ProcStatus(p.name, p.pid, procs.is_running(p), p.log) for p in state.procs]
     job_state = failures = checkpoint = lag = parallelism = None
     taskmanagers: tuple[TaskManager, ...] = ()

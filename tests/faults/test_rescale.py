@@ -1,7 +1,8 @@
-"""Day-2 operations while requests keep arriving, on the cluster: `greeter-stack rescale` 1 -> 2 -> 1 TaskManagers
-(each step cancels the job with a savepoint and resumes it at the new parallelism) and `greeter-stack
-upgrade-greeter` (gunicorn replaced in place). Every name still gets exactly 1..k in order under read_committed,
-with no job failure; the upgrade also with no failed delivery."""
+"""Day-2 operations while requests keep arriving: `greeter-stack rescale` 1 -> 2 -> 1 on the cluster (TaskManagers
+started and stopped) and three times in a row in the default single mode (its one JVM exits with the cancelled job
+and starts again), each step cancelling the job with a savepoint and resuming it at the new parallelism; and
+`greeter-stack upgrade-greeter` (gunicorn replaced in place). Every name still gets exactly 1..k in order under
+read_committed, with no job failure; the upgrade also with no failed delivery."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from stack import daemons, procs
 from stack.local import LocalStack
+from tests.support.stacks import running_stack
 
 from .schedule import Fault, Scenario
 
 pytestmark = pytest.mark.e2e
 
-ROUNDS = 120  # 50 names: 6,000 requests
+FIRST_ROUNDS = 20  # before the first rescale
+ROUNDS_PER_STEP = 40  # 50 names: 2,000 requests per rescale, 1,000 of them after it
 ROUND_EVERY_S = 0.4  # 125 requests/s while a rescale runs
 
 
@@ -64,32 +68,46 @@ def assert_runs_on(stack: LocalStack, parallelism: int) -> None:
     job = stack.job_id or ""
     assert stack.rest.parallelism(job)[0] == parallelism
     assert stack.rest.job_running(job) is None
+    if stack.config.mode == "single":  # one JVM, its slots the parallelism
+        assert [p.name for p in stack.running() if p.name in daemons.runtime_names(stack.config)] == ["runtime"]
+        assert [tm.slots for tm in stack.rest.taskmanagers()] == [parallelism]
+        return
     running = sorted(p.name for p in stack.running() if p.name.startswith(daemons.TASKMANAGER))
     assert running == sorted(daemons.taskmanager_names(parallelism))
     assert len(stack.rest.taskmanagers()) == parallelism
 
 
-@pytest.mark.timeout(900)
-def test_rescaled_one_two_one_under_steady_load(fault_stack: LocalStack) -> None:
-    run = Scenario(fault_stack, "rescale 1 -> 2 -> 1", rounds=ROUNDS)
+def rescaled_under_steady_load(stack: LocalStack, label: str, steps: tuple[int, ...]) -> None:
+    """Rescale to each of `steps` in turn under a steady load; exactly once in order, no job failure."""
+    rounds = FIRST_ROUNDS + ROUNDS_PER_STEP * len(steps) + FIRST_ROUNDS
+    run = Scenario(stack, label, rounds=rounds)
     took: list[float] = []
     stalls: list[float] = []
     with run:
-        run.produce_until(ROUNDS // 6)
+        run.produce_until(FIRST_ROUNDS)
         run.ready_to_strike()
-        for parallelism, until_round in ((2, ROUNDS // 2), (1, 5 * ROUNDS // 6)):
-            with steady_load(run, until_round):
-                fault = run.strike(
-                    f"rescale to {parallelism}", timed(lambda p=parallelism: fault_stack.rescale(p), took)
-                )
-                assert_runs_on(fault_stack, parallelism)
+        for step, parallelism in enumerate(steps, start=1):
+            with steady_load(run, FIRST_ROUNDS + ROUNDS_PER_STEP * step):
+                fault = run.strike(f"rescale to {parallelism}", timed(lambda p=parallelism: stack.rescale(p), took))
+                assert_runs_on(stack, parallelism)
             stalls.append(longest_stall(run, fault, run.await_recovery(fault)))
             run.ready_to_strike()
-        run.produce_until(ROUNDS)
+        run.produce_until(rounds)
         report, result = run.finish(expect_failure=False, rescale_s=took, longest_stall_s=stalls)
     assert report.ok, "\n".join(report.summary())
     # Each step is a new job resumed from a savepoint, not a failure and restart of the old one.
     assert result.failures == 0, f"the rescaled job failed {result.failures} times"
+
+
+@pytest.mark.timeout(900)
+def test_rescaled_one_two_one_under_steady_load(fault_stack: LocalStack) -> None:
+    rescaled_under_steady_load(fault_stack, "rescale 1 -> 2 -> 1", (2, 1))
+
+
+@pytest.mark.timeout(1500)
+def test_rescaled_one_two_one_three_times_in_the_default_single_mode(tmp_path: Path) -> None:
+    with running_stack(tmp_path / "run", "single stack", mode="single") as stack:
+        rescaled_under_steady_load(stack, "single mode: rescale (1 -> 2 -> 1) x 3", (2, 1) * 3)
 
 
 @pytest.mark.timeout(600)

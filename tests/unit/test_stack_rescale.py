@@ -3,12 +3,14 @@ the job's parallelism and each TaskManager."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stack import daemons, procs
 from stack.config import StackConfig
 from stack.local import LocalStack
 from stack.readiness import StartError
@@ -34,7 +36,10 @@ class JobOnlyRest(FlinkRest):
 @pytest.mark.parametrize("parallelism", [0, 129])
 def test_a_parallelism_the_job_cannot_take_is_refused_before_anything_stops(tmp_path: Path, parallelism: int) -> None:
     stack = LocalStack(StackConfig(run_dir=tmp_path, mode="cluster"), report=lambda _line: None)
-    stack.state = StackState(stack.config, job_id=JOB)
+    # Every daemon recorded as this test's own (running) process: the stack is up as far as rescale can tell.
+    me = os.getpid()
+    up = [procs.Proc(name, me, procs.start_ticks(me) or 0, "", ()) for name in daemons.names(stack.config)]
+    stack.state = StackState(stack.config, up, job_id=JOB)
     stack.rest = JobOnlyRest()
     with pytest.raises(StartError, match=rf"parallelism {parallelism}: the job can run at 1 to 128"):
         stack.rescale(parallelism)
