@@ -117,7 +117,12 @@ class Cluster:
 
     def kubectl(self, *argv: str, input: str | None = None, timeout: float = 120, check: bool = True) -> str:
         """Run the built kubectl as the admin; its stdout, or RuntimeError with its output."""
-        command = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *argv]
+        command = [
+            str(self.bin_dir / "kubectl"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--cache-dir={self.layout.kube_cache}",  # not ~/.kube/cache
+            *argv,
+        ]
         return _run(command, input=input, timeout=timeout, check=check)
 
     def ctr(self, *argv: str, timeout: float = 120) -> str:
@@ -433,7 +438,8 @@ state = "{base / "state"}"
 
     def _write_cni_config(self) -> None:
         """The bridge with host-local addresses; routes to the pod and service networks only (no default
-        route: a pod cannot send anywhere else); portmap for hostPort. loopback is containerd's own."""
+        route: a pod cannot send anywhere else); portmap for hostPort; firewall for FORWARD. loopback is
+        containerd's own."""
         config = {
             "cniVersion": "1.0.0",
             "name": host.NETWORK,
@@ -452,6 +458,9 @@ state = "{base / "state"}"
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
+                # Accepts the pods' forwarded traffic in iptables' FORWARD chain (CNI-FORWARD), which a Docker
+                # engine's DROP policy would otherwise drop: bridged traffic passes iptables (br_netfilter).
+                {"type": "firewall"},
             ],
         }
         folder = self.layout.cni / "net.d"
@@ -666,12 +675,12 @@ def clean_up(state: HostState, bin_dir: Path | None) -> list[str]:
         _run(["iptables", "-P", "FORWARD", state.forward_policy])
         notes.append(f"iptables FORWARD policy back to {state.forward_policy}")
     host.remove_cgroups()
-    host.remove_host_files(work_dir, state.missing_dirs)
+    host.remove_host_files(work_dir, layout.containerd / "root", state.missing_dirs)
     left = host.leftovers(state, socket, containerd_state)
     if left:
         notes.append("LEFT BEHIND: " + "; ".join(left))
         raise RuntimeError("the cluster's teardown left behind: " + "; ".join(left))
-    for bulky in ("containerd", "kubelet", "volumes", "images", "etcd", "cni", "pod-logs"):
+    for bulky in ("containerd", "kubelet", "volumes", "images", "etcd", "cni", "pod-logs", "kube-cache"):
         shutil.rmtree(work_dir / bulky, ignore_errors=True)
     host.MARKER.unlink(missing_ok=True)
     with contextlib.suppress(OSError):

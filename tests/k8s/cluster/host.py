@@ -57,9 +57,12 @@ HOST_DIRS: Final = (
     "/var/log/containers",
     "/var/lib/cni/results",
     "/var/lib/cni",
+    "/var/lib/kubelet/device-plugins",
+    "/var/lib/kubelet",
     "/run/containerd/s",
     "/run/containerd",
 )
+KUBELET_DEVICE_SOCKET: Final = Path("/var/lib/kubelet/device-plugins/kubelet.sock")  # fixed, whatever --root-dir
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 SHIM_SOCKET_DIR: Final = Path("/run/containerd/s")  # containerd 1.6 puts every shim's socket there
 
@@ -390,22 +393,37 @@ def remove_cgroups() -> None:
             cgroup.rmdir()
 
 
-def remove_host_files(work_dir: Path, missing_dirs: list[str]) -> None:
-    """kubelet's links in /var/log/containers into our folder, the CNI cache of our network, and the host folders
-    that did not exist before (when empty)."""
+def remove_host_files(work_dir: Path, containerd_root: Path, missing_dirs: list[str]) -> None:
+    """kubelet's links in /var/log/containers into our folder and its device-plugin socket, the CNI plugins'
+    cache entries of our network and of our pods' loopback, and the host folders that did not exist before (when
+    empty)."""
     logs = Path("/var/log/containers")
     if logs.is_dir():
         for link in logs.iterdir():
             with contextlib.suppress(OSError):
                 if link.is_symlink() and os.readlink(link).startswith(str(work_dir)):
                     link.unlink()
-    results = Path("/var/lib/cni/results")
-    if results.is_dir():
-        for entry in results.glob(f"{NETWORK}-*"):
-            entry.unlink(missing_ok=True)
+    if KUBELET_DEVICE_SOCKET.is_socket():
+        KUBELET_DEVICE_SOCKET.unlink()
+    for entry in cni_cache_entries(containerd_root):
+        entry.unlink(missing_ok=True)
     for path in missing_dirs:
         with contextlib.suppress(OSError):
             Path(path).rmdir()
+
+
+def cni_cache_entries(containerd_root: Path) -> list[Path]:
+    """The CNI cache files (/var/lib/cni/results) of our network and of our pod sandboxes' loopback (containerd
+    names those by the sandbox's id, a folder of its root)."""
+    results = Path("/var/lib/cni/results")
+    if not results.is_dir():
+        return []
+    sandboxes = [path.name for path in (containerd_root / "io.containerd.grpc.v1.cri" / "sandboxes").glob("*")]
+    return [
+        entry
+        for entry in results.iterdir()
+        if entry.name.startswith(f"{NETWORK}-") or any(f"-{sandbox}-" in entry.name for sandbox in sandboxes)
+    ]
 
 
 def netns_under(work_dir: Path) -> list[str]:
@@ -419,6 +437,9 @@ def leftovers(state: HostState, containerd_socket: Path, containerd_state: Path)
     found = [f"process {proc.name} (pid {proc.pid})" for proc in state.running()]
     found += [f"containerd shim pid {pid}" for pid in shims(containerd_socket)]
     found += [f"shim socket {path}" for path in shim_sockets(containerd_state)]
+    found += [f"CNI cache entry {path}" for path in cni_cache_entries(containerd_state.with_name("root"))]
+    if KUBELET_DEVICE_SOCKET.exists():
+        found.append(f"kubelet's socket {KUBELET_DEVICE_SOCKET}")
     found += [f"mount {point}" for point in mounts_under(work_dir)]
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         found.append(f"bridge {BRIDGE}")
