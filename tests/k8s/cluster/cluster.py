@@ -54,13 +54,18 @@ MAX_SOCKET_PATH: Final = 100  # a unix socket's path has 108 bytes at most; cont
 
 
 def install() -> Path:
-    """Run the installer (idempotent; seconds once done); the folder holding the cluster's binaries."""
-    if not INSTALL.is_file():
-        raise RuntimeError(f"{INSTALL} is missing")
-    result = subprocess.run([str(INSTALL)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{INSTALL} failed ({result.returncode}); its messages are above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    """Run the installer (idempotent; under a second once done): the folder holding the cluster's binaries.
+    Its progress lines pass through to stderr as they come; on failure they are in the RuntimeError too, so that
+    a missing prerequisite is named where the test fails."""
+    messages = []
+    with subprocess.Popen([str(INSTALL)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as installer:
+        assert installer.stdout is not None
+        for line in installer.stdout:
+            messages.append(line)
+            print(line, end="", file=sys.stderr, flush=True)
+    if installer.returncode != 0:
+        raise RuntimeError(f"{INSTALL} failed ({installer.returncode}):\n{''.join(messages[-20:])}")
+    return Path(messages[-1].strip())
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class Cluster:
     timings: dict[str, float] = field(default_factory=dict)
     _daemons: dict[str, procs.Proc] = field(default_factory=dict)
     _tls: ssl.SSLContext | None = None
+    _recorded: bool = False  # the machine's state is noted (and the marker written): stop must put it back
 
     def __post_init__(self) -> None:
         self.work_dir = self.work_dir.resolve()
@@ -212,6 +218,7 @@ class Cluster:
             getattr(self.layout, folder).mkdir(parents=True, exist_ok=True)
         self.state = HostState.record(self.work_dir)
         self.state.save()
+        self._recorded = True
         self._make_pki()
         self._make_network()
         for name in ("etcd_client", "etcd_peer", "controller_manager", "scheduler", "kubelet_healthz", "proxy_healthz"):
@@ -570,6 +577,8 @@ state = "{base / "state"}"
     def stop(self) -> list[str]:
         """Delete the workloads and volumes, stop every daemon by PID and put the machine back (host.clean_up).
         What it did, as notes; RuntimeError when anything of the cluster is still there afterwards."""
+        if not self._recorded:
+            return []  # start failed before it changed anything on the machine
         notes: list[str] = []
         if "kube-apiserver" in self._daemons and procs.is_running(self._daemons["kube-apiserver"]):
             try:
