@@ -122,7 +122,8 @@ class Cluster:
         return self.layout.containerd_socket
 
     def kubectl(self, *argv: str, input: str | None = None, timeout: float = 120, check: bool = True) -> str:
-        """Run the built kubectl as the admin; its stdout, or RuntimeError with its output."""
+        """Run the built kubectl as the admin; its stdout (with its stderr when `check` is off), or RuntimeError
+        with its output."""
         command = [
             str(self.bin_dir / "kubectl"),
             f"--kubeconfig={self.kubeconfig}",
@@ -730,7 +731,7 @@ def _run(argv: list[str], *, input: str | None = None, timeout: float = 120, che
     result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-    return result.stdout
+    return result.stdout if check else result.stdout + result.stderr
 
 
 def _http_ok(url: str) -> bool:
