@@ -68,26 +68,37 @@ def install() -> Path:
     return Path(messages[-1].strip())
 
 
-@dataclass(frozen=True)
 class Layout:
     """Where everything of one cluster lives, under its folder."""
 
-    root: Path
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pki = root / "pki"  # the CA, every certificate and key, the service-account key pair
+        self.config = root / "config"  # kubeconfigs, containerd.toml, kubelet.yaml, kube-proxy.yaml
+        self.logs = root / "logs"  # each daemon's log; teardown.log says what the teardown did
+        self.etcd = root / "etcd"
+        self.containerd = root / "containerd"  # its socket, root/, state/ (mounts, pods' netns) and runc/
+        self.containerd_socket = self.containerd / "containerd.sock"
+        self.cni = root / "cni"  # net.d/ (the network's config) and ipam/ (the addresses given out)
+        self.kubelet = root / "kubelet"  # kubelet's --root-dir (pods' volumes are mounted under it)
+        self.pod_logs = root / "pod-logs"
+        self.volumes = root / "volumes"  # local-path-provisioner's volumes
+        self.images = root / "images"  # image archives on their way into containerd
+        self.kube_cache = root / "kube-cache"  # kubectl's discovery cache
+        self.kubeconfig = self.config / "admin.kubeconfig"  # cluster-admin (system:masters)
 
-    def __getattr__(self, name: str) -> Path:  # layout.pki, layout.logs, ...: a sub-folder of that name
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self.root / name.replace("_", "-")
-
-    @property
-    def containerd_socket(self) -> Path:
-        """containerd's gRPC socket."""
-        return self.root / "containerd" / "containerd.sock"
-
-    @property
-    def kubeconfig(self) -> Path:
-        """The admin's kubeconfig (system:masters)."""
-        return self.root / "config" / "admin.kubeconfig"
+    def bulky(self) -> list[Path]:
+        """What a teardown removes: all but the logs, configs and certificates."""
+        return [
+            self.containerd,
+            self.kubelet,
+            self.volumes,
+            self.images,
+            self.etcd,
+            self.cni,
+            self.pod_logs,
+            self.kube_cache,
+        ]
 
 
 @dataclass
@@ -202,7 +213,7 @@ class Cluster:
         started = time.monotonic()
         self._start_control_plane()
         self._start_node()
-        self.timings["node_ready_s"] = round(self.wait("the node is Ready", self.node_ready), 1)
+        self.wait("the node is Ready", self.node_ready)
         self.timings["start_to_node_ready_s"] = round(time.monotonic() - started, 1)
         self._apply_addons()
         self.timings["start_to_addons_ready_s"] = round(time.monotonic() - started, 1)
@@ -210,13 +221,15 @@ class Cluster:
     def _prepare(self) -> None:
         if len(str(self.containerd_socket)) > MAX_SOCKET_PATH:
             raise RuntimeError(
-                f"the cluster's folder {self.work_dir} is too deep for a unix socket path: use a shorter"
+                f"the cluster's folder {self.work_dir} is too deep for a unix socket path: choose a shorter one"
             )
         if host.mounts_under(self.work_dir):
             raise RuntimeError(f"{self.work_dir} has mounts of an earlier cluster: {host.mounts_under(self.work_dir)}")
         shutil.rmtree(self.work_dir, ignore_errors=True)
-        for folder in ("pki", "logs", "config", "etcd", "containerd", "cni", "kubelet", "pod_logs", "volumes"):
-            getattr(self.layout, folder).mkdir(parents=True, exist_ok=True)
+        layout = self.layout
+        for folder in (layout.pki, layout.logs, layout.config, layout.containerd, layout.kubelet, layout.pod_logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        layout.volumes.mkdir()
         self.state = HostState.record(self.work_dir)
         self.state.save()
         self._recorded = True
@@ -690,8 +703,8 @@ def clean_up(state: HostState, bin_dir: Path | None) -> list[str]:
     if left:
         notes.append("LEFT BEHIND: " + "; ".join(left))
         raise RuntimeError("the cluster's teardown left behind: " + "; ".join(left))
-    for bulky in ("containerd", "kubelet", "volumes", "images", "etcd", "cni", "pod-logs", "kube-cache"):
-        shutil.rmtree(work_dir / bulky, ignore_errors=True)
+    for bulky in layout.bulky():
+        shutil.rmtree(bulky, ignore_errors=True)
     host.MARKER.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         host.MARKER.parent.rmdir()
