@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stack.config import REPO_ROOT
-from stack.rest import FlinkRest
+from stack.rest import FlinkRest, RestUnreachable
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ComposeProject:
                     (job,) = running
                     return str(job)
                 last = "no job RUNNING"
-            except OSError as error:
+            except RestUnreachable as error:
                 last = str(error)
             time.sleep(1)
         raise AssertionError(f"the job did not run within {deadline_s:.0f} s: {last}")
