@@ -81,13 +81,21 @@ K8S_STORAGE = ("storage/shared", "storage/nfs", "storage/single-node")
 K8S_COMPONENTS = ("components/registry", "components/high-availability")
 
 
+# Flink splits a list of folders (io.tmp.dirs, taskmanager.state.local.root-dirs, state.backend.rocksdb.localdir) on
+# "," and ":" before reading any part, so each must be a plain absolute path: the official image's
+# `file:///local/state/recovery` is read as the relative folder `file` plus `///local/state/recovery`, and the
+# TaskManager dies creating `file/localState_...` (tests/static/flink_paths.py).
+PLAIN_PATH = "a plain path: Flink splits this option on ',' and ':', so a file:// URI would become the folder `file`"
+
+
 def image_entries() -> list[tuple[str, str, str]]:
     """Paths inside the apache/flink-statefun image, the same in compose and Kubernetes."""
     return [
         ("statefun.flink-job-name", "Greeter", "the job's name in the REST API and web UI"),
-        ("state.backend.rocksdb.localdir", "/local/state/rocksdb", OFFICIAL),
-        ("taskmanager.state.local.root-dirs", "file:///local/state/recovery", OFFICIAL),
-    ]
+        ("state.backend.rocksdb.localdir", "/local/state/rocksdb", f"{OFFICIAL}; {PLAIN_PATH}"),
+        ("taskmanager.state.local.root-dirs", "/local/state/recovery",
+         f"the {OFFICIAL}'s folder; {PLAIN_PATH} (the image's own `file:///local/state/recovery` does that)"),
+    ]  # fmt: skip
 
 
 def container_entries() -> list[tuple[str, str, str]]:

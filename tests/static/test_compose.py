@@ -13,6 +13,7 @@ import yaml
 from stack.config import TOPICS, StackConfig
 from stack.deploy import COMPOSE_FLINK_CONF, render_compose_flink_conf
 from stack.kafka import broker_settings, heap_options
+from tests.static.flink_paths import local_folders, not_absolute
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).with_name("data") / "compose-spec.json"
@@ -91,6 +92,19 @@ def test_flink_conf_is_rendered_from_the_local_stacks_settings() -> None:
     )
     assert conf["execution.checkpointing.interval"] == f"{StackConfig().checkpoint_interval_ms}ms"
     assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+
+
+def test_every_local_folder_is_an_absolute_path_in_the_images_state_folder() -> None:
+    # As Flink splits them (on "," and ":"): a `file://` URI there is the relative folder `file` plus the rest.
+    conf = dict(
+        line.split(": ", 1) for line in render_compose_flink_conf().splitlines() if line and not line.startswith("#")
+    )
+    assert not_absolute(conf) == []
+    folders = local_folders(conf)
+    assert {"taskmanager.state.local.root-dirs", "state.backend.rocksdb.localdir"} <= set(folders)
+    for key, paths in folders.items():
+        # /local/state: the folder the StateFun image (and tests/compose's stand-in) makes for the runtime's state.
+        assert all(path.startswith("/local/state/") for path in paths), (key, paths)
 
 
 def test_both_runtime_containers_mount_module_yaml_flink_conf_and_logging_where_the_image_reads_them(

@@ -32,6 +32,7 @@ from stack.deploy import (
     rendered_files,
 )
 from stack.tls import CertFiles
+from tests.static.flink_paths import local_folders, not_absolute
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.32"
@@ -344,9 +345,25 @@ def test_a_restarted_worker_container_comes_back_as_the_same_taskmanager(name: s
     assert env_source(name, "statefun-worker", "POD_NAME")[1]["fieldRef"]["fieldPath"] == "metadata.name"
     assert defined_before(name, "statefun-worker", "POD_NAME", "FLINK_PROPERTIES_WORKER")
     local = mounts(name, "statefun-worker")
-    for path in (conf["process.taskmanager.working-dir"], urlsplit(conf["taskmanager.state.local.root-dirs"]).path):
+    folders = local_folders(conf)
+    for path in folders["process.taskmanager.working-dir"] + folders["taskmanager.state.local.root-dirs"]:
         (volume,) = [volume for mounted, (_, volume) in local.items() if path.startswith(mounted + "/")]
         assert volume["emptyDir"]["sizeLimit"], path
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_local_folder_is_an_absolute_path_as_flink_splits_it(name: str) -> None:
+    # Read as Flink reads them (split on "," and ":"), not as URIs: `file:///local/state/recovery` made the
+    # TaskManager create `file/localState_...` relative to its working directory, and it died.
+    for deployment in ("statefun-master", "statefun-worker"):
+        assert not_absolute(runtime_conf(name, deployment)) == [], deployment
+    folders = local_folders(runtime_conf(name, "statefun-worker"))
+    assert {"taskmanager.state.local.root-dirs", "state.backend.rocksdb.localdir"} <= set(folders)
+    local = mounts(name, "statefun-worker")
+    for key, paths in folders.items():
+        for path in paths:
+            bounded = [v for mounted, (_, v) in local.items() if path.startswith(mounted + "/") and "emptyDir" in v]
+            assert bounded and bounded[0]["emptyDir"]["sizeLimit"], f"{key}: {path} is not on the bounded volume"
 
 
 HIGH_AVAILABILITY = ["overlays/ha", "overlays/object-store"]
