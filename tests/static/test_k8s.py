@@ -550,7 +550,6 @@ def test_greeter_has_a_disruption_budget_and_a_cpu_autoscaler(name: str) -> None
     assert metric["resource"]["name"] == "cpu"
     assert "cpu" in container(name, "greeter")["resources"]["requests"], "utilisation is relative to the request"
     assert "replicas" not in deployment["spec"], "the autoscaler owns the count"
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 @pytest.mark.parametrize("name", [name for name in VARIANTS if name != "overlays/registry"])
@@ -806,3 +805,50 @@ def test_the_demo_fits_a_two_cpu_node_beside_kafka() -> None:
     total = requested("overlays/demo")
     assert total["cpu"] <= Fraction("1.2"), float(total["cpu"])
     assert total["memory"] <= 3 * 2**30, float(total["memory"] / 2**30)
+
+
+def rollout_bounds(deployment: dict[str, Any], replicas: int) -> tuple[int, int] | None:
+    """(maxSurge, maxUnavailable) as the Deployment controller resolves them for `replicas` pods (percentages:
+    surge rounded up, unavailable down; Kubernetes' 25 % defaults; both 0 makes unavailable 1); None for Recreate."""
+    strategy = deployment["spec"].get("strategy", {})
+    if strategy.get("type") == "Recreate":
+        return None
+    rolling = strategy.get("rollingUpdate", {})
+
+    def resolve(value: int | str, round_up: bool) -> int:
+        if isinstance(value, int):
+            return value
+        share = Fraction(int(value.rstrip("%")), 100) * replicas
+        return -(-share.numerator // share.denominator) if round_up else share.numerator // share.denominator
+
+    surge = resolve(rolling.get("maxSurge", "25%"), round_up=True)
+    unavailable = resolve(rolling.get("maxUnavailable", "25%"), round_up=False)
+    return surge, (1 if surge == unavailable == 0 else unavailable)
+
+
+def deployment_replicas(name: str) -> dict[str, int]:
+    """Each Deployment's pod count at rest: the autoscaler's minReplicas where one targets it."""
+    autoscaled = {
+        hpa["spec"]["scaleTargetRef"]["name"]: hpa["spec"].get("minReplicas", 1)
+        for hpa in objects(name, "HorizontalPodAutoscaler").values()
+    }
+    return {n: autoscaled.get(n, d["spec"].get("replicas", 1)) for n, d in objects(name, "Deployment").items()}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_rollout_progresses_on_a_full_node_and_the_greeter_keeps_serving(name: str) -> None:
+    # On a one-node cluster with no room left, a rollout that must first start a new pod waits for it forever
+    # (Pending), and an old pod that crash-loops is never replaced. Each Deployment either stops old pods first
+    # (Recreate) or may take one down before its replacement is ready.
+    deployments = objects(name, "Deployment")
+    for deployment_name, replicas in deployment_replicas(name).items():
+        bounds = rollout_bounds(deployments[deployment_name], replicas)
+        assert bounds is None or bounds[1] >= 1, f"{deployment_name}: {bounds} waits for room"
+    # The runtime: every worker replaced restarts the whole job from its checkpoint, so all at once (one restart),
+    # never a new TaskManager beside the old ones; the master never has two JobManagers.
+    assert rollout_bounds(deployments["statefun-worker"], deployment_replicas(name)["statefun-worker"]) is None
+    assert rollout_bounds(deployments["statefun-master"], 1) is None
+    # The greeter serves throughout: at least one ready pod at every step, and a new one may start beside them.
+    replicas = deployment_replicas(name)["greeter"]
+    bounds = rollout_bounds(deployments["greeter"], replicas)
+    assert bounds is not None and replicas - bounds[1] >= 1 and bounds[0] >= 1, bounds
