@@ -852,3 +852,41 @@ def test_every_rollout_progresses_on_a_full_node_and_the_greeter_keeps_serving(n
     replicas = deployment_replicas(name)["greeter"]
     bounds = rollout_bounds(deployments["greeter"], replicas)
     assert bounds is not None and replicas - bounds[1] >= 1 and bounds[0] >= 1, bounds
+
+
+OVERVIEWS = Path(__file__).with_name("data") / "jobs-overview"
+READY_OVERVIEWS = {"running-all-tasks", "canceled-then-running"}
+
+
+def run_probe(command: list[str], overview: Path | None, tmp_path: Path) -> tuple[int, list[str]]:
+    """Run an exec probe with a `wget` on PATH that answers `overview` (or fails, for None); returns the exit
+    status and the arguments wget was called with."""
+    fake = tmp_path / "bin" / "wget"
+    fake.parent.mkdir(exist_ok=True)
+    calls = tmp_path / "wget-args"
+    answer = f"cat {overview}" if overview else "exit 4"  # wget's exit status for a network failure
+    fake.write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {calls}\n{answer}\n')
+    fake.chmod(0o755)
+    environment = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=30, check=False)
+    return result.returncode, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_master_is_ready_only_while_the_job_runs_all_its_tasks(name: str, tmp_path: Path) -> None:
+    # A master without any worker answered /overview, and /jobs/overview said RUNNING, with every task SCHEDULED
+    # and 153 checkpoints failed. Ready means the job's tasks all run.
+    master = container(name, "statefun-master")
+    command = master["readinessProbe"]["exec"]["command"]
+    rest = {p["name"]: p["containerPort"] for p in master["ports"]}["rest"]
+    samples = sorted(OVERVIEWS.glob("*.json"))
+    assert {sample.stem for sample in samples} >= READY_OVERVIEWS | {"running-tasks-scheduled"}
+    for sample in samples:
+        status, wget_args = run_probe(command, sample, tmp_path)
+        assert (status == 0) == (sample.stem in READY_OVERVIEWS), sample.stem
+        assert f"http://127.0.0.1:{rest}/jobs/overview" in wget_args
+    assert run_probe(command, None, tmp_path)[0] != 0, "the REST API unreachable"
+    # Not ready while the job is not running is no reason to cut the workers off: they register through the
+    # master's Service, so it lists the master whether or not it is ready.
+    service = objects(name, "Service")["statefun-master"]["spec"]
+    assert service.get("publishNotReadyAddresses") is True
