@@ -4,7 +4,7 @@ Each test module (or class) is one unit of work, as with `--dist loadscope`, so 
 folders in SERIAL_GROUPS are one unit each, run one test after another on one worker:
 - compose/ and k8s/ both start machine-wide daemons (a Docker engine, a Kubernetes cluster: containerd, iptables
   chains, the FORWARD policy), so they share one unit and never overlap;
-- e2e/ shares one session-scoped stack, started once rather than once per worker.
+- e2e/ shares one stack (package-scoped), started once rather than once per worker.
 
 A scheduler of our own rather than `--dist loadgroup` with `xdist_group` marks: pytest-xdist 3.8 writes the group
 into `item._nodeid`, which pytest 9 no longer reads, so those marks group nothing (tests/unit/test_worker_units.py

@@ -606,15 +606,30 @@ def test_jobs_can_be_applied_again_after_a_setting_changes(name: str) -> None:
                 assert f'"{config_map}"' not in template, f"Job {job['metadata']['name']} names {config_map}"
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_the_runtime_waits_for_every_topic_with_its_partitions(name: str) -> None:
-    (wait,) = pod_spec(name, "statefun-master")["initContainers"]
+def assert_waits_for_every_topic(name: str, spec: dict[str, Any]) -> None:
+    """The pod's one init container waits, with the topics Job's Kafka CLI and broker, until every topic exists
+    with its partitions."""
+    (wait,) = spec["initContainers"]
     script = " ".join(wait["args"])
     (creator,) = objects(name, "Job")["topics"]["spec"]["template"]["spec"]["containers"]
     assert wait["image"] == creator["image"], "the Kafka CLI of the topics Job"
     assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(TOPICS)  # type: ignore[union-attr]
     assert f"PartitionCount:[[:space:]]+{StackConfig().partitions}(" in script
     assert wait["envFrom"] == creator["envFrom"], "the same broker as the topics Job"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_runtime_waits_for_every_topic_with_its_partitions(name: str) -> None:
+    assert_waits_for_every_topic(name, pod_spec(name, "statefun-master"))
+
+
+def test_the_generator_waits_for_the_topics_and_retries_a_failed_pod() -> None:
+    # Started beside the topics Job, the generator could write to `names` first: a broker that auto-creates topics
+    # makes it with its default partitions, and the master then waits forever for 4. With backoffLimit 0 it lived
+    # only on its Kafka client's own retries.
+    job = objects("overlays/demo", "Job")["generator"]
+    assert_waits_for_every_topic("overlays/demo", job["spec"]["template"]["spec"])
+    assert job["spec"]["backoffLimit"] >= 2
 
 
 # Pod Security's `restricted` profile (Kubernetes 1.32): the volume types it admits.
