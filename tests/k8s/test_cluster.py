@@ -93,7 +93,20 @@ def smoke(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Cluster
     cluster.kubectl("apply", "-f", "-", input=SMOKE)
     cluster.kubectl("-n", "smoke", "wait", "--for=condition=Available", "deployment/web", "--timeout=120s")
     cluster.kubectl("-n", "smoke", "wait", "--for=condition=Ready", "pod/client", "--timeout=120s")
+    # A Service answers once kube-proxy has written its rules for the ready endpoint, a sync after the pod's
+    # readiness (until then its address is rejected: "No route to host"); the API shows no sign of that sync.
+    cluster.wait("the web Service answering the client pod", lambda: _service_answers(cluster), timeout=60)
     return cluster  # the cluster's teardown deletes every workload (quicker than deleting the namespace)
+
+
+def _service_answers(cluster: Cluster) -> bool:
+    try:
+        cluster.kubectl(
+            "-n", "smoke", "exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "/dev/null", "http://web/"
+        )
+    except RuntimeError:  # kubectl's exit code: wget's failure
+        return False
+    return True
 
 
 def test_node_is_ready_at_the_built_version(cluster: Cluster) -> None:
