@@ -1,0 +1,198 @@
+"""deploy/k8s applied as a user applies it, for tests/k8s/test_manifests.py: the user's own kustomization (the demo,
+a Kafka for it, the registry component edited to name where the images are), `kubectl apply -k`, waits with
+deadlines, a `kubectl port-forward` to Kafka for tools on this machine, and what the pods say when a wait fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from confluent_kafka import Consumer
+
+from stack import procs
+from stack.config import REPO_ROOT
+
+from .cluster import Cluster
+from .stack_images import GREETER_TAG, REGISTRY
+
+K8S: Final = REPO_ROOT / "deploy" / "k8s"
+KAFKA_OVERLAY: Final = Path(__file__).parent / "overlays" / "kafka"
+# What deploy/k8s/components/registry names as the user's registry and greeter tag, to be edited (its README).
+COMPONENT_REGISTRY: Final = "newName: registry.example.com/greeter/"
+COMPONENT_GREETER_TAG: Final = 'newTag: "1.0.0"'
+
+
+def write_kustomization(folder: Path, kafka_port: int) -> Path:
+    """The user's kustomization in `folder`: the demo overlay and the test Kafka as resources, and their own copy of
+    the registry component, edited as deploy/k8s/README.md says (the registry and the greeter's tag), included with
+    `components:`. The Kafka's advertised address for tools on this machine is the port-forward's port."""
+    shutil.rmtree(folder, ignore_errors=True)
+    component = folder / "components" / "registry"
+    component.mkdir(parents=True)
+    text = (K8S / "components" / "registry" / "kustomization.yaml").read_text()
+    assert text.count(COMPONENT_REGISTRY) == 3, "the registry component no longer names its registry three times"
+    assert text.count(COMPONENT_GREETER_TAG) == 1, "the registry component no longer names the greeter's tag once"
+    edited = text.replace(COMPONENT_REGISTRY, f"newName: {REGISTRY}/").replace(
+        COMPONENT_GREETER_TAG, f'newTag: "{GREETER_TAG}"'
+    )
+    (component / "kustomization.yaml").write_text(edited)
+    (folder / "kustomization.yaml").write_text(
+        f"""\
+# Written by tests/k8s/demo.py: the demo against an in-cluster Kafka, every image from {REGISTRY}.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - {os.path.relpath(K8S / "overlays" / "demo", folder)}
+  - {os.path.relpath(KAFKA_OVERLAY, folder)}
+components:
+  - components/registry
+patches:
+  - patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: kafka
+      spec:
+        template:
+          spec:
+            containers:
+              - name: kafka
+                env:
+                  - name: KAFKA_ADVERTISED_LISTENERS
+                    value: INTERNAL://kafka:9092,EXTERNAL://127.0.0.1:{kafka_port}
+"""
+    )
+    return folder
+
+
+def rfc3339(stamp: str) -> datetime:
+    """A Kubernetes timestamp (`2026-12-07T03:40:01Z`, second resolution)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+class Kubectl:
+    """The cluster's kubectl on the default namespace, with deadlines that say what the pods were doing."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def __call__(self, *argv: str, timeout: float = 120, check: bool = True) -> str:
+        return self.cluster.kubectl(*argv, timeout=timeout, check=check)
+
+    def json(self, *argv: str) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self("get", *argv, "-o", "json"))
+        return parsed
+
+    def items(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.json(kind, "-l", selector)["items"]
+        return items
+
+    def one(self, kind: str, selector: str) -> dict[str, Any]:
+        items = self.items(kind, selector)
+        assert len(items) == 1, f"{len(items)} {kind} labelled {selector}: {[i['metadata']['name'] for i in items]}"
+        return items[0]
+
+    def state(self) -> str:
+        """What a user looks at when something does not come up: the pods and the latest events."""
+        pods = self("get", "pods", "-o", "wide", check=False)
+        events = self("get", "events", "--sort-by=.lastTimestamp", check=False).splitlines()
+        return f"{pods}\nlatest events:\n" + "\n".join(events[-25:])
+
+    def waits(self, *argv: str, timeout: float) -> float:
+        """`kubectl ARGV --timeout=Ns` (rollout status, wait): the seconds it took; fails with the pods' state."""
+        started = time.monotonic()
+        try:
+            self(*argv, f"--timeout={timeout:.0f}s", timeout=timeout + 30)
+        except RuntimeError as error:
+            raise AssertionError(f"kubectl {' '.join(argv)}: {error}\n{self.state()}") from error
+        return time.monotonic() - started
+
+    def until(self, what: str, condition: Callable[[], bool], timeout: float) -> float:
+        """Poll `condition` every second: the seconds it took; fails naming `what`, with the pods' state."""
+        started = time.monotonic()
+        while not condition():
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"{what}: not so after {timeout:.0f} s\n{self.state()}")
+            time.sleep(1)
+        return time.monotonic() - started
+
+    def save_logs(self, folder: Path) -> None:
+        """Every pod's containers' logs, the events and the objects, into `folder` (emptied first), for the report."""
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (folder / "objects.txt").write_text(self("get", "all,configmaps,pvc", "-o", "wide", check=False))
+        (folder / "events.txt").write_text(self("get", "events", "--sort-by=.lastTimestamp", check=False))
+        for pod in self.json("pods")["items"]:
+            name = pod["metadata"]["name"]
+            logs = self("logs", name, "--all-containers", "--prefix", "--timestamps", check=False, timeout=60)
+            (folder / f"{name}.log").write_text(logs)
+
+
+class PortForward:
+    """`kubectl port-forward TARGET 127.0.0.1:PORT:REMOTE`, started and stopped by its PID."""
+
+    def __init__(self, cluster: Cluster, target: str, port: int, remote: int, log: Path) -> None:
+        argv = [
+            str(cluster.bin_dir / "kubectl"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--cache-dir={cluster.layout.kube_cache}",
+            "port-forward",
+            "--address=127.0.0.1",
+            target,
+            f"{port}:{remote}",
+        ]
+        self.port = port
+        self.proc = procs.spawn("port-forward", argv, log)
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not procs.is_running(self.proc):
+                raise AssertionError(f"kubectl port-forward exited: {Path(self.proc.log).read_text()[-2000:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"kubectl port-forward did not listen on {self.port} within {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def stop(self) -> str:
+        return procs.stop(self.proc, timeout=10)
+
+
+def first_committed(bootstrap: str, topic: str, deadline_s: float) -> float:
+    """Seconds until a read_committed consumer, reading `topic` from its start, is handed a record; AssertionError
+    with the last client error once `deadline_s` passes."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"k8s-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    started = time.monotonic()
+    last_error = "none"
+    try:
+        consumer.subscribe([topic])
+        while time.monotonic() - started < deadline_s:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                last_error = str(message.error())
+                continue
+            return time.monotonic() - started
+    finally:
+        consumer.close()
+    raise AssertionError(f"no committed record on {topic} within {deadline_s:.0f} s (last client error: {last_error})")
