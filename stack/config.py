@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 from greeter.settings import seen_count_ttl
 from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
+
+from .freeports import free_ports
 
 # Versions: stack/jvm/pom.xml carries the same values as defaults; the fetch passes these with -D, so this
 # module wins, and tests/unit/test_stack_fetch.py holds the pom to them.
@@ -67,15 +68,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Ports the OS reports free right now (for tests): all bound at once, so they are distinct."""
-        sockets = [socket.socket() for _ in fields(cls)]
-        try:
-            for sock in sockets:
-                sock.bind((HOST, 0))
-            return cls(*(sock.getsockname()[1] for sock in sockets))
-        finally:
-            for sock in sockets:
-                sock.close()
+        """Distinct free ports (tests, benchmarks), never handed to another stack starting meanwhile (freeports)."""
+        return cls(*free_ports(len(fields(cls)), HOST))
 
 
 @dataclass(frozen=True)

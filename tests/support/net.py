@@ -1,16 +1,17 @@
 """Ports and readiness for tests that start real servers on loopback."""
 
-import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from stack.freeports import free_ports
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port no other process is handed meanwhile (stack/freeports.py)."""
+    (port,) = free_ports(1)
+    return port
 
 
 def wait_for_http(url: str, deadline_seconds: float, alive: Callable[[], bool] | None = None) -> None:

@@ -3,6 +3,7 @@ after another, and so does each other module. Fails if pytest-xdist's scheduling
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ def test_each_serial_group_and_each_module_runs_on_one_worker(tmp_path: Path) ->
         text=True,
         timeout=120,
         check=False,
+        env={name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"},  # this run's own options
     )
 
     assert run.returncode == 0, run.stdout + run.stderr
