@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import fcntl
 import random
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Final
+
+from .readiness import port_free
 
 LOWEST: Final = 10_000
 EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -31,7 +32,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     chosen: list[int] = []
     while len(chosen) < count:
         port = random.randrange(LOWEST, below)
-        if port not in chosen and _bindable(host, port) and _reserve(port):
+        if port not in chosen and port_free(host, port) and _reserve(port):
             chosen.append(port)
     return chosen
 
@@ -41,16 +42,6 @@ def _ephemeral_start() -> int:
         return int(EPHEMERAL_RANGE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32_768  # Linux's default start
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _reserve(port: int) -> bool:

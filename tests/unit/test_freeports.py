@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from stack import freeports
+from stack.readiness import port_free
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def test_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
 
     assert len(set(ports)) == 200
     assert all(freeports.LOWEST <= port < freeports._ephemeral_start() for port in ports)
-    assert all(freeports._bindable("127.0.0.1", port) for port in ports)
+    assert all(port_free("127.0.0.1", port) for port in ports)
 
 
 def test_two_processes_choosing_at_once_never_share_a_port(tmp_path: Path) -> None:
