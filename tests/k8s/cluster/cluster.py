@@ -2,10 +2,12 @@
 
 Daemons, in start order, each started with `stack.procs.spawn` (PID and start time recorded) and stopped by PID:
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (its own socket, root and state under
-the cluster's folder), kubelet, kube-proxy. CoreDNS and local-path-provisioner then run as Deployments
-(addons.yaml). Every server listens on loopback or on the node's address, which is the pod bridge's own address
-(10.244.0.1): pods reach the API server and kubelet there, and nothing routes anywhere else. Pods get routes to
-the pod and service networks only, so no traffic of theirs can leave the machine.
+the cluster's folder), kubelet, kube-proxy; once the node is Ready, kube-router as the NetworkPolicy controller
+(its firewall only), as the CNI bridge enforces no policy. CoreDNS and local-path-provisioner run as Deployments
+(addons.yaml, which also holds kube-router's rights). Every server listens on loopback or on the node's address,
+which is the pod bridge's own address (10.244.0.1): pods reach the API server and kubelet there, and nothing
+routes anywhere else. Pods get routes to the pod and service networks only, so no traffic of theirs can leave the
+machine.
 
 Teardown (`Cluster.stop`) deletes the workloads and volumes through the API, stops the daemons by PID, and then
 `host.clean_up` puts the machine back: see host.py. README.md beside this file says how to run it by hand.
@@ -46,6 +48,7 @@ KUBERNETES_SERVICE_IP: Final = "10.96.0.1"
 DNS_IP: Final = "10.96.0.10"
 APISERVER_PORT: Final = 6443
 KUBELET_PORT: Final = 10250
+KUBE_ROUTER_USER: Final = "kube-router"  # its client certificate's CN; addons.yaml binds its ClusterRole to it
 CNI_BIN_DIR: Final = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 START_TIMEOUT_S: Final = 180.0
 TEARDOWN_TIMEOUT_S: Final = 90.0
@@ -173,6 +176,18 @@ class Cluster:
         status, body = self.api(path)
         return json.loads(body) if status == 200 else None
 
+    def daemon_pid(self, name: str) -> int:
+        """The PID of one of the cluster's daemons (RuntimeError when it no longer runs)."""
+        self.check_daemons()
+        return self._daemons[name].pid
+
+    def rss_mib(self, name: str) -> float:
+        """The resident memory of one of the cluster's daemons, in MiB."""
+        for line in Path(f"/proc/{self.daemon_pid(name)}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        raise RuntimeError(f"{name} has no VmRSS")
+
     def wait(self, what: str, condition: Callable[[], bool], timeout: float = START_TIMEOUT_S) -> float:
         """Poll `condition` until true; the seconds it took. Fails naming `what` when the deadline passes or a
         daemon of the cluster exits meanwhile (with the end of its log)."""
@@ -208,14 +223,17 @@ class Cluster:
     # ----- starting -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bring the cluster up: node Ready, CoreDNS and the volume provisioner available."""
+        """Bring the cluster up: node Ready, NetworkPolicy enforced, CoreDNS and the volume provisioner available."""
         self._prepare()
         started = time.monotonic()
         self._start_control_plane()
         self._start_node()
         self.wait("the node is Ready", self.node_ready)
         self.timings["start_to_node_ready_s"] = round(time.monotonic() - started, 1)
-        self._apply_addons()
+        self._apply_addons()  # kube-router's rights among them
+        self._start_firewall()
+        self.timings["start_to_firewall_s"] = round(time.monotonic() - started, 1)
+        self._wait_for_addons()
         self.timings["start_to_addons_ready_s"] = round(time.monotonic() - started, 1)
 
     def _prepare(self) -> None:
@@ -265,8 +283,9 @@ class Cluster:
         pki.issue(ca, folder, "controller-manager", user="system:kube-controller-manager")
         pki.issue(ca, folder, "scheduler", user="system:kube-scheduler")
         pki.issue(ca, folder, "kube-proxy", user="system:kube-proxy")
+        pki.issue(ca, folder, "kube-router", user=KUBE_ROUTER_USER)
         pki.make_service_account_keys(folder)
-        for user in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy"):
+        for user in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy", "kube-router"):
             self._write_kubeconfig(user)
 
     def _write_kubeconfig(self, user: str) -> None:
@@ -410,6 +429,28 @@ class Cluster:
         )
         self._write_proxy_config()
         self._spawn("kube-proxy", [self._bin("kube-proxy"), f"--config={self.layout.config / 'kube-proxy.yaml'}"])
+
+    def _start_firewall(self) -> None:
+        """kube-router v2.1.0's NetworkPolicy controller alone, as a daemon on the machine (as its DaemonSet would
+        run it with hostNetwork): it needs the node registered, and writes iptables chains (KUBE-ROUTER-*,
+        KUBE-NWPLCY-*, KUBE-POD-FW-*) and ipsets (KUBE-SRC-*, KUBE-DST-*). Its health server would listen on
+        every address (it takes a port, not an address), so it is off, as are metrics; with the router off it
+        runs no BGP speaker, and pprof is off by default: it listens on nothing. Ready once its top-level chains
+        are hooked into FORWARD, just before its first full sync."""
+        self._spawn(
+            "kube-router",
+            [
+                self._bin("kube-router"),
+                f"--kubeconfig={self.layout.config / 'kube-router.kubeconfig'}",
+                "--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+                "--run-loadbalancer=false", "--enable-cni=false",
+                f"--hostname-override={NODE_NAME}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--enable-ipv4=true", "--enable-ipv6=false",
+                "--health-port=0", "--metrics-port=0",
+            ],
+        )  # fmt: skip
+        self.wait("kube-router's chains are in place", _firewall_hooked)
 
     def _containerd_answers(self) -> bool:
         try:
@@ -574,8 +615,11 @@ state = "{base / "state"}"
             local_path_image=images.LOCAL_PATH_PROVISIONER,
             helper_image=images.BUSYBOX,
             volumes_dir=str(self.layout.volumes),
+            kube_router_user=KUBE_ROUTER_USER,
         )
         self.kubectl("apply", "-f", "-", input=text)
+
+    def _wait_for_addons(self) -> None:
         self.wait(
             "the default service account exists",
             lambda: self.api("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
@@ -599,7 +643,15 @@ state = "{base / "state"}"
                 notes += self._delete_workloads()
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 notes.append(f"deleting the workloads failed: {error}")
-        order = ["kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "containerd"]
+        order = [
+            "kube-router",  # first: it would put back the chains of the pods and policies it still knows
+            "kube-proxy",
+            "kubelet",
+            "kube-scheduler",
+            "kube-controller-manager",
+            "kube-apiserver",
+            "containerd",
+        ]
         for name in order:
             if name in self._daemons:
                 notes.append(f"{name}: {procs.stop(self._daemons[name], STOP_TIMEOUT_S)}")
@@ -679,7 +731,7 @@ state = "{base / "state"}"
 
 def clean_up(state: HostState, bin_dir: Path | None) -> list[str]:
     """Put the machine back as `state` recorded it, once the daemons are stopped (by PID): leftover containers,
-    iptables chains, mounts, the bridge, sysctls, the FORWARD policy, cgroups, host files; then check that
+    iptables chains, ipsets, mounts, the bridge, sysctls, the FORWARD policy, cgroups, host files; then check that
     nothing is left, remove the bulky parts of the cluster's folder (its logs, configs and certificates stay),
     and the marker. RuntimeError listing what is left, if anything."""
     work_dir = Path(state.work_dir)
@@ -690,7 +742,12 @@ def clean_up(state: HostState, bin_dir: Path | None) -> list[str]:
     if bin_dir is not None and (bin_dir / "kube-proxy").exists():
         with (work_dir / "logs" / "kube-proxy-cleanup.log").open("ab") as log:
             subprocess.run([str(bin_dir / "kube-proxy"), "--cleanup"], stdout=log, stderr=log, check=False, timeout=60)
+    # kube-router's chains are KUBE-* too. Its own `--cleanup-config` is not run: in v2.1.0 its NetworkPolicy
+    # part does nothing (the controller it makes has no iptables or ipset handlers), then it runs `modprobe ip_vs`
+    # and flushes every IPVS service of the machine, and then panics on a nil pointer (kube-router's pull request
+    # #1650, after v2.1.0, gave the cleanup its handlers).
     notes += host.remove_iptables_chains()
+    notes += host.remove_ipsets()  # once no rule refers to them
     notes += host.unmount_under(work_dir)
     host.remove_bridge()
     notes += host.restore_sysctls(state.sysctls)
@@ -745,6 +802,12 @@ def _run(argv: list[str], *, input: str | None = None, timeout: float = 120, che
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
     return result.stdout if check else result.stdout + result.stderr
+
+
+def _firewall_hooked() -> bool:
+    """kube-router's default policy chain exists and FORWARD jumps to its chain."""
+    forward = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True, check=False)
+    return "-j KUBE-ROUTER-FORWARD" in forward.stdout and "KUBE-NWPLCY-DEFAULT" in host.own_chains().get("filter", [])
 
 
 def _http_ok(url: str) -> bool:

@@ -1,15 +1,17 @@
 """What the cluster changes on the machine itself, recorded before it changes it and put back afterwards.
 
 A cluster that runs as root on the host leaves traces outside its own folder: kernel settings (kubelet's and the
-CNI bridge's sysctls), iptables chains (kube-proxy's KUBE-* and the CNI plugins' CNI-*), a bridge, network
-namespaces and mounts, container shims that outlive containerd, kubelet's cgroups and its /var/log/containers
-links. `HostState` records what was there before the first change (and the daemons, by PID and start time) in
-a marker file outside the cluster's folder, so that a run that died half-way is cleaned up by the next one;
-`clean_up` puts everything back and `leftovers` says what, if anything, is still there.
+CNI bridge's sysctls), iptables chains (kube-proxy's and kube-router's KUBE-* and the CNI plugins' CNI-*),
+kube-router's ipsets, a bridge, network namespaces and mounts, container shims that outlive containerd, kubelet's
+cgroups and its /var/log/containers links. `HostState` records what was there before the first change (and the
+daemons, by PID and start time) in a marker file outside the cluster's folder, so that a run that died half-way is
+cleaned up by the next one; `clean_up` puts everything back and `leftovers` says what, if anything, is still
+there.
 
 Only what is provably the cluster's own is touched: its processes by recorded PID (shims by the containerd socket
 path in their command line, which lies in the cluster's folder), mounts under its folder, its own bridge name,
-and iptables chains named KUBE-*/CNI-* (start refuses when such chains exist before it, so they are its own).
+iptables chains named KUBE-*/CNI-* and ipsets named as kube-router names them (start refuses when such chains or
+ipsets exist before it, so they are its own).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ NODE_POD_CIDR: Final = "10.244.0.0/24"
 NODE_IP: Final = "10.244.0.1"
 SERVICE_CIDR: Final = "10.96.0.0/16"
 OWN_CHAIN_PREFIXES: Final = ("KUBE-", "CNI-")
+# kube-router's NetworkPolicy controller (v2.1.0, pkg/controllers/netpol and pkg/utils/ipset.go) names its ipsets
+# KUBE-SRC-*/KUBE-DST-* and the temporary ones of an atomic swap TMP-*; its other controllers (not run here) use
+# kube-router-*. IPv6 sets carry an "inet6:" prefix.
+OWN_IPSET_PREFIXES: Final = ("KUBE-SRC-", "KUBE-DST-", "TMP-", "kube-router-")
 IPTABLES_TABLES: Final = ("filter", "nat", "mangle", "raw")
 # kubelet sets the first six (its setupKernelTunables); the bridge plugin sets ip_forward; br_netfilter's setting
 # lets kube-proxy see traffic between pods on the bridge.
@@ -166,13 +172,24 @@ def own_chains(binary: str = "iptables") -> dict[str, list[str]]:
     return chains
 
 
+def own_ipsets() -> list[str]:
+    """The ipsets named as kube-router names its own (none where the ipset tool is missing: then nothing made
+    any)."""
+    try:
+        listing = _run("ipset", "list", "-n")
+    except FileNotFoundError:
+        return []
+    return [name for name in listing.split() if name.removeprefix("inet6:").startswith(OWN_IPSET_PREFIXES)]
+
+
 def _networks_overlap(a: str, b: str) -> bool:
     return ipaddress.ip_network(a, strict=False).overlaps(ipaddress.ip_network(b, strict=False))
 
 
 def preflight() -> None:
     """Refuse to start where the cluster would collide with what the machine has: its addresses routed
-    elsewhere, another Kubernetes' iptables chains, or kubelet's cgroups of another kubelet."""
+    elsewhere, another Kubernetes' iptables chains or kube-router's ipsets, or kubelet's cgroups of another
+    kubelet."""
     if os.geteuid() != 0:
         raise RuntimeError("the cluster runs as root (containerd, kubelet and kube-proxy need it)")
     for line in _run("ip", "-4", "route", "show", "table", "all").splitlines():
@@ -191,6 +208,11 @@ def preflight() -> None:
                 f"{binary} already has Kubernetes or CNI chains ({chains}): another cluster runs on this machine, "
                 "or one left them behind; remove them before starting this one"
             )
+    if sets := own_ipsets():
+        raise RuntimeError(
+            f"ipsets named as kube-router names its own exist already ({', '.join(sets)}): another kube-router runs "
+            "on this machine, or one left them behind; remove them before starting this one"
+        )
     if stray := [str(path) for path in CGROUP_ROOT.glob("*/kubepods")]:
         raise RuntimeError(f"kubelet's cgroups exist already ({', '.join(stray)}): another kubelet runs here")
 
@@ -361,6 +383,14 @@ def remove_iptables_chains() -> list[str]:
     return notes
 
 
+def remove_ipsets() -> list[str]:
+    """Destroy kube-router's ipsets, once no iptables rule refers to them (remove_iptables_chains first)."""
+    sets = own_ipsets()
+    for name in sets:
+        _run("ipset", "destroy", name, check=False)
+    return [f"destroyed {len(sets)} ipsets: {', '.join(sets)}"] if sets else []
+
+
 def _targets(words: list[str]) -> list[str]:
     return [words[index + 1] for index, word in enumerate(words[:-1]) if word in ("-j", "-g", "--jump", "--goto")]
 
@@ -432,7 +462,7 @@ def netns_under(work_dir: Path) -> list[str]:
 
 
 def leftovers(state: HostState, containerd_socket: Path, containerd_state: Path) -> list[str]:
-    """What is still on the machine of this cluster: processes, shims, mounts, bridge, chains, cgroups."""
+    """What is still on the machine of this cluster: processes, shims, mounts, bridge, chains, ipsets, cgroups."""
     work_dir = Path(state.work_dir)
     found = [f"process {proc.name} (pid {proc.pid})" for proc in state.running()]
     found += [f"containerd shim pid {pid}" for pid in shims(containerd_socket)]
@@ -447,6 +477,7 @@ def leftovers(state: HostState, containerd_socket: Path, containerd_state: Path)
         found += [
             f"{binary} -t {table} chain {chain}" for table, chains in own_chains(binary).items() for chain in chains
         ]
+    found += [f"ipset {name}" for name in own_ipsets()]
     found += [f"cgroup {path}" for path in kubepods_cgroups()]
     found += [
         f"sysctl {name.replace('/', '.')} = {now} (was {value})"
