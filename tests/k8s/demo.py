@@ -5,13 +5,16 @@ deadlines, a `kubectl port-forward` to Kafka for tools on this machine, and what
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -19,22 +22,41 @@ from typing import Any, Final
 from confluent_kafka import Consumer
 
 from stack import procs
-from stack.config import REPO_ROOT
+from stack.config import REPO_ROOT, StackConfig
+from stack.deploy import FLINK_CONF, K8sVariant, render_k8s_flink_conf
+from stack.rest import FlinkRest, RestError
+from tests.support.net import free_port
 
 from .cluster import Cluster
 from .stack_images import GREETER_TAG, REGISTRY
 
 K8S: Final = REPO_ROOT / "deploy" / "k8s"
 KAFKA_OVERLAY: Final = Path(__file__).parent / "overlays" / "kafka"
+MASTER: Final = "app.kubernetes.io/component=master"
+WORKER: Final = "app.kubernetes.io/component=worker"
+DEPLOYMENTS: Final = ("kafka", "greeter", "statefun-master", "statefun-worker")
+VERIFY_IMAGE: Final = f"{REGISTRY}/statefun-greeter:{GREETER_TAG}"
 # What deploy/k8s/components/registry names as the user's registry and greeter tag, to be edited (its README).
 COMPONENT_REGISTRY: Final = "newName: registry.example.com/greeter/"
 COMPONENT_GREETER_TAG: Final = 'newTag: "1.0.0"'
 
 
-def write_kustomization(folder: Path, kafka_port: int) -> Path:
+@dataclass(frozen=True)
+class UserSettings:
+    """What the user's kustomization changes, as the README and docs/operations.md tell them to: the greeter's tag in
+    their copy of components/registry, Flink's parallelism (a flink-conf.yaml rendered by stack/deploy.py and the
+    workers' replicas, "Changing Flink's parallelism"), and Flink's Kubernetes high availability (the component)."""
+
+    greeter_tag: str = GREETER_TAG
+    parallelism: int | None = None  # None: the base's
+    high_availability: bool = False
+
+
+def write_kustomization(folder: Path, kafka_port: int, settings: UserSettings = UserSettings()) -> Path:
     """The user's kustomization in `folder`: the demo overlay and the test Kafka as resources, and their own copy of
     the registry component, edited as deploy/k8s/README.md says (the registry and the greeter's tag), included with
-    `components:`. The Kafka's advertised address for tools on this machine is the port-forward's port."""
+    `components:`, with `settings`. The Kafka's advertised address for tools on this machine is the port-forward's
+    port."""
     shutil.rmtree(folder, ignore_errors=True)
     component = folder / "components" / "registry"
     component.mkdir(parents=True)
@@ -42,9 +64,29 @@ def write_kustomization(folder: Path, kafka_port: int) -> Path:
     assert text.count(COMPONENT_REGISTRY) == 3, "the registry component no longer names its registry three times"
     assert text.count(COMPONENT_GREETER_TAG) == 1, "the registry component no longer names the greeter's tag once"
     edited = text.replace(COMPONENT_REGISTRY, f"newName: {REGISTRY}/").replace(
-        COMPONENT_GREETER_TAG, f'newTag: "{GREETER_TAG}"'
+        COMPONENT_GREETER_TAG, f'newTag: "{settings.greeter_tag}"'
     )
     (component / "kustomization.yaml").write_text(edited)
+    components = ["components/registry"]
+    if settings.high_availability:
+        components.append(os.path.relpath(K8S / "components" / "high-availability", folder))
+    parallelism = ""
+    if settings.parallelism is not None:
+        # Step 1 of docs/operations.md: the variant's flink-conf.yaml rendered by stack/deploy.py's own function
+        # (as `python -m stack.deploy` renders overlays/prod's), the workers' replicas set to the same number.
+        variant = K8sVariant(dataclasses.replace(StackConfig(), parallelism=settings.parallelism), tls=False)
+        (folder / FLINK_CONF).write_text(render_k8s_flink_conf(variant))
+        parallelism = f"""\
+configMapGenerator:
+  - name: statefun-flink-conf
+    behavior: replace
+    files:
+      - {FLINK_CONF}
+replicas:
+  - name: statefun-worker
+    count: {settings.parallelism}
+"""
+    listed = "".join(f"  - {name}\n" for name in components)
     (folder / "kustomization.yaml").write_text(
         f"""\
 # Written by tests/k8s/demo.py: the demo against an in-cluster Kafka, every image from {REGISTRY}.
@@ -54,8 +96,7 @@ resources:
   - {os.path.relpath(K8S / "overlays" / "demo", folder)}
   - {os.path.relpath(KAFKA_OVERLAY, folder)}
 components:
-  - components/registry
-patches:
+{listed}{parallelism}patches:
   - patch: |-
       apiVersion: apps/v1
       kind: Deployment
@@ -196,3 +237,107 @@ def first_committed(bootstrap: str, topic: str, deadline_s: float) -> float:
     finally:
         consumer.close()
     raise AssertionError(f"no committed record on {topic} within {deadline_s:.0f} s (last client error: {last_error})")
+
+
+class MasterRest:
+    """The master's REST API through `kubectl port-forward service/statefun-master`. A port-forward stays with the
+    pod it picked, so when the master is replaced (deleted, rolled, restarted after its job ended) it is started
+    again on the next call that finds it gone."""
+
+    def __init__(self, cluster: Cluster, log_dir: Path) -> None:
+        self.cluster = cluster
+        self.log_dir = log_dir
+        self.forward: PortForward | None = None
+        self.started = 0
+
+    def __call__(self, deadline_s: float = 180) -> FlinkRest:
+        """A client of a REST API that answers (the master restarting is waited for, up to `deadline_s`)."""
+        end = time.monotonic() + deadline_s
+        while True:
+            if self.forward is not None and procs.is_running(self.forward.proc):
+                rest = FlinkRest(f"http://127.0.0.1:{self.forward.port}", timeout=10)
+                try:
+                    rest.overview()
+                    return rest
+                except RestError:
+                    pass
+            self.stop()
+            if time.monotonic() > end:
+                raise AssertionError(f"the master's REST API did not answer within {deadline_s:.0f} s")
+            self.started += 1
+            self.forward = PortForward(
+                self.cluster, "service/statefun-master", free_port(), 8081,
+                self.log_dir / f"port-forward-rest-{self.started}.log",
+            )  # fmt: skip
+            try:
+                self.forward.wait(timeout=30)
+            except AssertionError:
+                time.sleep(2)  # no master pod runs yet, so the forward exited: try again
+
+    def stop(self) -> None:
+        if self.forward is not None:
+            self.forward.stop()
+            self.forward = None
+
+
+@dataclass
+class Demo:
+    """The applied demo: kubectl, the images, Kafka for tools on this machine through `kubectl port-forward`, the
+    master's REST API, the user's kustomization (rewritten and applied again by the operations' tests) and what it
+    rendered at first."""
+
+    kubectl: Kubectl
+    images_names: tuple[str, ...]
+    bootstrap: str
+    rest: MasterRest
+    folder: Path
+    kafka_port: int
+    rendered: list[dict[str, Any]]
+    timings: dict[str, float]
+    settings: UserSettings = UserSettings()
+
+    def running_job(self) -> str:
+        jobs = [job["jid"] for job in self.rest().get("/jobs/overview")["jobs"] if job["state"] == "RUNNING"]
+        assert len(jobs) == 1, f"running jobs: {jobs}"
+        return str(jobs[0])
+
+    def apply(self, settings: UserSettings) -> str:
+        """The user's kustomization rewritten with `settings` and applied again: kubectl's report."""
+        self.settings = settings
+        write_kustomization(self.folder, self.kafka_port, settings)
+        return self.kubectl("apply", "-k", str(self.folder))
+
+    def stop_generators(self) -> None:
+        """The demo's generator Jobs stopped as their manifest says (SIGTERM flushes), and waited until their pods are
+        gone: `names` then holds all they will send. Every apply starts one again while none exists (README, "The
+        Jobs")."""
+        self.kubectl(
+            "delete", "job", "-l", "app.kubernetes.io/name=generator", "--cascade=foreground", "--timeout=120s",
+            timeout=150,
+        )  # fmt: skip
+        self.kubectl.until(
+            "the generator's pods gone", lambda: not self.kubectl.items("pods", "app.kubernetes.io/name=generator"), 120
+        )
+
+    def verify(self, name: str) -> tuple[int, int]:
+        """The product's verifier (`greeter-consumer verify --from-names`) run in the cluster from the greeter image,
+        as the README runs the consumer there, once nothing more is sent: every valid request in `names` greeted
+        exactly once in `greetings` under read_committed, every poison record in `names-dlq`. The greetings and
+        names it counted; AssertionError with its report when it does not pass."""
+        self.kubectl(
+            "run", name, "--restart=Never", f"--image={VERIFY_IMAGE}", "--env=GREETER_BOOTSTRAP_SERVERS=kafka:9092",
+            "--", "greeter-consumer", "verify", "--from-names", "--settle", "4", "--timeout", "120",
+        )  # fmt: skip
+
+        def finished() -> bool:
+            return str(self.kubectl.json(f"pod/{name}")["status"]["phase"]) in ("Succeeded", "Failed")
+
+        self.kubectl.until(f"the verifier pod {name} finished", finished, timeout=300)
+        report = self.kubectl("logs", name)
+        (status,) = self.kubectl.json(f"pod/{name}")["status"]["containerStatuses"]
+        print(f"[k8s] {name}: {report.strip()}")
+        self.kubectl("delete", "pod", name, "--wait=false")
+        assert status["state"]["terminated"]["exitCode"] == 0, report
+        counted = re.search(r"verify: OK: (\d+) greetings, (\d+) names", report)
+        assert counted, report
+        return int(counted[1]), int(counted[2])
