@@ -179,6 +179,18 @@ def test_the_network_policies_admit_only_the_labelled_clients(demo: Demo) -> Non
     assert seen == {name: targets for name, (_label, targets) in cases.items()}
 
 
+def test_a_second_apply_changes_nothing(demo: Demo) -> None:
+    """README, "Applying again": every object `unchanged` but the PodDisruptionBudget, which kubectl reports
+    `configured` (policy/v1 replaces its selector on every patch) while the server changes nothing in it."""
+    budget = demo.kubectl.json("pdb/greeter")["metadata"]["generation"]  # changes with the spec only
+
+    report = demo.kubectl("apply", "-k", str(demo.folder))
+
+    changed = [line for line in report.strip().splitlines() if not line.endswith(" unchanged")]
+    assert changed == ["poddisruptionbudget.policy/greeter configured"], report
+    assert demo.kubectl.json("pdb/greeter")["metadata"]["generation"] == budget
+
+
 def test_poison_records_land_in_the_dead_letter_topic(demo: Demo) -> None:
     job = demo.running_job()
     failures = demo.rest().failure_count(job)
