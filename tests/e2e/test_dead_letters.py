@@ -10,7 +10,7 @@ from consumer.expectation import dead_letter_problems
 from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetRequest, GreetResponse
 from stack.local import LocalStack
 
-from .kafka_io import produce, read, read_greetings, requests, stored_expectation, unique_names
+from .kafka_io import Record, produce, read, read_greetings, requests, stored_expectation, unique_names
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +36,20 @@ def poison_corpus(token: str) -> dict[bytes, tuple[bytes, int]]:
     }
 
 
+def one_letter_per_poison_record(letters: list[Record], poison: dict[bytes, tuple[bytes, int]]) -> list[DeadLetter]:
+    """Assert that `letters` (read from names-dlq) are one per record of `poison`, keyed by its key, with the
+    expected reason and the original bytes; the decoded letters, in the order read."""
+    assert sorted(r.key for r in letters) == sorted(poison), "one dead letter per poison record, keyed by its key"
+    decoded = []
+    for record in letters:
+        letter = DeadLetter.FromString(record.value)
+        value, reason = poison[record.key]
+        assert DeadLetterReason.Name(letter.reason) == DeadLetterReason.Name(reason), letter.detail
+        assert letter.value == value, "the original bytes are kept"
+        decoded.append(letter)
+    return decoded
+
+
 @pytest.mark.timeout(600)
 def test_poison_is_dead_lettered_and_good_records_keep_flowing(stack: LocalStack) -> None:
     bootstrap = stack.config.bootstrap_servers
@@ -55,12 +69,7 @@ def test_poison_is_dead_lettered_and_good_records_keep_flowing(stack: LocalStack
     expected_letters = stored_expectation(bootstrap, set(poison)).dead_letters
     assert expected_letters.total() == len(poison), "the greeter's validation judges every corpus record poison"
     assert dead_letter_problems(expected_letters, [r.value for r in letters]) == []
-    assert sorted(r.key for r in letters) == sorted(poison), "each dead letter keyed by its record's key"
-    for record in letters:
-        letter = DeadLetter.FromString(record.value)
-        value, reason = poison[record.key]
-        assert DeadLetterReason.Name(letter.reason) == DeadLetterReason.Name(reason), letter.detail
-        assert letter.value == value, "the original bytes are kept"
+    for record, letter in zip(letters, one_letter_per_poison_record(letters, poison), strict=True):
         assert letter.value_typename == "type.googleapis.com/example.GreetRequest"
         assert letter.address_id.encode() == record.key
         assert letter.detail

@@ -23,10 +23,13 @@ pytestmark = pytest.mark.timeout(2400)
 WEB_IMAGE = "localhost/greeter-k8s/web:test"
 PAGE = "hello from the greeter's cluster\n"
 
-SMOKE = f"""
+
+def web_behind_a_service(namespace: str, httpd_flags: str = "") -> str:
+    """A busybox httpd Deployment serving /www on 8080, ready once it serves, behind the Service `web` (port 80)."""
+    return f"""
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: web, namespace: smoke}}
+metadata: {{name: web, namespace: {namespace}}}
 spec:
   replicas: 1
   selector: {{matchLabels: {{app: web}}}}
@@ -37,7 +40,7 @@ spec:
         - name: httpd
           image: {WEB_IMAGE}
           imagePullPolicy: Never
-          command: [httpd, -f, -v, -p, "8080", -h, /www]
+          command: [httpd, -f, {httpd_flags}-p, "8080", -h, /www]
           ports: [{{containerPort: 8080}}]
           readinessProbe:
             httpGet: {{path: /index.html, port: 8080}}
@@ -45,10 +48,16 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: web, namespace: smoke}}
+metadata: {{name: web, namespace: {namespace}}}
 spec:
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: 8080}}]
+"""
+
+
+SMOKE = (
+    web_behind_a_service("smoke", httpd_flags="-v, ")
+    + f"""
 ---
 apiVersion: v1
 kind: Pod
@@ -61,6 +70,7 @@ spec:
       imagePullPolicy: Never
       command: [sleep, "3600"]
 """
+)
 
 VOLUME = """
 apiVersion: v1
@@ -90,36 +100,15 @@ spec:
 # A Deployment behind a Service, in a namespace of its own, and two client pods: only one of them has the label
 # the policy admits.
 ACCESS_LABEL = "web-access"
-GUARDED = f"""
+GUARDED = (
+    """
 apiVersion: v1
 kind: Namespace
-metadata: {{name: guarded}}
+metadata: {name: guarded}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: guarded}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-        - name: httpd
-          image: {WEB_IMAGE}
-          imagePullPolicy: Never
-          command: [httpd, -f, -p, "8080", -h, /www]
-          ports: [{{containerPort: 8080}}]
-          readinessProbe:
-            httpGet: {{path: /index.html, port: 8080}}
-            periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: guarded}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
+"""
+    + web_behind_a_service("guarded")
+    + f"""
 ---
 apiVersion: v1
 kind: Pod
@@ -137,6 +126,7 @@ spec:
   containers:
     - {{name: client, image: {WEB_IMAGE}, imagePullPolicy: Never, command: [sleep, "3600"]}}
 """
+)
 POLICY = f"""
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason
 from stack.deploy import K8S_STORAGE, K8S_VARIANTS
 from tests.e2e.kafka_io import produce, read
-from tests.e2e.test_dead_letters import poison_corpus
+from tests.e2e.test_dead_letters import one_letter_per_poison_record, poison_corpus
 
 from .demo import DEPLOYMENTS, K8S, MASTER, VERIFY_IMAGE, Demo, rfc3339
 
@@ -199,12 +198,7 @@ def test_poison_records_land_in_the_dead_letter_topic(demo: Demo) -> None:
     produce(demo.bootstrap, "names", [(key, value) for key, (value, _reason) in poison.items()])
     letters = read(demo.bootstrap, "names-dlq", set(poison), len(poison), deadline_s=120, settle_s=4)
 
-    assert sorted(r.key for r in letters) == sorted(poison), "one dead letter per poison record, keyed by its key"
-    for record in letters:
-        letter = DeadLetter.FromString(record.value)
-        value, reason = poison[record.key]
-        assert DeadLetterReason.Name(letter.reason) == DeadLetterReason.Name(reason), letter.detail
-        assert letter.value == value, "the original bytes are kept"
+    one_letter_per_poison_record(letters, poison)
     assert demo.running_job() == job
     assert demo.rest().failure_count(job) == failures, "the job failed while the poison records went through"
 
