@@ -179,7 +179,7 @@ def test_a_worker_pod_force_deleted_under_load_recovers_exactly(demo: Demo, load
     failed_over = time.monotonic() - deleted
     again, _ = wait_running(demo, "the job running again on the new worker")
     running_again = time.monotonic() - deleted
-    _, _ = checkpoint_after(demo, job, checkpoint)
+    checkpoint_after(demo, job, checkpoint)
     checkpointed = time.monotonic() - deleted
     (new,) = demo.kubectl.items("pods", WORKER)
 
@@ -363,7 +363,7 @@ def test_high_availability_master_failover(demo: Demo, load: Callable[[], Load])
     demo.kubectl("delete", "pod", master["metadata"]["name"], "--grace-period=0", "--force")
     recovered, _ = wait_running(demo, "the job recovered by the new master")
     running_again = time.monotonic() - deleted
-    _, _ = checkpoint_after(demo, recovered, checkpoint)
+    checkpoint_after(demo, recovered, checkpoint)
     checkpointed = time.monotonic() - deleted
     restored = demo.rest().get(f"/jobs/{recovered}/checkpoints")["latest"].get("restored") or {}
 
