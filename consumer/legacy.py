@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from clitools.argtypes import non_negative_float, non_negative_int, positive_int
-from clitools.kafka_args import kafka_config
+from clitools.kafka_args import KAFKA_FLAGS, kafka_config, kafka_flags
 from generator.names import InvalidName, read_names_file
 from greeter.settings import SettingsError, max_name_length
 from greeter.wiring import DEAD_LETTER_TOPIC, NAMES_TOPIC
@@ -25,7 +25,7 @@ from greeter.wiring import DEAD_LETTER_TOPIC, NAMES_TOPIC
 from .arguments import shared_options
 from .source import CONSUMER_GUARANTEES
 
-_KAFKA_DESTS: Final = frozenset({"bootstrap_servers", "kafka_config"})
+_KAFKA_DESTS: Final = frozenset({*KAFKA_FLAGS, "kafka_config"})
 _ALL: Final = ("tail", "verify", "latency")
 # Legacy flag (its dest) -> the subcommand flag it became, and the subcommands that take it.
 _CARRIED: Final = (
@@ -136,11 +136,6 @@ def _flags(args: argparse.Namespace, given: set[str], command: str) -> list[str]
     return flags
 
 
-def _kafka_flags(args: argparse.Namespace, given: set[str]) -> list[str]:
-    flags = [f"--bootstrap-servers={args.bootstrap_servers}"] if "bootstrap_servers" in given else []
-    return flags + [f"--kafka-config={key}={value}" for key, value in args.kafka_config]
-
-
 def _notice(args: argparse.Namespace, given: set[str], command: str) -> str:
     def line(name: str) -> str:
         return shlex.join(["greeter-consumer", name, *_flags(args, given, name)])
@@ -163,6 +158,6 @@ def translate(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Tran
     args = parser.parse_args(argv)
     _check_usage(parser, args)
     command = "verify" if args.verify else "latency" if args.latency else "tail"
-    subcommand_argv = [command, *_kafka_flags(args, given), *_flags(args, given, command)]
+    subcommand_argv = [command, *kafka_flags(args, given), *_flags(args, given, command)]
     notice = None if given <= _KAFKA_DESTS else _notice(args, given, command)
     return Translation(subcommand_argv, args.verify and args.latency, notice)

@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from clitools.kafka_security import AccessWatch
 from clitools.signals import StopFlag
 
 from .read import Limits, Reader
@@ -24,10 +25,16 @@ def open_consumer(config: Mapping[str, str], topic: str, *, from_beginning: bool
     """A consumer assigned every partition of `topic`, at the start or at the end (the last stable offset).
 
     Manual assignment, not subscribe(): no rebalance wait and no group state. librdkafka still needs a
-    group.id, so each run gets its own unless -X group.id says otherwise.
+    group.id, so each run gets its own unless -X group.id says otherwise. A broker that refuses the client
+    (credentials, TLS) raises KafkaAccessRefused at once, and later from the read.
     """
-    consumer = Consumer({"group.id": f"greeter-consumer-{uuid.uuid4().hex}", **config})
+    watch = AccessWatch(config.get("security.protocol", "PLAINTEXT"))
+    # log_level 3: librdkafka's errors, not its info lines (a refused client: one per 50 ms).
+    consumer = Consumer(
+        {"group.id": f"greeter-consumer-{uuid.uuid4().hex}", "log_level": 3, **config, "error_cb": watch.refuse}
+    )
     try:
+        watch.first_contact(consumer, config["bootstrap.servers"])
         metadata = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             reason = metadata.error if metadata is not None else "not in the metadata"

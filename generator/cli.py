@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException, Producer
 
 from clitools.argtypes import non_negative_float, non_negative_int, positive_int
 from clitools.kafka_args import add_kafka_arguments, kafka_config
+from clitools.kafka_security import AccessWatch, KafkaAccessRefused
 from clitools.progress import Progress, add_progress_argument
 from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 from greeter.wiring import NAMES_TOPIC
@@ -95,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     totals = Totals()
-    config["error_cb"] = totals.on_error
+    watch = AccessWatch(str(config.get("security.protocol", "PLAINTEXT")))
+
+    def on_error(error: object) -> None:
+        watch.on_error(error)
+        totals.on_error(error)
+
+    config["error_cb"] = on_error
+    config.setdefault("log_level", 3)  # librdkafka's errors, not its info lines (a refused client: one per 50 ms)
     progress = Progress(sys.stderr, enabled=args.progress)
     started = time.monotonic()
     try:
@@ -104,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"cannot create the producer: {error}")
     try:
         with stop_on_signals(StopFlag()) as stop:
+            try:
+                watch.first_contact(producer, args.bootstrap_servers, stopped=lambda: stop.requested)
+            except KafkaAccessRefused as refused:
+                print(f"generator: {refused}", file=sys.stderr)
+                return 1
             records = encode_records(names)
             produce(
                 producer, args.topic, records, totals, count=args.count, rate=args.rate, stop=stop, progress=progress
@@ -114,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         print("generator: forced exit, deliveries not awaited", file=sys.stderr)
         _report(totals, time.monotonic() - started)
         return forced.exit_code
+    except KafkaException as error:  # the producer is fatally failed (e.g. refused idempotence): no more sends
+        progress.finish()
+        producer.poll(0)  # its error_cb names the cause
+        totals.fatal_error = totals.fatal_error or str(error)
     progress.finish()
     _report(totals, time.monotonic() - started)
     return 0 if totals.ok else 1

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from clitools.kafka_security import access_problem
 from clitools.progress import Progress
 from clitools.signals import StopFlag
 from protos.generated.greeter_pb2 import GreetRequest
@@ -62,11 +63,12 @@ class Totals:
             self.first_error = str(error)
 
     def on_error(self, error: Any) -> None:
-        """librdkafka's error_cb: only a fatal error (e.g. the idempotent producer lost its sequence) stops us;
-        transient ones (broker down) are logged by librdkafka itself and retried.
+        """librdkafka's error_cb: a fatal error (e.g. the idempotent producer lost its sequence) or a refusal
+        (credentials, TLS) stops us; transient ones (broker down) are logged by librdkafka itself and retried.
         """
-        if error.fatal() and self.fatal_error is None:
-            self.fatal_error = str(error)
+        refused = access_problem(error)
+        if (error.fatal() or refused) and self.fatal_error is None:
+            self.fatal_error = refused or str(error)
 
 
 def encode_records(names: Sequence[str]) -> list[tuple[bytes, bytes]]:
@@ -123,5 +125,5 @@ def drain(
     """Wait up to `timeout` seconds for every outstanding delivery report, in slices so signals get through."""
     started = clock()
     deadline = started + timeout
-    while producer.flush(POLL_SLICE) > 0 and clock() < deadline:
+    while totals.fatal_error is None and producer.flush(POLL_SLICE) > 0 and clock() < deadline:
         progress.update(lambda: f"flushing: {totals.undelivered} awaiting delivery")

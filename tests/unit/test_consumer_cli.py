@@ -427,14 +427,14 @@ class TestLegacy:
         assert "latency, produce to visible under read_committed: 1 greetings" in err
 
     def test_the_notice_keeps_kafka_values_to_itself(self) -> None:
-        translation = translate(["--bootstrap-servers", "b:1", "-X", "sasl.password=secret", "--verify"])
+        translation = translate(["--bootstrap-servers", "b:1", "-X", "client.id=secret", "--verify"])
         assert translation.notice is not None
         assert "secret" not in translation.notice and "b:1" not in translation.notice
         assert translation.notice.endswith(", with the same Kafka flags")
         assert translation.argv == [
             "verify",
             "--bootstrap-servers=b:1",
-            "--kafka-config=sasl.password=secret",
+            "--kafka-config=client.id=secret",
             "--no-from-beginning",
         ]
 

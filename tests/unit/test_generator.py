@@ -18,11 +18,17 @@ from protos.generated.greeter_pb2 import GreetRequest
 
 
 class FakeError:
-    def __init__(self, text: str, fatal: bool = False) -> None:
-        self._text, self._fatal = text, fatal
+    def __init__(self, text: str, fatal: bool = False, code: str = "_MSG_TIMED_OUT") -> None:
+        self._text, self._fatal, self._code = text, fatal, code
 
     def fatal(self) -> bool:
         return self._fatal
+
+    def name(self) -> str:
+        return self._code
+
+    def str(self) -> str:
+        return self._text
 
     def __str__(self) -> str:
         return self._text
@@ -55,6 +61,9 @@ class FakeProducer:
             raise BufferError("Local: Queue full")
         self.queue.append((key, value, on_delivery))
         self.sent.append((topic, key, value))
+
+    def list_topics(self, timeout: float) -> object:
+        return object()  # the broker answers: the client gets in
 
     def poll(self, timeout: float) -> int:
         self.clock.now += timeout
