@@ -18,6 +18,7 @@ from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 
 from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
+from .kafka_auth import KafkaAuthFiles
 from .local import LocalStack
 from .logs import follow, log_files, print_logs
 from .readiness import Interrupted, StartError
@@ -37,6 +38,8 @@ _HELP = {
     "start_timeout_s": "deadline for each process to become ready",
     "stop_timeout_s": "SIGTERM grace before SIGKILL",
     "tls": "mutual TLS between the runtime and the greeter, with certificates minted into RUN_DIR/tls",
+    "kafka_security": "none: plaintext Kafka; sasl-ssl: SASL_SSL (SCRAM-SHA-512) and an ACL per client, with each "
+    "client's credentials in RUN_DIR/kafka-clients/",
 }
 
 
@@ -149,6 +152,8 @@ def _config(args: argparse.Namespace, defaults: StackConfig) -> StackConfig:
     for tool in ("generator", "consumer"):
         if getattr(args, f"with_{tool}"):
             command = [str(defaults.venv_bin / f"greeter-{tool}"), *bootstrap]
+            if args.kafka_security != "none":  # each logs in as its own principal
+                command += ["--kafka-client-config", str(KafkaAuthFiles(args.run_dir.resolve()).client_file(tool))]
             extras.append(Extra(tool, (*command, *shlex.split(getattr(args, f"{tool}_args")))))
     for spec in args.extra:
         name, sep, command = spec.partition("=")

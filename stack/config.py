@@ -44,6 +44,7 @@ ENV_PREFIX = "GREETER_STACK_"
 # How the StateFun job runs: "single", in one JVM (Flink's local mini cluster, started by Flink's own client);
 # "cluster", a JobManager and a TaskManager, as the container and Kubernetes stacks run it.
 MODES = ("single", "cluster")
+KAFKA_SECURITY_MODES = ("none", "sasl-ssl")
 
 
 class ConfigError(ValueError):
@@ -120,6 +121,9 @@ class StackConfig:
     # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (stack/tls.py):
     # off by default because everything is on loopback; on, it runs the path a real deployment needs.
     tls: bool = False
+    # Kafka's security: "none" (plaintext, loopback only) or "sasl-ssl": SASL_SSL with SCRAM-SHA-512 and an ACL per
+    # client (stack/kafka_auth.py), with the credentials in the run folder.
+    kafka_security: str = "none"
     # The port module.yaml sends the runtime to: the greeter's, unless something sits in between (the fault
     # tests' HTTP proxy). None: the greeter's.
     endpoint_port: int | None = None
@@ -130,6 +134,10 @@ class StackConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.kafka_security not in KAFKA_SECURITY_MODES:
+            raise ConfigError(
+                f"kafka security {self.kafka_security!r}: expected one of {', '.join(KAFKA_SECURITY_MODES)}"
+            )
         if self.parallelism < 1 or self.taskmanager_slots < 1:
             raise ConfigError(
                 f"parallelism {self.parallelism}, taskmanager slots {self.taskmanager_slots}: each must be at least 1"
@@ -254,6 +262,12 @@ def _mode(text: str) -> str:
     return text
 
 
+def _kafka_security(text: str) -> str:
+    if text not in KAFKA_SECURITY_MODES:
+        raise ValueError(f"expected one of {', '.join(KAFKA_SECURITY_MODES)}")
+    return text
+
+
 def _seen_count_ttl(text: str) -> str:
     # The greeter's own parser: the stack passes the value on as the greeter's variable, checked the same way.
     return str(seen_count_ttl({"GREETER_SEEN_COUNT_TTL": text}))
@@ -290,6 +304,7 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("start_timeout_s", ENV_PREFIX + "START_TIMEOUT_S", float),
     EnvSetting("stop_timeout_s", ENV_PREFIX + "STOP_TIMEOUT_S", float),
     EnvSetting("tls", ENV_PREFIX + "TLS", _bool),
+    EnvSetting("kafka_security", ENV_PREFIX + "KAFKA_SECURITY", _kafka_security),
 )
 
 

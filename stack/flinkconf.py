@@ -6,6 +6,7 @@ Each entry carries a one-line why; the rendered file repeats it as a comment abo
 from __future__ import annotations
 
 from .config import HOST, StackConfig
+from .kafka_auth import runtime_jvm_options
 
 # (key, value, why). The official image's flink-conf.yaml (apache/flink-statefun tools/docker), kept as is
 # except for the folders, which live under the run folder.
@@ -70,7 +71,7 @@ def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, 
     """Where the local processes keep their files and how they find each other: loopback, pinned ports."""
     p = config.ports
     work = config.flink_work_dir
-    return [
+    entries = [
         ("statefun.flink-job-name", "Greeter (local stack)", "the job's name in the REST API and web UI"),
         ("statefun.remote.module-name", module_url, "the rendered module.yaml (local hosts); both JVMs read it"),
         ("state.backend.rocksdb.localdir", str(work / "rocksdb"), "under the run folder"),
@@ -95,6 +96,11 @@ def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, 
         ("web.tmpdir", str(work / "web-tmp"), "under the run folder"),
         ("web.upload.dir", str(work / "web-upload"), "under the run folder"),
     ]  # fmt: skip
+    jaas = runtime_jvm_options(config)
+    if jaas:
+        why = "the secured Kafka's login (stack/kafka_auth.py): only the JVMs that run Kafka clients"
+        entries += [("env.java.opts.taskmanager", jaas, why), ("env.java.opts.client", jaas, why + " (single mode)")]
+    return entries
 
 
 def entries(config: StackConfig, module_url: str) -> list[tuple[str, str, str]]:

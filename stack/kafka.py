@@ -16,8 +16,10 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 # re-exported by confluent_kafka.admin without __all__
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
+from clitools.kafka_security import write_secret
 from greeter.wiring import NAMES_TOPIC
 
+from . import kafka_auth
 from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import port_open
 
@@ -59,12 +61,17 @@ def server_properties(config: StackConfig) -> str:
     p = config.ports
     local = [
         ("controller.quorum.voters", f"1@{HOST}:{p.kafka_controller}", "a quorum of one"),
-        ("listeners", f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
-        ("advertised.listeners", f"PLAINTEXT://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
-        ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
-        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
         ("log.dirs", str(config.kafka_data_dir), "under the run folder"),
     ]
+    if kafka_auth.secured(config):
+        local += kafka_auth.listener_settings(config)
+    else:
+        local += [
+            ("listeners", f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
+            ("advertised.listeners", f"PLAINTEXT://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
+            ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
+            ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
+        ]
     lines = ["# Rendered by stack/kafka.py for the local stack."]
     for key, value, why in broker_settings(config) + local:
         lines += [f"# {why}", f"{key}={value}"]
@@ -80,9 +87,13 @@ def cluster_id() -> str:
 
 
 def write_properties(config: StackConfig) -> None:
-    """Write server.properties into the conf folder."""
-    config.conf_dir.mkdir(parents=True, exist_ok=True)
-    (config.conf_dir / "server.properties").write_text(server_properties(config))
+    """Write server.properties into the conf folder, its owner's only (the secured broker's logins are in it)."""
+    write_secret(config.conf_dir / "server.properties", server_properties(config))
+
+
+def storage_formatted(config: StackConfig) -> bool:
+    """Whether the log dir is formatted (KRaft needs it once)."""
+    return (config.kafka_data_dir / "meta.properties").exists()
 
 
 def classpath(config: StackConfig) -> str:
@@ -91,11 +102,12 @@ def classpath(config: StackConfig) -> str:
 
 
 def format_storage(java: str, config: StackConfig) -> bool:
-    """Format the log dir once (KRaft needs it); True if it was formatted now."""
-    if (config.kafka_data_dir / "meta.properties").exists():
+    """Format the log dir once (KRaft needs it), creating the secured broker's SCRAM users; True if it was
+    formatted now.
+    """
+    if storage_formatted(config):
         return False
-    command = [
-        java,
+    arguments = [
         "-cp",
         classpath(config),
         f"-Dlog4j.configuration=file:{config.conf_dir}/kafka-log4j.properties",
@@ -106,9 +118,18 @@ def format_storage(java: str, config: StackConfig) -> bool:
         "-c",
         str(config.conf_dir / "server.properties"),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if kafka_auth.secured(config):
+        arguments += kafka_auth.scram_arguments(config)
+    # The arguments go in a Java argument file (the launcher reads it; `ps` shows only its name): they hold the
+    # SCRAM passwords.
+    argfile = config.conf_dir / "kafka-format.args"
+    write_secret(argfile, "\n".join(f'"{argument}"' for argument in arguments) + "\n")
+    try:
+        result = subprocess.run([java, f"@{argfile}"], capture_output=True, text=True, check=False)
+    finally:
+        argfile.unlink()
     if result.returncode != 0:
-        raise RuntimeError(f"Kafka storage format failed: {' '.join(command)}\n{result.stdout}{result.stderr}")
+        raise RuntimeError(f"Kafka storage format failed ({java} {STORAGE_TOOL}):\n{result.stdout}{result.stderr}")
     return True
 
 
@@ -136,10 +157,20 @@ def argv(java: str, config: StackConfig) -> list[str]:
     ]
 
 
-def admin(config: StackConfig) -> AdminClient:
-    """An AdminClient for the stack's broker: 5 s socket timeout, errors only in its log."""
+def admin(config: StackConfig, principal: str = kafka_auth.ADMIN) -> AdminClient:
+    """An AdminClient for the stack's broker, logged in as `principal` on the secured one: 5 s socket timeout,
+    errors only in its log.
+    """
+    security = kafka_auth.client_security(config, principal)
     # log_level 3: errors only; librdkafka info lines on stderr would garble `status`
-    return AdminClient({"bootstrap.servers": config.bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 3})
+    return AdminClient(
+        {
+            "bootstrap.servers": config.bootstrap_servers,
+            "socket.timeout.ms": 5000,
+            "log_level": 3,
+            **(security.librdkafka() if security else {}),
+        }
+    )
 
 
 def broker_ready(config: StackConfig) -> str | None:
@@ -187,6 +218,17 @@ def ensure_topics(config: StackConfig, names: Iterable[str] = TOPICS) -> None:
                 raise RuntimeError(f"creating topic {name!r} failed: {error}") from error
 
 
+def ensure_acls(config: StackConfig) -> None:
+    """Create every client's ACLs on the secured broker (creating an existing one changes nothing)."""
+    client = admin(config)  # kept until the results are in: a destroyed client fails them
+    results = client.create_acls(kafka_auth.bindings(), request_timeout=15)
+    for binding, future in results.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            raise RuntimeError(f"creating the ACL {binding} failed: {error}") from error
+
+
 def topics_ready(config: StackConfig) -> str | None:
     """None when every topic exists and each of its partitions has a leader, else what is missing."""
     topics = admin(config).list_topics(timeout=3).topics
@@ -215,7 +257,7 @@ def ingress_lag(config: StackConfig, group: str = INGRESS_GROUP, topic: str = NA
     closed = port_open(HOST, config.ports.kafka)
     if closed:  # else librdkafka retries and logs a line every 50 ms
         raise RuntimeError(closed)
-    client = admin(config)
+    client = admin(config, kafka_auth.MONITOR)
     partitions = sorted(client.list_topics(topic, timeout=5).topics[topic].partitions)
     request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])]
     committed_result: Any = client.list_consumer_group_offsets(request)[group].result()

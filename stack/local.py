@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
-from . import daemons, kafka, procs
+from . import daemons, kafka, kafka_auth, procs
 from .config import HOST, JOB_ENTRY_CLASS, Ports, StackConfig, port_env_var
 from .fetch import check_prerequisites, fetch, is_fresh, job_jar
 from .flinkconf import write_flink_conf
@@ -126,6 +126,10 @@ class LocalStack:
         if cfg.tls:
             mint(cfg.tls_dir)
             self.report(f"minted a throwaway CA and certificates for mutual TLS into {cfg.tls_dir}")
+        if kafka_auth.secured(cfg):
+            if kafka_auth.prepare(cfg, kafka.storage_formatted(cfg)):
+                self.report(f"made a Kafka login per client: {kafka_auth.KafkaAuthFiles(cfg.run_dir).clients_dir}")
+            self.report(f"minted the broker's certificate into {kafka_auth.KafkaAuthFiles(cfg.run_dir).tls_dir}")
         kafka.write_properties(cfg)
         write_flink_conf(cfg, write_module_yaml(cfg))
         if kafka.format_storage(self._java, cfg):
@@ -149,7 +153,8 @@ class LocalStack:
 
     def _wipe(self) -> None:
         cfg = self.config
-        for path in (cfg.kafka_data_dir, cfg.checkpoint_dir, cfg.flink_work_dir, cfg.conf_dir):
+        auth = kafka_auth.KafkaAuthFiles(cfg.run_dir)
+        for path in (cfg.kafka_data_dir, cfg.checkpoint_dir, cfg.flink_work_dir, cfg.conf_dir, auth.clients_dir):
             shutil.rmtree(path, ignore_errors=True)
         for log in cfg.run_dir.glob("*.log"):
             log.unlink()
@@ -195,6 +200,9 @@ class LocalStack:
         if proc.name == "kafka":
             kafka.ensure_topics(self.config)
             self._wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
+            if kafka_auth.secured(self.config):
+                kafka.ensure_acls(self.config)
+                self.report(f"Kafka ACLs: {len(kafka_auth.ACLS)} grants for {', '.join(kafka_auth.CLIENTS[1:])}")
         self.report(f"{proc.name} ready")
 
     def _resume_point(self, resume: bool, restore_from: Path | None) -> Path | None:

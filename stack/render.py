@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from .config import HOST, MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, StackConfig
+from .kafka_auth import RUNTIME, client_security
 from .tls import CertFiles
 
 ENDPOINT_KIND = "io.statefun.endpoints.v2/http"
 ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
+KAFKA_KINDS = ("io.statefun.kafka.v1/ingress", "io.statefun.kafka.v1/egress")
 
 
 class RenderError(ValueError):
@@ -75,6 +78,32 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     return "---".join(documents)
 
 
+def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
+    """Add `properties` to the Kafka clients of module.yaml's ingresses and egresses (StateFun 3.3 passes a spec's
+    `properties`, a list of one-key maps, to the Kafka client as they are). Text, as with_tls_transport: the
+    rendered copy keeps the source's comments. None of them may be set already.
+    """
+    documents = re.split(r"(?m)^---[ \t]*$", source)
+    kinds = "|".join(re.escape(kind) for kind in KAFKA_KINDS)
+    kafka = [i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*(?:{kinds})\s*$", doc)]
+    if not kafka:
+        raise RenderError("module.yaml has no Kafka ingress or egress to secure")
+    for index in kafka:
+        doc = documents[index]
+        for key in properties:
+            if re.search(rf"(?m)^\s+- {re.escape(key)}:", doc):
+                raise RenderError(f"module.yaml already sets the Kafka property {key}: the local stack sets its own")
+        lines = "".join(f"    - {key}: {value}\n" for key, value in properties.items())
+        existing = re.search(r"(?m)^  properties:[ \t]*\n", doc)
+        if existing is None:
+            comment = "  # Rendered by the local stack (--kafka-security): how the runtime reaches the broker.\n"
+            doc = doc.rstrip("\n") + "\n" + comment + "  properties:\n" + lines
+        else:
+            doc = doc[: existing.end()] + lines + doc[existing.end() :]
+        documents[index] = doc
+    return "---".join(documents)
+
+
 def write_module_yaml(config: StackConfig) -> str:
     """Render into the run folder; returns the file:// URL for statefun.remote.module-name."""
     rendered = render_module_yaml(
@@ -83,6 +112,9 @@ def write_module_yaml(config: StackConfig) -> str:
         config.ports.kafka,
         CertFiles(config.tls_dir) if config.tls else None,
     )
+    security = client_security(config, RUNTIME)
+    if security is not None:  # no secret: the runtime's login is in its JAAS file (stack/kafka_auth.py)
+        rendered = with_kafka_properties(rendered, security.java_properties())
     target = config.conf_dir / "module.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(rendered, encoding="utf-8")

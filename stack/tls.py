@@ -150,8 +150,9 @@ _DNS_NAME = re.compile(
 
 
 def server_names(hosts: Iterable[str] = ()) -> list[x509.GeneralName]:
-    """The greeter certificate's subject alternative names: 127.0.0.1 and localhost (the local stack, and the
-    in-container health check), then each of `hosts`, an IP address or a DNS name (e.g. `greeter` in compose).
+    """A server certificate's (the greeter's, the broker's) subject alternative names: 127.0.0.1 and localhost
+    (the local stack, and the in-container health check), then each of `hosts`, an IP address or a DNS name (e.g.
+    `greeter` in compose).
     """
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
     for host in hosts:
@@ -213,6 +214,39 @@ def mint(
     _write(files.client_cert, client_cert.public_bytes(pem), 0o644)
     _write(files.client_key, _pem_key(client_key), key_mode)
     return files
+
+
+def mint_kafka(
+    directory: Path, hosts: Iterable[str] = (), *, validity: datetime.timedelta = VALIDITY
+) -> tuple[Path, Path]:
+    """A fresh CA and the broker's certificate for 127.0.0.1, localhost and `hosts`, under `directory` (0700): the
+    CA file clients trust, and the broker's PEM key store (its PKCS#8 key, then its certificate and the CA's, in
+    one file: Kafka's `ssl.keystore.type=PEM`). The CA's key is not kept.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    ca_key = _key()
+    ca_name = "greeter-stack Kafka throwaway CA"
+    ca_cert = (
+        _builder(ca_name, _name(ca_name), ca_key.public_key(), validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(**_CA_USAGE), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    # clientAuth too: the broker is a client of its own listener (inter-broker traffic on one node).
+    key, cert = _leaf(
+        "kafka",
+        ca_key,
+        ca_cert,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        server_names(hosts),
+        validity,
+    )
+    pem = serialization.Encoding.PEM
+    ca_file, key_store = directory / "ca.pem", directory / "broker.pem"
+    _write(ca_file, ca_cert.public_bytes(pem), 0o644)
+    _write(key_store, _pem_key(key) + cert.public_bytes(pem) + ca_cert.public_bytes(pem), 0o600)
+    return ca_file, key_store
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from consumer.expectation import Expectation
 from consumer.source import CONSUMER_GUARANTEES, read_to_end
 from consumer.verify import Report, verify
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
+from tests.support.kafka_clients import KafkaTarget, client_settings
 
 UNICODE_NAMES = ["Zoë", "José", "Łukasz", "李雷", "Ἀθηνᾶ", "Ørjan 😀"]
 
@@ -24,9 +25,9 @@ def unique_names(count: int) -> list[str]:
     return [f"{name}-{token}" for name in (plain + UNICODE_NAMES)[:count]]
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+def produce(kafka: KafkaTarget, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     """Send (key, value) records with the generator's guarantees; fail unless every one is acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(client_settings(kafka, acks="all", **{"enable.idempotence": True, "linger.ms": 5}))
     errors: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -57,7 +58,7 @@ class Record:
 
 
 def read(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topic: str,
     keys: set[bytes],
     expected: int,
@@ -68,13 +69,15 @@ def read(
     """Records of `topic` whose key is in `keys`, from the start, until `expected` arrived and then
     `settle_s` more (to catch late extras), or until the deadline."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"e2e-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": isolation,
-            "enable.auto.commit": False,
-        }
+        client_settings(
+            kafka,
+            **{
+                "group.id": f"e2e-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "isolation.level": isolation,
+                "enable.auto.commit": False,
+            },
+        )
     )
     consumer.subscribe([topic])
     got: list[Record] = []
@@ -105,21 +108,23 @@ def greetings(records: list[Record]) -> list[tuple[str, str]]:
     return pairs
 
 
-def stored_expectation(bootstrap: str, keys: set[bytes]) -> Expectation:
+def stored_expectation(kafka: KafkaTarget, keys: set[bytes]) -> Expectation:
     """What must come out for `keys`, worked out from `names` as stored (the verifier's trusted input)."""
     expectation = Expectation()
-    for message in read_to_end({"bootstrap.servers": bootstrap, **CONSUMER_GUARANTEES}, "names"):
+    for message in read_to_end(client_settings(kafka, **CONSUMER_GUARANTEES), "names"):
         if message.key() in keys:
             expectation.add(message.key(), message.value(), f"names {message.partition()}:{message.offset()}")
     return expectation
 
 
-def read_greetings(bootstrap: str, names: list[str], per_name: int, settle_s: float, deadline_s: float = 180) -> Report:
+def read_greetings(
+    kafka: KafkaTarget, names: list[str], per_name: int, settle_s: float, deadline_s: float = 180
+) -> Report:
     """Every committed greeting for `names`, checked against `names` as stored: exactly 1..k each, in order,
     right strings. `per_name` is what the test produced; the topic must agree before it counts as expected."""
-    expected = stored_expectation(bootstrap, {n.encode() for n in names}).greetings
+    expected = stored_expectation(kafka, {n.encode() for n in names}).greetings
     assert expected == dict.fromkeys(names, per_name), "names as stored is not what the test produced"
-    records = read(bootstrap, "greetings", {n.encode() for n in names}, sum(expected.values()), deadline_s, settle_s)
+    records = read(kafka, "greetings", {n.encode() for n in names}, sum(expected.values()), deadline_s, settle_s)
     return verify(greetings(records), expected)
 
 
@@ -129,10 +134,10 @@ class PartitionCount:
     records: int  # what a read_uncommitted consumer is handed: data records only
 
 
-def count_partitions(bootstrap: str, topic: str) -> dict[int, PartitionCount]:
+def count_partitions(kafka: KafkaTarget, topic: str) -> dict[int, PartitionCount]:
     """Read every partition of `topic` to its end (read_uncommitted) and compare records with offsets."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}", "isolation.level": "read_uncommitted"}
+        client_settings(kafka, **{"group.id": f"e2e-{uuid.uuid4().hex}", "isolation.level": "read_uncommitted"})
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

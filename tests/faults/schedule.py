@@ -26,7 +26,9 @@ from confluent_kafka import Consumer, TopicPartition
 from consumer.verify import Kind, Report, greeting_number
 from protos.generated.greeter_pb2 import GreetResponse
 from stack import procs
+from stack.kafka_auth import CONSUMER, GENERATOR
 from stack.local import LocalStack
+from tests.support.kafka_clients import KafkaTarget, as_principal, cli_flags, client_settings
 
 from ..e2e.kafka_io import count_partitions, produce, read_greetings, requests, unique_names
 
@@ -35,16 +37,18 @@ ROUNDS = 40  # messages per name
 GREETINGS = "greetings"
 
 
-def _consumer(bootstrap: str) -> Consumer:
+def _consumer(kafka: KafkaTarget) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"faults-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-            "log_level": 2,  # no connection errors on the console: the broker is killed on purpose
-        }
+        client_settings(
+            kafka,
+            **{
+                "group.id": f"faults-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 100,
+                "log_level": 2,  # no connection errors on the console: the broker is killed on purpose
+            },
+        )
     )
 
 
@@ -59,8 +63,8 @@ class Seen:
 class Watcher:
     """Committed greetings of `keys` as they arrive (partitions assigned directly: no group, no rebalance)."""
 
-    def __init__(self, bootstrap: str, partitions: int, keys: set[bytes]) -> None:
-        self._consumer = _consumer(bootstrap)
+    def __init__(self, kafka: KafkaTarget, partitions: int, keys: set[bytes]) -> None:
+        self._consumer = _consumer(kafka)
         self._consumer.assign([TopicPartition(GREETINGS, p, 0) for p in range(partitions)])
         self._keys = keys
         self._seen: list[Seen] = []
@@ -107,9 +111,9 @@ def _ends(consumer: Consumer, partitions: int) -> dict[int, int]:
     }
 
 
-def stable_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
+def stable_offsets(kafka: KafkaTarget, partitions: int) -> dict[int, int]:
     """Each partition's last stable offset: a read_committed consumer's watermark query returns it."""
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(kafka)
     try:
         return _ends(consumer, partitions)
     finally:
@@ -120,15 +124,17 @@ class TransactionProbe:
     """Both ends of `greetings`: a partition whose high watermark is past its last stable offset holds records
     of a transaction not yet committed or aborted."""
 
-    def __init__(self, bootstrap: str, partitions: int) -> None:
+    def __init__(self, kafka: KafkaTarget, partitions: int) -> None:
         self.partitions = partitions
-        self._committed = _consumer(bootstrap)
+        self._committed = _consumer(kafka)
         self._uncommitted = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"faults-{uuid.uuid4().hex}",
-                "isolation.level": "read_uncommitted",  # librdkafka's default is read_committed
-            }
+            client_settings(
+                kafka,
+                **{
+                    "group.id": f"faults-{uuid.uuid4().hex}",
+                    "isolation.level": "read_uncommitted",  # librdkafka's default is read_committed
+                },
+            )
         )
 
     def stable(self) -> dict[int, int]:
@@ -199,13 +205,16 @@ class Scenario:
         self.stack = stack
         self.name = name
         self.rounds = rounds
-        self.bootstrap = stack.config.bootstrap_servers
+        # Requests go in as the generator, greetings are read as the consumer: on the secured broker, each with
+        # its own login and ACLs.
+        self.producer = as_principal(stack.config, GENERATOR)
+        self.reader = as_principal(stack.config, CONSUMER)
         self.partitions = stack.config.partitions
         self.names = unique_names(names)
         self.next_round = 0
         self.faults: list[Fault] = []
         self.recoveries: list[float] = []
-        self.watcher = Watcher(self.bootstrap, self.partitions, {n.encode() for n in self.names})
+        self.watcher = Watcher(self.reader, self.partitions, {n.encode() for n in self.names})
 
     def __enter__(self) -> Scenario:
         return self
@@ -220,7 +229,7 @@ class Scenario:
     def produce_until(self, round_stop: int) -> None:
         """Requests for rounds [next_round, round_stop): round-robin, each name's n-th before its (n+1)-th."""
         if round_stop > self.next_round:
-            produce(self.bootstrap, "names", requests(self.names, round_stop - self.next_round))
+            produce(self.producer, "names", requests(self.names, round_stop - self.next_round))
             self.next_round = round_stop
 
     def completed_checkpoints(self) -> int:
@@ -241,7 +250,7 @@ class Scenario:
         self.await_committed(1)
 
     def strike(self, label: str, action: Callable[[], None]) -> Fault:
-        return self._struck(label, action, stable_offsets(self.bootstrap, self.partitions), self.failures())
+        return self._struck(label, action, stable_offsets(self.reader, self.partitions), self.failures())
 
     def strike_mid_transaction(self, label: str, action: Callable[[], None], until_round: int) -> Fault:
         """Strike while the egress's open transaction holds greetings, so the fault leaves some to abort.
@@ -252,7 +261,7 @@ class Scenario:
         written keeps the chance small that a barrier just passed and the open records are all precommitted
         ones (those a restore commits)."""
         failures = self.failures()
-        probe = TransactionProbe(self.bootstrap, self.partitions)
+        probe = TransactionProbe(self.reader, self.partitions)
         try:
             while self.next_round < until_round:
                 before = probe.high()
@@ -310,9 +319,9 @@ class Scenario:
         figure is reported, not asserted here."""
         assert self.next_round == self.rounds, f"only {self.next_round} of {self.rounds} rounds produced"
         settle_s = 3 * self.stack.config.checkpoint_interval_ms / 1000
-        report = read_greetings(self.bootstrap, self.names, self.rounds, settle_s=settle_s, deadline_s=deadline_s)
+        report = read_greetings(self.reader, self.names, self.rounds, settle_s=settle_s, deadline_s=deadline_s)
         counts = report.counts()
-        uncommitted = sum(c.records for c in count_partitions(self.bootstrap, GREETINGS).values())
+        uncommitted = sum(c.records for c in count_partitions(self.reader, GREETINGS).values())
         seen = self.watcher.seen()
         result = FaultResult(
             scenario=self.name,
@@ -329,14 +338,15 @@ class Scenario:
             notes=dict(notes),
         )
         result.print()
-        verdict = consumer_verdict(self.bootstrap, settle_s)
+        verdict = consumer_verdict(cli_flags(self.stack.config, CONSUMER), settle_s)
         assert verdict.returncode == 0, f"greeter-consumer verify failed:\n{verdict.stdout}{verdict.stderr}"
         return report, result
 
 
-def consumer_verdict(bootstrap: str, settle_s: float) -> subprocess.CompletedProcess[str]:
-    """`greeter-consumer verify --from-names` over the whole stack: its `names` hold only this run's."""
-    argv = ["verify", "--bootstrap-servers", bootstrap, "--from-names"]
+def consumer_verdict(kafka_flags: list[str], settle_s: float) -> subprocess.CompletedProcess[str]:
+    """`greeter-consumer verify --from-names` over the whole stack (reached with `kafka_flags`, as cli_flags
+    makes them): its `names` hold only this run's."""
+    argv = ["verify", *kafka_flags, "--from-names"]
     argv += ["--settle", str(settle_s), "--timeout", "120"]
     return subprocess.run([sys.executable, "-m", "consumer", *argv], capture_output=True, text=True, timeout=600)
 

@@ -76,7 +76,7 @@ def test_a_new_field_in_the_state_across_a_restore_and_back(tmp_path: Path, stac
     produce(bootstrap, "names", requests(names, STEP))
     report = read_greetings(bootstrap, names, 3 * STEP, settle_s=settle_s)
     assert report.ok, "\n".join(report.summary())
-    verdict = consumer_verdict(bootstrap, settle_s)
+    verdict = consumer_verdict(["--bootstrap-servers", bootstrap], settle_s)
     assert verdict.returncode == 0, f"greeter-consumer verify failed:\n{verdict.stdout}{verdict.stderr}"
     assert evolved.failure_count() == 0, "no call failed: the job never restarted"
     assert evolved.delivery_retries() == 0, "the runtime retried no call to either greeter"
