@@ -11,7 +11,9 @@ variable, and it is never part of a `repr`, a log line or a rendered module.yaml
 from __future__ import annotations
 
 import os
+import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -168,16 +170,44 @@ def write_secret(path: Path, text: str) -> None:
         file.write(text)
 
 
+# librdkafka names the broker it failed on at the start of its message: sasl_ssl://HOST:PORT/ID: ...
+_BROKER = re.compile(r"^(?:\w+://)?(?P<host>\[[^\]]+\]|[^:/\s]+):(?P<port>\d+)/")
+
+
+def tls_verdict(librdkafka_text: str, ca_file: str | None) -> str | None:
+    """Why the broker named in `librdkafka_text` fails TLS verification against `ca_file`, as OpenSSL's verify
+    result says it (e.g. "certificate has expired"), or None when that cannot be found out.
+    """
+    match = _BROKER.match(librdkafka_text)
+    if match is None:
+        return None
+    host, port = match["host"].strip("[]"), int(match["port"])
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, context.wrap_socket(raw, server_hostname=host):
+            return None  # verifies here: the failure was something else
+    except ssl.SSLCertVerificationError as failed:
+        trusted = ca_file or "the system's CAs"
+        return f"the certificate of {host}:{port} fails verification against {trusted}: {failed.verify_message}"
+    except OSError:
+        return None
+
+
 # librdkafka's error codes for a client that cannot get in: it retries them forever on its own.
 _ACCESS_CODES: Final = {"_AUTHENTICATION": "authentication failed", "_SSL": "TLS handshake failed"}
 
 
-def access_problem(error: Any) -> str | None:
+def access_problem(error: Any, ca_file: str | None = None) -> str | None:
     """One line saying why the client cannot get into Kafka, if librdkafka's `error` (a KafkaError) means
-    that, else None (a transient error that librdkafka retries, rightly).
+    that, else None (a transient error that librdkafka retries, rightly). A failed TLS handshake is checked
+    again with Python's ssl and `ca_file` (None: the system's CAs), whose verdict names the cause (expired, signed
+    by another CA, issued for another host) where librdkafka says only "certificate verify failed".
     """
     name = error.name()
     text = error.str()
+    if name == "_SSL":
+        cause = tls_verdict(text, ca_file)
+        return f"{_ACCESS_CODES[name]}: {cause or text}"
     if name in _ACCESS_CODES:
         return f"{_ACCESS_CODES[name]}: {text}"
     if name == "_TRANSPORT" and "security.protocol" in text:
@@ -199,6 +229,7 @@ class AccessWatch:
     """
 
     protocol: str = "PLAINTEXT"
+    ca_file: str | None = None
     bootstrap: str = "Kafka"
     problem: str | None = None
     brokers_down: bool = False
@@ -208,7 +239,7 @@ class AccessWatch:
         if error.name() == "_ALL_BROKERS_DOWN":
             self.brokers_down = True
         if self.problem is None:
-            self.problem = access_problem(error)
+            self.problem = access_problem(error, self.ca_file)
 
     def refuse(self, error: Any) -> None:
         """An error_cb that raises KafkaAccessRefused out of the client's poll or consume on an access problem
@@ -228,7 +259,7 @@ class AccessWatch:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not stopped():
             try:
-                client.list_topics(timeout=0.5)
+                client.list_topics(timeout=0.1)
                 return
             except KafkaAccessRefused:
                 raise

@@ -28,7 +28,7 @@ def open_consumer(config: Mapping[str, str], topic: str, *, from_beginning: bool
     group.id, so each run gets its own unless -X group.id says otherwise. A broker that refuses the client
     (credentials, TLS) raises KafkaAccessRefused at once, and later from the read.
     """
-    watch = AccessWatch(config.get("security.protocol", "PLAINTEXT"))
+    watch = AccessWatch(config.get("security.protocol", "PLAINTEXT"), config.get("ssl.ca.location"))
     # log_level 3: librdkafka's errors, not its info lines (a refused client: one per 50 ms).
     consumer = Consumer(
         {"group.id": f"greeter-consumer-{uuid.uuid4().hex}", "log_level": 3, **config, "error_cb": watch.refuse}

@@ -96,11 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     totals = Totals()
-    watch = AccessWatch(str(config.get("security.protocol", "PLAINTEXT")))
+    ca = config.get("ssl.ca.location")
+    watch = AccessWatch(str(config.get("security.protocol", "PLAINTEXT")), str(ca) if ca else None)
 
     def on_error(error: object) -> None:
         watch.on_error(error)
         totals.on_error(error)
+        if watch.problem is not None and totals.fatal_error is None:  # refused (credentials, TLS): stop
+            totals.fatal_error = f"Kafka {args.bootstrap_servers} refused this client: {watch.problem}"
 
     config["error_cb"] = on_error
     config.setdefault("log_level", 3)  # librdkafka's errors, not its info lines (a refused client: one per 50 ms)

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from clitools.kafka_security import access_problem
 from clitools.progress import Progress
 from clitools.signals import StopFlag
 from protos.generated.greeter_pb2 import GreetRequest
@@ -63,12 +62,11 @@ class Totals:
             self.first_error = str(error)
 
     def on_error(self, error: Any) -> None:
-        """librdkafka's error_cb: a fatal error (e.g. the idempotent producer lost its sequence) or a refusal
-        (credentials, TLS) stops us; transient ones (broker down) are logged by librdkafka itself and retried.
+        """librdkafka's error_cb: only a fatal error (e.g. the idempotent producer lost its sequence) stops us;
+        transient ones (broker down) are logged by librdkafka itself and retried.
         """
-        refused = access_problem(error)
-        if (error.fatal() or refused) and self.fatal_error is None:
-            self.fatal_error = refused or str(error)
+        if error.fatal() and self.fatal_error is None:
+            self.fatal_error = str(error)
 
 
 def encode_records(names: Sequence[str]) -> list[tuple[bytes, bytes]]:
