@@ -1,5 +1,5 @@
 """greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | rescale |
-upgrade-greeter | status | logs | watch).
+rotate-kafka-credentials | upgrade-greeter | status | logs | watch).
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     )
     rescale.add_argument("parallelism", type=int, metavar="PARALLELISM", help="the job's new parallelism")
     sub.add_parser(
+        "rotate-kafka-credentials",
+        help="--kafka-security sasl-ssl: new passwords for the runtime's, generator's, consumer's and monitor's Kafka "
+        "logins in RUN_DIR/kafka-clients; open connections keep working, new ones need the new files",
+    )
+    sub.add_parser(
         "upgrade-greeter",
         help="replace the greeter's gunicorn in place (new code and gunicorn settings; same environment), "
         "refusing no request",
@@ -235,6 +240,15 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         return 0
     if args.command == "rescale":
         print(stack.rescale(args.parallelism))
+        return 0
+    if args.command == "rotate-kafka-credentials":
+        rotated = stack.rotate_kafka_credentials()
+        print(
+            f"new Kafka passwords for {', '.join(rotated)} in {KafkaAuthFiles(run_dir).clients_dir}. The runtime takes "
+            "its new login when its JVMs start again: `greeter-stack down`, then `greeter-stack up` (the job resumes "
+            "from its last checkpoint, no greeting lost); restart a generator or consumer to read its new file",
+            file=sys.stderr,
+        )
         return 0
     if args.command == "upgrade-greeter":
         print(stack.upgrade_greeter().pid)

@@ -14,7 +14,14 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
 # re-exported by confluent_kafka.admin without __all__
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+    OffsetSpec,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from clitools.kafka_security import write_secret
 from greeter.wiring import NAMES_TOPIC
@@ -227,6 +234,30 @@ def ensure_acls(config: StackConfig) -> None:
             future.result()
         except KafkaException as error:
             raise RuntimeError(f"creating the ACL {binding} failed: {error}") from error
+
+
+def rotate_logins(config: StackConfig) -> list[str]:
+    """New passwords for the secured broker's client logins (kafka_auth.ROTATED): the broker takes each (as a
+    SCRAM credential, the admin logged in), then its credential file is rewritten. Connections open with the old
+    password stay open: Kafka checks a login when a connection starts. The principals rotated.
+    """
+    logins = kafka_auth.new_logins(config)
+    client = admin(config)
+    upserts = [
+        UserScramCredentialUpsertion(
+            principal,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, kafka_auth.SCRAM_ITERATIONS),
+            str(security.password).encode(),
+        )
+        for principal, security in logins.items()
+    ]
+    for principal, future in client.alter_user_scram_credentials(upserts, request_timeout=15).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            raise RuntimeError(f"the broker refused {principal}'s new password: {error}") from error
+    kafka_auth.write_logins(config, logins)
+    return list(logins)
 
 
 def topics_ready(config: StackConfig) -> str | None:

@@ -14,8 +14,9 @@ so that no password is ever on a command line; a `--fresh` start makes new passw
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -37,6 +38,7 @@ from .readiness import StartError
 from .tls import mint_kafka
 
 MECHANISM: Final = "SCRAM-SHA-512"
+SCRAM_ITERATIONS: Final = 4096  # StorageTool's default for --add-scram
 PROTOCOL: Final = "SASL_SSL"
 
 ADMIN: Final = "admin"  # super user: `up` only (readiness, topics, ACLs)
@@ -183,6 +185,26 @@ def prepare(config: StackConfig, storage_formatted: bool) -> bool:
     write_secret(files.controller_password, _password())
     write_secret(files.runtime_jaas, files.security(RUNTIME).jaas_file_text())
     return True
+
+
+# The logins `rotate-kafka-credentials` replaces. The admin's and the controller's are the broker's own (in its
+# server.properties, read at start): `up --fresh` makes new ones.
+ROTATED: Final = (RUNTIME, GENERATOR, CONSUMER, MONITOR)
+
+
+def new_logins(config: StackConfig, principals: Iterable[str] = ROTATED) -> dict[str, KafkaSecurity]:
+    """A new password for each of `principals`, not written anywhere yet (the broker must take it first)."""
+    files = KafkaAuthFiles(config.run_dir)
+    return {p: dataclasses.replace(files.security(p), password=_password()) for p in principals}
+
+
+def write_logins(config: StackConfig, logins: Mapping[str, KafkaSecurity]) -> None:
+    """Replace the credential files (and the runtime's JAAS file) with `logins`."""
+    files = KafkaAuthFiles(config.run_dir)
+    for principal, security in logins.items():
+        security.write_client_file(files.client_file(principal))
+        if principal == RUNTIME:
+            write_secret(files.runtime_jaas, security.jaas_file_text())
 
 
 def _password() -> str:

@@ -126,10 +126,16 @@ class LocalStack:
         if cfg.tls:
             mint(cfg.tls_dir)
             self.report(f"minted a throwaway CA and certificates for mutual TLS into {cfg.tls_dir}")
+        auth = kafka_auth.KafkaAuthFiles(cfg.run_dir)
+        if not kafka_auth.secured(cfg) and kafka.storage_formatted(cfg) and auth.clients_dir.exists():
+            raise StartError(  # else its data would be served in the clear, to anyone
+                f"the Kafka storage in {cfg.kafka_data_dir} was made with --kafka-security sasl-ssl: start it the "
+                "same way, or with --fresh to wipe it"
+            )
         if kafka_auth.secured(cfg):
             if kafka_auth.prepare(cfg, kafka.storage_formatted(cfg)):
-                self.report(f"made a Kafka login per client: {kafka_auth.KafkaAuthFiles(cfg.run_dir).clients_dir}")
-            self.report(f"minted the broker's certificate into {kafka_auth.KafkaAuthFiles(cfg.run_dir).tls_dir}")
+                self.report(f"made a Kafka login per client: {auth.clients_dir}")
+            self.report(f"minted the broker's certificate into {auth.tls_dir}")
         kafka.write_properties(cfg)
         write_flink_conf(cfg, write_module_yaml(cfg))
         if kafka.format_storage(self._java, cfg):
@@ -256,6 +262,21 @@ class LocalStack:
             location = self.rest.savepoint(job_id, self.config.savepoint_dir.resolve().as_uri())
             self.report(f"savepoint of job {job_id}: {location}")
             return location
+
+    def rotate_kafka_credentials(self) -> list[str]:
+        """New passwords for the secured broker's client logins (stack/kafka.py rotate_logins); the principals.
+        The runtime's open connections keep their login; its JVMs read the new one when they start again.
+        """
+        with run_lock(self.config.run_dir):
+            if not kafka_auth.secured(self.config):
+                raise NotRunning(
+                    f"no Kafka logins to rotate: the stack in {self.config.run_dir} runs a plaintext broker (start it "
+                    "with `greeter-stack up --fresh --kafka-security sasl-ssl`)"
+                )
+            broker = self.state.proc("kafka") if any(p.name == "kafka" for p in self.state.procs) else None
+            if broker is None or not procs.is_running(broker):
+                raise NotRunning(f"cannot rotate the Kafka logins: the broker of {self.config.run_dir} is not running")
+            return kafka.rotate_logins(self.config)
 
     def rescale(self, parallelism: int) -> str:
         """Run the job at `parallelism`: cancel it with a savepoint into savepoints/ (stack/savepoints.py), start or
