@@ -6,10 +6,16 @@ line or `status`. The cluster mode's TaskManager kill on the secured broker is i
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
+from clitools.kafka_security import KafkaSecurity
 from stack.config import REPO_ROOT, Ports, port_env_var
 from stack.kafka_auth import ADMIN, CLIENTS, CONSUMER, GENERATOR, MONITOR, RUNTIME, KafkaAuthFiles
 from stack.local import LocalStack
@@ -109,7 +116,7 @@ def _refusal(argv: list[str], env: dict[str, str]) -> str:
     [
         ("none", "accepts connections but closes them at the first request: it expects TLS or SASL"),
         ("wrong password", "authentication failed"),
-        ("another CA", "TLS handshake failed"),
+        ("another CA", "fails verification against"),
     ],
 )
 def test_a_client_that_cannot_log_in_is_refused_in_one_line(
@@ -137,6 +144,49 @@ def test_a_client_that_cannot_log_in_is_refused_in_one_line(
     ):
         line = _refusal(argv, env)
         assert says in line, f"{tool}: {line}"
+
+
+@contextmanager
+def _tls_listener(key_store: Path) -> Iterator[str]:
+    """A TLS server on loopback that shows the certificate in `key_store` and hangs up: enough for a client's
+    handshake to verify it. Its address; stopped on exit."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(key_store)
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return  # closed
+            with contextlib.suppress(OSError), context.wrap_socket(connection, server_side=True):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        server.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_an_expired_broker_certificate_is_named(tmp_path: Path) -> None:
+    ca, key_store = mint_kafka(tmp_path / "expired", validity=datetime.timedelta(minutes=-30))
+    config = tmp_path / "client.properties"
+    KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "consumer", "any-password", ca).write_client_file(config)
+    with _tls_listener(key_store) as address:
+        flags = ["--bootstrap-servers", address, "--kafka-client-config", str(config)]
+        for argv in (
+            [str(VENV_BIN / "greeter-generator"), *flags, "--count", "1", "--no-progress"],
+            [str(VENV_BIN / "greeter-consumer"), "tail", *flags, "--timeout", "5"],
+        ):
+            line = _refusal(argv, dict(os.environ))
+            assert f"the certificate of {address} fails verification against {ca}: certificate has expired" in line
 
 
 def _topic_error(settings: dict[str, object], topic: str) -> KafkaError | None:
@@ -199,6 +249,44 @@ def test_each_principal_can_do_its_own_job_and_nothing_else(secured: tuple[Local
     assert stack.failure_count() == 0
 
 
+@pytest.mark.timeout(600)
+def test_rotated_logins_lock_out_the_old_passwords_and_lose_no_greeting(
+    secured: tuple[LocalStack, dict[str, str], str], tmp_path: Path
+) -> None:
+    """SECURITY.md's rotation: `rotate-kafka-credentials`, then the runtime restarted by `down` and `up`."""
+    stack, env, _ = secured
+    files = KafkaAuthFiles(stack.config.run_dir)
+    old_consumer = tmp_path / "old-consumer.properties"
+    old_consumer.write_text(files.client_file(CONSUMER).read_text())
+    old_runtime_jaas = files.runtime_jaas.read_text()
+    stack_cli = str(VENV_BIN / "greeter-stack")
+
+    rotate = _run([stack_cli, "rotate-kafka-credentials"], env)
+    assert rotate.returncode == 0, rotate.stderr
+    assert "new Kafka passwords for runtime, generator, consumer, monitor" in rotate.stderr
+    assert files.runtime_jaas.read_text() != old_runtime_jaas
+    old = ["--bootstrap-servers", stack.config.bootstrap_servers, "--kafka-client-config", str(old_consumer)]
+    line = _refusal([str(VENV_BIN / "greeter-consumer"), "tail", *old, "--timeout", "5"], env)
+    assert "authentication failed" in line
+
+    # Requests before the runtime restart (it still holds its open connections) and after it.
+    generate = [str(VENV_BIN / "greeter-generator"), *cli_flags(stack.config, GENERATOR), "--names", "20"]
+    generate += ["--seed", "31", "--count", "100", "--no-progress"]
+    assert _run(generate, env).returncode == 0
+    down = _run([stack_cli, "down"], env)
+    assert down.returncode == 0, down.stderr
+    # Without the flag the secured storage is refused, never served in the clear.
+    plain = _run([stack_cli, "up"], env)
+    assert plain.returncode == 1 and "was made with --kafka-security sasl-ssl" in plain.stderr, plain.stderr
+    up = _run([stack_cli, "up", "--kafka-security", "sasl-ssl"], env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    assert _run(generate, env).returncode == 0
+    verify = [str(VENV_BIN / "greeter-consumer"), "verify", *cli_flags(stack.config, CONSUMER), "--from-names"]
+    result = _run([*verify, "--timeout", "120"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify: OK" in result.stdout + result.stderr
+
+
 def _secrets(run_dir: Path) -> dict[str, str]:
     """Every password the stack made, by the file that holds it."""
     files = KafkaAuthFiles(run_dir)
@@ -214,8 +302,10 @@ _SECRET_FILES = ("kafka-clients", "conf/server.properties")
 
 @pytest.mark.timeout(300)
 def test_no_secret_in_a_log_a_command_line_or_status(secured: tuple[LocalStack, dict[str, str], str]) -> None:
-    stack, env, up_output = secured
-    run_dir = stack.config.run_dir
+    recorded, env, up_output = secured
+    run_dir = recorded.config.run_dir
+    stack = LocalStack.attach(run_dir)  # the processes now, after any restart above
+    assert len(stack.running()) >= 3, "the stack is up: its command lines are searched"
     secrets = _secrets(run_dir)
     # The search looks for what is really in use: the broker's own login is the admin's password.
     assert secrets[ADMIN] in (run_dir / "conf/server.properties").read_text()

@@ -52,3 +52,20 @@ def test_the_greeter_port_serves_no_one_without_our_client_certificate(tls_stack
         urllib.request.urlopen(url, timeout=5, context=no_certificate).read()
     with urllib.request.urlopen(url, timeout=5, context=CertFiles(tls_stack.config.tls_dir).client_context()) as ok:
         assert ok.status == 200
+
+
+@pytest.mark.timeout(300)
+def test_new_certificates_at_a_restart_lose_no_greeting(tls_stack: LocalStack) -> None:
+    """SECURITY.md's mTLS rotation: `down`, then `up` mints a new CA and certificates; the job resumes from its
+    checkpoint and counts on, calling the greeter with the new ones."""
+    names = unique_names(10)
+    produce(tls_stack.config.bootstrap_servers, "names", requests(names, PER_NAME))
+    old_ca = (tls_stack.config.tls_dir / "ca.pem").read_bytes()
+    tls_stack.down()
+    tls_stack.up()
+    assert (tls_stack.config.tls_dir / "ca.pem").read_bytes() != old_ca, "up minted a new CA"
+    produce(tls_stack.config.bootstrap_servers, "names", requests(names, PER_NAME))
+    settle = 3 * tls_stack.config.checkpoint_interval_ms / 1000
+    report = read_greetings(tls_stack.config.bootstrap_servers, names, 2 * PER_NAME, settle, deadline_s=120)
+    assert report.ok, "\n".join(report.summary())
+    assert tls_stack.failure_count() == 0
