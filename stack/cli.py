@@ -18,7 +18,7 @@ from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 
 from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
-from .kafka_auth import KafkaAuthFiles
+from .kafka_auth import KafkaAuthFiles, client_flags
 from .local import LocalStack
 from .logs import follow, log_files, print_logs
 from .readiness import Interrupted, StartError
@@ -153,12 +153,11 @@ def _config(args: argparse.Namespace, defaults: StackConfig) -> StackConfig:
     values = {setting.field: getattr(args, setting.field) for setting in UP_SETTINGS}
     ports = Ports(**{p.name: getattr(args, "port_" + p.name) for p in fields(Ports)})
     extras = []
-    bootstrap = ["--bootstrap-servers", f"127.0.0.1:{ports.kafka}"]
+    # Where the extras' Kafka is: the settings of this `up` (each CLI logs in as its own principal when secured).
+    kafka = replace(defaults, run_dir=args.run_dir.resolve(), ports=ports, kafka_security=args.kafka_security)
     for tool in ("generator", "consumer"):
         if getattr(args, f"with_{tool}"):
-            command = [str(defaults.venv_bin / f"greeter-{tool}"), *bootstrap]
-            if args.kafka_security != "none":  # each logs in as its own principal
-                command += ["--kafka-client-config", str(KafkaAuthFiles(args.run_dir.resolve()).client_file(tool))]
+            command = [str(defaults.venv_bin / f"greeter-{tool}"), *client_flags(kafka, tool)]
             extras.append(Extra(tool, (*command, *shlex.split(getattr(args, f"{tool}_args")))))
     for spec in args.extra:
         name, sep, command = spec.partition("=")

@@ -160,6 +160,14 @@ def client_security(config: StackConfig, principal: str) -> KafkaSecurity | None
     return KafkaAuthFiles(config.run_dir).security(principal) if secured(config) else None
 
 
+def client_flags(config: StackConfig, principal: str) -> list[str]:
+    """The Kafka flags a greeter CLI takes to reach the stack's broker as `principal`."""
+    flags = ["--bootstrap-servers", config.bootstrap_servers]
+    if secured(config):
+        flags += ["--kafka-client-config", str(KafkaAuthFiles(config.run_dir).client_file(principal))]
+    return flags
+
+
 def prepare(config: StackConfig, storage_formatted: bool) -> bool:
     """Mint the broker's certificate; when the storage is not formatted yet, new passwords for every login.
     True if passwords were made (the format then creates their SCRAM users). StartError for a storage formatted

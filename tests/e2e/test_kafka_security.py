@@ -33,10 +33,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from clitools.kafka_security import KafkaSecurity
 from stack.config import REPO_ROOT, Ports, port_env_var
-from stack.kafka_auth import ADMIN, CLIENTS, CONSUMER, GENERATOR, MONITOR, RUNTIME, KafkaAuthFiles
+from stack.kafka_auth import ADMIN, CLIENTS, CONSUMER, GENERATOR, MONITOR, RUNTIME, KafkaAuthFiles, client_flags
 from stack.local import LocalStack
 from stack.tls import mint_kafka
-from tests.support.kafka_clients import cli_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +73,7 @@ def _settings(stack: LocalStack, principal: str, **extra: object) -> dict[str, o
 def test_the_pipeline_is_exact_through_the_secured_broker(secured: tuple[LocalStack, dict[str, str], str]) -> None:
     stack, env, _ = secured
     load = ["--names", str(NAMES), "--seed", "29", "--count", str(NAMES * PER_NAME), "--no-progress"]
-    generator = _run([str(VENV_BIN / "greeter-generator"), *cli_flags(stack.config, GENERATOR), *load], env)
+    generator = _run([str(VENV_BIN / "greeter-generator"), *client_flags(stack.config, GENERATOR), *load], env)
     assert generator.returncode == 0, generator.stderr
     assert f"delivered {NAMES * PER_NAME}, failed 0" in generator.stderr
 
@@ -82,7 +81,7 @@ def test_the_pipeline_is_exact_through_the_secured_broker(secured: tuple[LocalSt
         [
             str(VENV_BIN / "greeter-consumer"),
             "verify",
-            *cli_flags(stack.config, CONSUMER),
+            *client_flags(stack.config, CONSUMER),
             "--from-names",
             "--timeout",
             "120",
@@ -270,7 +269,7 @@ def test_rotated_logins_lock_out_the_old_passwords_and_lose_no_greeting(
     assert "authentication failed" in line
 
     # Requests before the runtime restart (it still holds its open connections) and after it.
-    generate = [str(VENV_BIN / "greeter-generator"), *cli_flags(stack.config, GENERATOR), "--names", "20"]
+    generate = [str(VENV_BIN / "greeter-generator"), *client_flags(stack.config, GENERATOR), "--names", "20"]
     generate += ["--seed", "31", "--count", "100", "--no-progress"]
     assert _run(generate, env).returncode == 0
     down = _run([stack_cli, "down"], env)
@@ -281,7 +280,7 @@ def test_rotated_logins_lock_out_the_old_passwords_and_lose_no_greeting(
     up = _run([stack_cli, "up", "--kafka-security", "sasl-ssl"], env)
     assert up.returncode == 0, up.stderr[-3000:]
     assert _run(generate, env).returncode == 0
-    verify = [str(VENV_BIN / "greeter-consumer"), "verify", *cli_flags(stack.config, CONSUMER), "--from-names"]
+    verify = [str(VENV_BIN / "greeter-consumer"), "verify", *client_flags(stack.config, CONSUMER), "--from-names"]
     result = _run([*verify, "--timeout", "120"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verify: OK" in result.stdout + result.stderr

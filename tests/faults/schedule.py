@@ -26,9 +26,9 @@ from confluent_kafka import Consumer, TopicPartition
 from consumer.verify import Kind, Report, greeting_number
 from protos.generated.greeter_pb2 import GreetResponse
 from stack import procs
-from stack.kafka_auth import CONSUMER, GENERATOR
+from stack.kafka_auth import CONSUMER, GENERATOR, client_flags
 from stack.local import LocalStack
-from tests.support.kafka_clients import KafkaTarget, as_principal, cli_flags, client_settings
+from tests.support.kafka_clients import KafkaTarget, as_principal, client_settings
 
 from ..e2e.kafka_io import count_partitions, produce, read_greetings, requests, unique_names
 
@@ -338,13 +338,13 @@ class Scenario:
             notes=dict(notes),
         )
         result.print()
-        verdict = consumer_verdict(cli_flags(self.stack.config, CONSUMER), settle_s)
+        verdict = consumer_verdict(client_flags(self.stack.config, CONSUMER), settle_s)
         assert verdict.returncode == 0, f"greeter-consumer verify failed:\n{verdict.stdout}{verdict.stderr}"
         return report, result
 
 
 def consumer_verdict(kafka_flags: list[str], settle_s: float) -> subprocess.CompletedProcess[str]:
-    """`greeter-consumer verify --from-names` over the whole stack (reached with `kafka_flags`, as cli_flags
+    """`greeter-consumer verify --from-names` over the whole stack (reached with `kafka_flags`, as client_flags
     makes them): its `names` hold only this run's."""
     argv = ["verify", *kafka_flags, "--from-names"]
     argv += ["--settle", str(settle_s), "--timeout", "120"]

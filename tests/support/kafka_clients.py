@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stack.config import StackConfig
-from stack.kafka_auth import CONSUMER, CONSUMER_GROUP_PREFIX, KafkaAuthFiles, client_security
+from stack.kafka_auth import CONSUMER, CONSUMER_GROUP_PREFIX, client_security
 
 # Bootstrap servers, or a client's settings with them (a secured broker's: protocol, login, CA).
 KafkaTarget = str | Mapping[str, str]
@@ -32,11 +32,3 @@ def as_principal(config: StackConfig, principal: str) -> KafkaTarget:
     if principal == CONSUMER:
         settings["group.id"] = f"{CONSUMER_GROUP_PREFIX}tests-{uuid.uuid4().hex}"
     return settings
-
-
-def cli_flags(config: StackConfig, principal: str) -> list[str]:
-    """The Kafka flags a greeter CLI takes to reach the stack's broker as `principal`."""
-    flags = ["--bootstrap-servers", config.bootstrap_servers]
-    if client_security(config, principal) is not None:
-        flags += ["--kafka-client-config", str(KafkaAuthFiles(config.run_dir).client_file(principal))]
-    return flags
