@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer
 from bench.procstats import cpu_seconds, peak_rss_mb, reset_peak_rss
 from consumer.verify import Report, verify
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
+from stack.kafka_auth import CONSUMER_GROUP_PREFIX
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class Target:
     input_topic: str
     output_topic: str
     own: frozenset[str]  # its processes (Kafka included), by name in `processes()`
-    bootstrap: str
+    # librdkafka settings of the load's producer and of its reader: the broker's address, and on a secured broker
+    # the generator's and the consumer's logins (stack/kafka_auth.py client_settings)
+    writer: Mapping[str, str]
+    reader: Mapping[str, str]
     processes: Callable[[], Mapping[str, int]]  # every process running (name -> pid): its own and bystanders
     # (messages, HTTP requests) the runtime sent the function so far: StateFun's batching, from greeter metrics
     batches: Callable[[], tuple[float, float]] | None = None
@@ -46,12 +50,12 @@ class Target:
 class GreetingReader(threading.Thread):
     """Reads committed greetings from the end of a topic, noting when each became visible."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: Mapping[str, str], topic: str) -> None:
         super().__init__(daemon=True)
         self.consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex}",
+                **kafka,
+                "group.id": f"{CONSUMER_GROUP_PREFIX}bench-{uuid.uuid4().hex}",  # the consumer login's groups
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "latest",
                 "enable.auto.commit": False,
@@ -91,7 +95,7 @@ class GreetingReader(threading.Thread):
 @contextmanager
 def reading(target: Target) -> Iterator[GreetingReader]:
     """A reader of the target's greetings, assigned before it is handed out and stopped whatever happens."""
-    reader = GreetingReader(target.bootstrap, target.output_topic)
+    reader = GreetingReader(target.reader, target.output_topic)
     reader.start()
     try:
         if not reader.assigned.wait(30):
@@ -101,10 +105,11 @@ def reading(target: Target) -> Iterator[GreetingReader]:
         reader.finish()
 
 
-def producer(bootstrap: str) -> Producer:
+def producer(kafka: Mapping[str, str] | str) -> Producer:
+    """The load's producer for `kafka`: a client's settings, or bootstrap servers alone (a plaintext broker)."""
     return Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **({"bootstrap.servers": kafka} if isinstance(kafka, str) else kafka),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 20,
@@ -181,7 +186,7 @@ def throughput(target: Target, pool: Sequence[str], messages: int, deadline_s: f
         window = Window(target)
         window.open()
         started = time.monotonic()
-        kafka = producer(target.bootstrap)
+        kafka = producer(target.writer)
         for index in range(messages):
             send(kafka, target.input_topic, pool[index % len(pool)])
             if index % 10_000 == 0:
@@ -224,7 +229,7 @@ def latency(
     with reading(target) as reader:
         window = Window(target)
         window.open()
-        kafka = producer(target.bootstrap)
+        kafka = producer(target.writer)
         sent_at: dict[tuple[str, int], float] = {}
         counts = dict.fromkeys(pool, 0)
         total = int(rate * seconds)

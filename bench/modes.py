@@ -32,7 +32,7 @@ from stack.local import LocalStack
 def first_greeting(target: load.Target, started: float, deadline_s: float = 120) -> float:
     """Seconds from `started` until the greeting of one request produced now is committed."""
     with load.reading(target) as reader:
-        kafka = load.producer(target.bootstrap)
+        kafka = load.producer(target.writer)
         load.send(kafka, target.input_topic, load.name_pool("first", 1)[0])
         kafka.flush(30)
         reader.wait_for(1, deadline_s)

@@ -42,6 +42,7 @@ from clitools.signals import Terminated, unwinding_on_sigterm
 from greeter.wiring import GREETINGS_TOPIC, NAMES_TOPIC
 from stack import kafka
 from stack.config import MODES, Ports, StackConfig
+from stack.kafka_auth import CONSUMER, GENERATOR, client_settings
 from stack.local import LocalStack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,7 +80,12 @@ def targets(stack: LocalStack, peer: QuixPeer | None, settle_s: float) -> dict[s
     def statefun_batches() -> tuple[float, float]:
         return greeter_batches(stack)
 
-    common: dict[str, Any] = {"bootstrap": stack.config.bootstrap_servers, "processes": processes, "settle_s": settle_s}
+    common: dict[str, Any] = {
+        "writer": client_settings(stack.config, GENERATOR),
+        "reader": client_settings(stack.config, CONSUMER),
+        "processes": processes,
+        "settle_s": settle_s,
+    }
     found = {
         "statefun": load.Target(
             "statefun", NAMES_TOPIC, GREETINGS_TOPIC, STATEFUN_PROCESSES, batches=statefun_batches, **common

@@ -98,6 +98,8 @@ VARIANTS = (
             consumer={"fetch.min.bytes": str(32 * 1024), "fetch.max.wait.ms": "100"}),
     # glibc gives each thread that allocates an arena of its own, up to 8 per core: RocksDB's and Netty's native
     # memory spread over them (the container images preload jemalloc instead, as the Flink image does).
+    Variant("kafka-sasl-ssl", "Kafka over SASL_SSL (SCRAM-SHA-512), an ACL per client (--kafka-security sasl-ssl)",
+            config={"kafka_security": "sasl-ssl"}),
     Variant("malloc-arena-2", "MALLOC_ARENA_MAX=2 for every process (glibc's default: up to 8 arenas per core)",
             environment={"MALLOC_ARENA_MAX": "2"}),
     # Every JVM as it was sized before BENCHMARKS.md's "Every JVM sized for this job": Flink's and Kafka's

@@ -160,6 +160,14 @@ def client_security(config: StackConfig, principal: str) -> KafkaSecurity | None
     return KafkaAuthFiles(config.run_dir).security(principal) if secured(config) else None
 
 
+def client_settings(config: StackConfig, principal: str) -> dict[str, str]:
+    """A librdkafka client's settings for the stack's broker as `principal`: its address, and on the secured
+    broker that principal's login and the CA.
+    """
+    security = client_security(config, principal)
+    return {"bootstrap.servers": config.bootstrap_servers, **(security.librdkafka() if security else {})}
+
+
 def client_flags(config: StackConfig, principal: str) -> list[str]:
     """The Kafka flags a greeter CLI takes to reach the stack's broker as `principal`."""
     flags = ["--bootstrap-servers", config.bootstrap_servers]

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from stack.config import StackConfig
-from stack.kafka_auth import CONSUMER, CONSUMER_GROUP_PREFIX, client_security
+from stack.kafka_auth import CONSUMER, CONSUMER_GROUP_PREFIX, secured
+from stack.kafka_auth import client_settings as client_settings_of
 
 # Bootstrap servers, or a client's settings with them (a secured broker's: protocol, login, CA).
 KafkaTarget = str | Mapping[str, str]
@@ -25,10 +26,9 @@ def as_principal(config: StackConfig, principal: str) -> KafkaTarget:
     """The stack's broker as `principal` sees it: its bootstrap servers, with that principal's login on the
     secured broker (and, for the consumer, a group id under its ACL's prefix).
     """
-    security = client_security(config, principal)
-    if security is None:
+    if not secured(config):
         return config.bootstrap_servers
-    settings = {"bootstrap.servers": config.bootstrap_servers, **security.librdkafka()}
+    settings = client_settings_of(config, principal)
     if principal == CONSUMER:
         settings["group.id"] = f"{CONSUMER_GROUP_PREFIX}tests-{uuid.uuid4().hex}"
     return settings
