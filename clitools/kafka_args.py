@@ -1,6 +1,7 @@
 """The Kafka flags every greeter CLI takes, with their environment defaults shown in --help."""
 
 import argparse
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,11 @@ USERNAME_ENV: Final = "GREETER_KAFKA_SASL_USERNAME"
 PASSWORD_FILE_ENV: Final = "GREETER_KAFKA_SASL_PASSWORD_FILE"
 PASSWORD_ENV: Final = "GREETER_KAFKA_SASL_PASSWORD"  # the environment only: a flag would show in `ps`
 CA_ENV: Final = "GREETER_KAFKA_SSL_CA"
+# The local stack's run folder (stack/config.py): where `greeter-stack up --kafka-security sasl-ssl` writes a login
+# per client, which the CLIs find there when pointed at that stack's broker with nothing else said.
+STACK_RUN_DIR_ENV: Final = "GREETER_STACK_RUN_DIR"
+DEFAULT_STACK_RUN_DIR: Final = Path(__file__).resolve().parents[1] / "run"
+STACK_LOGINS: Final = "kafka-clients"
 
 # The dests of the Kafka flags, and each one's flag (the consumer's flat flags pass them on to a subcommand).
 KAFKA_FLAGS: Final = {
@@ -122,7 +128,37 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
         metavar="KEY=VALUE",
         help="extra librdkafka setting, repeatable (e.g. -X security.protocol=SSL); no secrets",
     )
-    parser.set_defaults(kafka_password_from_env=env.get(PASSWORD_ENV) or None)
+    parser.set_defaults(
+        kafka_password_from_env=env.get(PASSWORD_ENV) or None,
+        stack_run_dir=Path(env.get(STACK_RUN_DIR_ENV) or DEFAULT_STACK_RUN_DIR),
+    )
+
+
+def stack_login(args: argparse.Namespace, principal: str) -> Path | None:
+    """The local stack's credential file for `principal`, when the flags say nothing about security and
+    --bootstrap-servers is the broker of the stack recorded in the run folder (GREETER_STACK_RUN_DIR, else the
+    repository's run/) and that stack is secured; else None.
+    """
+    given = (
+        args.kafka_client_config,
+        args.security_protocol,
+        args.sasl_mechanism,
+        args.sasl_username,
+        args.sasl_password_file,
+        args.ssl_ca,
+        args.kafka_password_from_env,
+    )
+    if any(value is not None for value in given) or any(key in FILE_KEYS for key, _ in args.kafka_config):
+        return None
+    login: Path = args.stack_run_dir / STACK_LOGINS / f"{principal}.properties"
+    try:
+        recorded = json.loads((args.stack_run_dir / "stack.json").read_text(encoding="utf-8"))["config"]
+        port = int(recorded["ports"]["kafka"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not login.is_file() or args.bootstrap_servers.strip() != f"127.0.0.1:{port}":
+        return None
+    return login
 
 
 def kafka_security(args: argparse.Namespace) -> KafkaSecurity:

@@ -8,13 +8,14 @@ other, the names file, the name bound, -X against the consumer's guarantees) and
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 from clitools.argtypes import non_negative_float, non_negative_int, positive_int
-from clitools.kafka_args import add_kafka_arguments, kafka_config
+from clitools.kafka_args import add_kafka_arguments, kafka_config, stack_login
 from clitools.progress import add_progress_argument
 from generator.names import InvalidName, read_names_file
 from greeter.settings import Settings, SettingsError, max_name_length
@@ -23,6 +24,7 @@ from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 from .source import CONSUMER_GUARANTEES
 
 COMMANDS: Final = ("tail", "verify", "latency")
+STACK_PRINCIPAL: Final = "consumer"  # its login on the local stack's secured broker (stack/kafka_auth.py)
 _STOPPING: Final = (
     "Ctrl-C or SIGTERM stops reading and prints what was read (and the summary); a second one exits at once (130/143)."
 )
@@ -205,6 +207,12 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Invocati
     args = parser.parse_args(argv)
     command = commands[args.command]
     _check(command, args)
+    login = stack_login(args, STACK_PRINCIPAL)
+    if login is not None:
+        args.kafka_client_config = login
+        print(
+            f"consumer: the local stack's Kafka is secured: logging in as {STACK_PRINCIPAL} ({login})", file=sys.stderr
+        )
     try:
         config = kafka_config(args, CONSUMER_GUARANTEES)
     except ValueError as error:

@@ -10,7 +10,7 @@ from typing import Final
 from confluent_kafka import KafkaException, Producer
 
 from clitools.argtypes import non_negative_float, non_negative_int, positive_int
-from clitools.kafka_args import add_kafka_arguments, kafka_config
+from clitools.kafka_args import add_kafka_arguments, kafka_config, stack_login
 from clitools.kafka_security import AccessWatch, KafkaAccessRefused
 from clitools.progress import Progress, add_progress_argument
 from clitools.signals import ForcedExit, StopFlag, stop_on_signals
@@ -21,6 +21,7 @@ from .produce import Totals, drain, encode_records, produce
 
 # What the generator promises: no duplicates on retry and no record lost to a leader change.
 PRODUCER_GUARANTEES: Final = {"enable.idempotence": "true", "acks": "all"}
+STACK_PRINCIPAL: Final = "generator"  # its login on the local stack's secured broker (stack/kafka_auth.py)
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -86,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    login = stack_login(args, STACK_PRINCIPAL)
+    if login is not None:
+        args.kafka_client_config = login
+        print(
+            f"generator: the local stack's Kafka is secured: logging in as {STACK_PRINCIPAL} ({login})", file=sys.stderr
+        )
     try:
         names = _pool(args)
         config: dict[str, object] = {**kafka_config(args, PRODUCER_GUARANTEES)}

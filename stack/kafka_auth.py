@@ -30,6 +30,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
+from clitools.kafka_args import STACK_LOGINS
 from clitools.kafka_security import KafkaSecurity, write_secret
 from greeter.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, GREETINGS_TOPIC, NAMES_TOPIC
 
@@ -114,7 +115,7 @@ class KafkaAuthFiles:
     @property
     def clients_dir(self) -> Path:
         """One credentials file per client principal, and the runtime's JAAS file."""
-        return self.run_dir / "kafka-clients"
+        return self.run_dir / STACK_LOGINS  # where the CLIs look for their login (clitools/kafka_args.py)
 
     @property
     def tls_dir(self) -> Path:

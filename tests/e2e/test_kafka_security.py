@@ -99,6 +99,23 @@ def test_the_pipeline_is_exact_through_the_secured_broker(secured: tuple[LocalSt
     assert stack.failure_count() == 0, "the job never failed: the runtime's ACLs let it read, write and commit"
 
 
+@pytest.mark.timeout(300)
+def test_the_clis_find_their_login_in_the_run_folder(secured: tuple[LocalStack, dict[str, str], str]) -> None:
+    """The contract's command lines, unchanged: pointed at the secured stack's broker with nothing else said, the
+    generator and the consumer log in as themselves from the run folder (GREETER_STACK_RUN_DIR), saying so."""
+    stack, env, _ = secured
+    env = {**env, "GREETER_BOOTSTRAP_SERVERS": stack.config.bootstrap_servers}
+    generate = [str(VENV_BIN / "greeter-generator"), "--names", "10", "--seed", "7", "--count", "50", "--no-progress"]
+    generator = _run(generate, env)
+    assert generator.returncode == 0, generator.stderr
+    login = KafkaAuthFiles(stack.config.run_dir).client_file(GENERATOR)
+    assert f"generator: the local stack's Kafka is secured: logging in as generator ({login})" in generator.stderr
+    verify = [str(VENV_BIN / "greeter-consumer"), "--from-beginning", "--verify", "--expect-from-names"]
+    consumer = _run([*verify, "--timeout", "120"], env)
+    assert consumer.returncode == 0, consumer.stdout + consumer.stderr
+    assert "logging in as consumer" in consumer.stderr and "verify: OK" in consumer.stdout + consumer.stderr
+
+
 def _refusal(argv: list[str], env: dict[str, str]) -> str:
     """Run a CLI that must be refused: its exit 1 and its last stderr line (no traceback, no retry loop)."""
     result = _run(argv, env, timeout=60)
@@ -121,7 +138,9 @@ def _refusal(argv: list[str], env: dict[str, str]) -> str:
 def test_a_client_that_cannot_log_in_is_refused_in_one_line(
     secured: tuple[LocalStack, dict[str, str], str], tmp_path: Path, login: str, says: str
 ) -> None:
-    stack, env, _ = secured
+    stack, stack_env, _ = secured
+    # A stranger's shell: no run folder to find the stack's logins in.
+    env = {key: value for key, value in stack_env.items() if key != "GREETER_STACK_RUN_DIR"}
     good = KafkaAuthFiles(stack.config.run_dir).security(CONSUMER)
     config = tmp_path / "client.properties"
     if login == "none":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clitools.kafka_args import add_kafka_arguments, kafka_config
+from clitools.kafka_args import add_kafka_arguments, kafka_config, stack_login
 from clitools.kafka_security import KafkaSecurity, KafkaSecurityError, access_problem
 from stack import kafka, kafka_auth
 from stack.config import REPO_ROOT, Ports, StackConfig
@@ -174,3 +174,20 @@ def test_a_storage_formatted_without_security_is_refused_with_what_to_do(tmp_pat
     config = StackConfig(run_dir=tmp_path / "run", kafka_security="sasl-ssl")
     with pytest.raises(StartError, match=r"formatted without --kafka-security sasl-ssl.*--fresh"):
         kafka_auth.prepare(config, storage_formatted=True)
+
+
+def test_the_clis_find_the_local_stacks_login_only_for_its_broker_and_only_when_nothing_else_is_said(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "kafka-clients").mkdir(parents=True)
+    login = run_dir / "kafka-clients" / "generator.properties"
+    KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "generator", PASSWORD).write_client_file(login)
+    (run_dir / "stack.json").write_text('{"config": {"ports": {"kafka": 19092}}}')
+    env = {"GREETER_STACK_RUN_DIR": str(run_dir)}
+    assert stack_login(_args(["--bootstrap-servers", "127.0.0.1:19092"], env), "generator") == login
+    assert stack_login(_args(["--bootstrap-servers", "127.0.0.1:19093"], env), "generator") is None  # another broker
+    assert stack_login(_args(["--bootstrap-servers", "127.0.0.1:19092"], env), "consumer") is None  # no such login
+    said = ["--bootstrap-servers", "127.0.0.1:19092", "--security-protocol", "SSL"]
+    assert stack_login(_args(said, env), "generator") is None  # the user's settings win
+    assert stack_login(_args(["--bootstrap-servers", "127.0.0.1:19092"], {}), "generator") is None  # run/ of the repo
