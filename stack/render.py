@@ -93,13 +93,16 @@ def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
         for key in properties:
             if re.search(rf"(?m)^\s+- {re.escape(key)}:", doc):
                 raise RenderError(f"module.yaml already sets the Kafka property {key}: the local stack sets its own")
-        lines = "".join(f"    - {key}: {value}\n" for key, value in properties.items())
-        existing = re.search(r"(?m)^  properties:[ \t]*\n", doc)
+        existing = re.search(r"(?m)^  properties:[ \t]*\n(?:[ \t]*#.*\n)*(?P<indent>[ \t]*)- ", doc)
+        # The items' indentation as the source has it (a hand-written file indents them, yaml.dump does not).
+        indent = existing["indent"] if existing else "    "
+        lines = "".join(f"{indent}- {key}: {value}\n" for key, value in properties.items())
         if existing is None:
             comment = "  # Rendered by the local stack (--kafka-security): how the runtime reaches the broker.\n"
             doc = doc.rstrip("\n") + "\n" + comment + "  properties:\n" + lines
         else:
-            doc = doc[: existing.end()] + lines + doc[existing.end() :]
+            at = existing.start("indent")
+            doc = doc[:at] + lines + doc[at:]
         documents[index] = doc
     return "---".join(documents)
 

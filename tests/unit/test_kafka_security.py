@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clitools.kafka_args import add_kafka_arguments, kafka_config, stack_login
 from clitools.kafka_security import KafkaSecurity, KafkaSecurityError, access_problem
@@ -191,3 +192,15 @@ def test_the_clis_find_the_local_stacks_login_only_for_its_broker_and_only_when_
     said = ["--bootstrap-servers", "127.0.0.1:19092", "--security-protocol", "SSL"]
     assert stack_login(_args(said, env), "generator") is None  # the user's settings win
     assert stack_login(_args(["--bootstrap-servers", "127.0.0.1:19092"], {}), "generator") is None  # run/ of the repo
+
+
+def test_the_properties_join_a_list_as_its_source_indents_it() -> None:
+    """module.yaml as written (items indented) and as yaml.dump writes it (not: bench-tuning's variants)."""
+    source = (REPO_ROOT / "module.yaml").read_text()
+    dumped = "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in yaml.safe_load_all(source))
+    added = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}
+    for text in (source, dumped):
+        documents = {doc["kind"]: doc["spec"] for doc in yaml.safe_load_all(with_kafka_properties(text, added))}
+        assert documents["io.statefun.kafka.v1/ingress"]["properties"] == [{k: v} for k, v in added.items()]
+        egress = documents["io.statefun.kafka.v1/egress"]["properties"]
+        assert egress == [*({k: v} for k, v in added.items()), {"linger.ms": 20}, {"batch.size": 262144}]
