@@ -96,7 +96,7 @@ def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
         lines = "".join(f"    - {key}: {value}\n" for key, value in properties.items())
         existing = re.search(r"(?m)^  properties:[ \t]*\n", doc)
         if existing is None:
-            comment = "  # Rendered by the local stack (--kafka-security): how the runtime reaches the broker.\n"
+            comment = "  # Rendered for the secured broker: how the runtime reaches it (its login is not here).\n"
             doc = doc.rstrip("\n") + "\n" + comment + "  properties:\n" + lines
         else:
             doc = doc[: existing.end()] + lines + doc[existing.end() :]
