@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Final
 
 from confluent_kafka import KafkaException
@@ -91,12 +91,7 @@ class KafkaSecurity:
 
     def java_properties(self) -> dict[str, str]:
         """The settings of a Java client without its secret (that is in `jaas_file_text`): module.yaml's."""
-        config = {"security.protocol": self.protocol}
-        if self.sasl:
-            config["sasl.mechanism"] = str(self.mechanism)
-        if self.ca_file is not None:
-            config |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.ca_file)}
-        return config
+        return java_client_properties(self.protocol, self.mechanism if self.sasl else None, self.ca_file)
 
     def jaas_file_text(self) -> str:
         """A JAAS file with the `KafkaClient` login of a Java client (named by -Djava.security.auth.login.config):
@@ -136,6 +131,19 @@ class KafkaSecurity:
                 )
             values[key] = value.strip()
         return from_values(values, f"Kafka client config {path}")
+
+
+def java_client_properties(protocol: str, mechanism: str | None, ca_file: PurePath | None) -> dict[str, str]:
+    """A Java client's protocol, SASL mechanism and trusted CA (a PEM file), without its login. Separate from
+    KafkaSecurity for files rendered ahead of time, whose CA path is a container's and whose login comes later
+    (deploy/compose).
+    """
+    config = {"security.protocol": protocol}
+    if mechanism is not None:
+        config["sasl.mechanism"] = mechanism
+    if ca_file is not None:
+        config |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca_file)}
+    return config
 
 
 def from_values(values: Mapping[str, str], source: str) -> KafkaSecurity:

@@ -16,9 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from clitools.kafka_security import java_client_properties
+
+from .compose_kafka import IN_CONTAINER
 from .config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
 from .flinkconf import OFFICIAL, pipeline_entries, render
-from .render import FLINK_LOG4J, RenderError, with_tls_transport
+from .kafka_auth import MECHANISM, PROTOCOL, jaas_option
+from .render import FLINK_LOG4J, RenderError, with_kafka_properties, with_tls_transport
 from .tls import CertFiles
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
@@ -28,6 +32,12 @@ COMPOSE_FLINK_LOG4J = COMPOSE_DIR / "log4j-console.properties"
 # writes the certificates it mounts (gitignored).
 COMPOSE_MODULE_MTLS = COMPOSE_DIR / "module.mtls.yaml"
 COMPOSE_TLS_DIR = COMPOSE_DIR / "tls"
+# The compose stack's secured Kafka (docker-compose.kafka-sasl.yml): the runtime's module and flink-conf, and the
+# Java tools' client settings (the topics job, the broker's health check); their logins are in JAAS files that
+# `python -m stack.compose_kafka` makes (stack/compose_kafka.py).
+COMPOSE_MODULE_KAFKA_SASL = COMPOSE_DIR / "module.kafka-sasl.yaml"
+COMPOSE_FLINK_CONF_KAFKA_SASL = COMPOSE_DIR / "flink-conf.kafka-sasl.yaml"
+COMPOSE_KAFKA_TOOLS = COMPOSE_DIR / "kafka-tools.properties"
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 # The one Kafka setting of the Kubernetes stack: the generator and topics Jobs read it as a ConfigMap, and
@@ -156,6 +166,49 @@ def render_compose_flink_log4j() -> str:
     return header + body
 
 
+def compose_kafka_client_properties() -> dict[str, str]:
+    """The Java clients' settings in the secured compose stack (the runtime's, the Kafka tools'): SASL_SSL with
+    SCRAM, the CA where every container mounts it; no login.
+    """
+    return java_client_properties(PROTOCOL, MECHANISM, IN_CONTAINER.ca)
+
+
+def render_compose_module_kafka_sasl(source: str | None = None) -> str:
+    """The repository's module.yaml with the secured Kafka's client settings on its ingress and egress."""
+    source = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8") if source is None else source
+    header = (
+        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml, for the secured\n"
+        "# Kafka of docker-compose.kafka-sasl.yml: SASL_SSL with SCRAM and the CA it mounts. No secret: the runtime's\n"
+        "# login is in the JAAS file that env.java.opts.taskmanager names. Edit module.yaml, then render again.\n"
+    )
+    return header + with_kafka_properties(source, compose_kafka_client_properties())
+
+
+def render_compose_flink_conf_kafka_sasl() -> str:
+    """deploy/compose/flink-conf.yaml with the TaskManagers' JAAS file (their Kafka clients' login)."""
+    header = (
+        "Rendered by stack/deploy.py (`python -m stack.deploy`) for docker-compose.kafka-sasl.yml: flink-conf.yaml "
+        "and the runtime's Kafka login."
+    )
+    jaas = jaas_option(IN_CONTAINER.runtime_jaas)
+    why = "the runtime's Kafka login (stack/compose_kafka.py): only the TaskManagers run Kafka clients"
+    return render(
+        [*pipeline_entries(StackConfig()), *container_entries(), ("env.java.opts.taskmanager", jaas, why)], header
+    )
+
+
+def render_compose_kafka_tools() -> str:
+    """The Kafka tools' --command-config in the secured compose stack; their login (admin) is the JAAS file that
+    KAFKA_OPTS names.
+    """
+    lines = [
+        "# Rendered by stack/deploy.py (`python -m stack.deploy`): the Kafka tools' client settings in the secured",
+        "# compose stack (docker-compose.kafka-sasl.yml). No secret: the login is in the JAAS file KAFKA_OPTS names.",
+    ]
+    lines += [f"{key}={value}" for key, value in compose_kafka_client_properties().items()]
+    return "\n".join(lines) + "\n"
+
+
 def with_container_tls(module_yaml: str) -> str:
     """module.yaml for mutual TLS in a container stack: https:// to the greeter, and the transport's certificate
     files in RUNTIME_TLS_DIR, merged by the same code as the local stack's --tls (stack/render.py).
@@ -223,6 +276,9 @@ def rendered_files() -> dict[Path, str]:
         COMPOSE_FLINK_CONF: render_compose_flink_conf(),
         COMPOSE_FLINK_LOG4J: render_compose_flink_log4j(),
         COMPOSE_MODULE_MTLS: render_compose_module_mtls(),
+        COMPOSE_MODULE_KAFKA_SASL: render_compose_module_kafka_sasl(),
+        COMPOSE_FLINK_CONF_KAFKA_SASL: render_compose_flink_conf_kafka_sasl(),
+        COMPOSE_KAFKA_TOOLS: render_compose_kafka_tools(),
     }
     for name, variant in K8S_VARIANTS.items():
         if FLINK_CONF in variant.own_files:

@@ -131,7 +131,7 @@ def format_storage(java: str, config: StackConfig) -> bool:
     # The arguments go in a Java argument file (the launcher reads it; `ps` shows only its name): they hold the
     # SCRAM passwords.
     argfile = config.conf_dir / "kafka-format.args"
-    write_secret(argfile, "\n".join(f'"{argument}"' for argument in arguments) + "\n")
+    write_secret(argfile, java_argfile_text(arguments))
     try:
         result = subprocess.run([java, f"@{argfile}"], capture_output=True, text=True, check=False)
     finally:
@@ -139,6 +139,11 @@ def format_storage(java: str, config: StackConfig) -> bool:
     if result.returncode != 0:
         raise RuntimeError(f"Kafka storage format failed ({java} {STORAGE_TOOL}):\n{result.stdout}{result.stderr}")
     return True
+
+
+def java_argfile_text(arguments: Iterable[str]) -> str:
+    """A Java launcher argument file (`java @FILE`) holding `arguments`, one quoted per line."""
+    return "".join(f'"{argument}"\n' for argument in arguments)
 
 
 def heap_options(config: StackConfig) -> list[str]:
@@ -228,7 +233,11 @@ def ensure_topics(config: StackConfig, names: Iterable[str] = TOPICS) -> None:
 
 def ensure_acls(config: StackConfig) -> None:
     """Create every client's ACLs on the secured broker (creating an existing one changes nothing)."""
-    client = admin(config)  # kept until the results are in: a destroyed client fails them
+    create_acls(admin(config))
+
+
+def create_acls(client: AdminClient) -> None:
+    """Create every client's ACLs (stack/kafka_auth.ACLS) through `client`, logged in as a super user."""
     results = client.create_acls(kafka_auth.bindings(), request_timeout=15)
     for binding, future in results.items():
         try:

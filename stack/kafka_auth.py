@@ -18,7 +18,7 @@ import dataclasses
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Final
 
 # re-exported by confluent_kafka.admin without __all__
@@ -196,10 +196,10 @@ def prepare(config: StackConfig, storage_formatted: bool) -> bool:
     files.clients_dir.mkdir(parents=True, exist_ok=True)
     files.clients_dir.chmod(0o700)  # its owner's only, as each file in it
     for principal in CLIENTS:
-        KafkaSecurity(PROTOCOL, MECHANISM, principal, _password(), files.ca).write_client_file(
+        KafkaSecurity(PROTOCOL, MECHANISM, principal, new_password(), files.ca).write_client_file(
             files.client_file(principal)
         )
-    write_secret(files.controller_password, _password())
+    write_secret(files.controller_password, new_password())
     write_secret(files.runtime_jaas, files.security(RUNTIME).jaas_file_text())
     return True
 
@@ -212,7 +212,7 @@ ROTATED: Final = (RUNTIME, GENERATOR, CONSUMER, MONITOR)
 def new_logins(config: StackConfig, principals: Iterable[str] = ROTATED) -> dict[str, KafkaSecurity]:
     """A new password for each of `principals`, not written anywhere yet (the broker must take it first)."""
     files = KafkaAuthFiles(config.run_dir)
-    return {p: dataclasses.replace(files.security(p), password=_password()) for p in principals}
+    return {p: dataclasses.replace(files.security(p), password=new_password()) for p in principals}
 
 
 def write_logins(config: StackConfig, logins: Mapping[str, KafkaSecurity]) -> None:
@@ -224,28 +224,62 @@ def write_logins(config: StackConfig, logins: Mapping[str, KafkaSecurity]) -> No
             write_secret(files.runtime_jaas, security.jaas_file_text())
 
 
-def _password() -> str:
+def new_password() -> str:
+    """A fresh password for one login."""
     return secrets.token_urlsafe(24)  # 192 bits, letters, digits, - and _: safe in JAAS and in a Java argfile
 
 
 def scram_arguments(config: StackConfig) -> list[str]:
     """StorageTool format's arguments that create every client's SCRAM user (they hold the passwords)."""
     files = KafkaAuthFiles(config.run_dir)
+    return scram_users_arguments(files.security(principal) for principal in CLIENTS)
+
+
+def scram_users_arguments(logins: Iterable[KafkaSecurity]) -> list[str]:
+    """StorageTool format's `--add-scram` arguments that create the SCRAM user of each of `logins`."""
     arguments = []
-    for principal in CLIENTS:
-        password = files.security(principal).password
-        arguments += ["--add-scram", f"{MECHANISM}=[name={principal},password={password}]"]
+    for login in logins:
+        arguments += ["--add-scram", f"{MECHANISM}=[name={login.username},password={login.password}]"]
     return arguments
+
+
+PLAIN_LOGIN: Final = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SCRAM_LOGIN: Final = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+def broker_login(admin_password: str) -> str:
+    """The broker's own client login on its SASL_SSL listener(s), as a JAAS line: the admin super user."""
+    return f'{SCRAM_LOGIN} required username="{ADMIN}" password="{admin_password}";'
+
+
+def controller_login(password: str) -> str:
+    """The one login of the KRaft controller listener, both sides (the node is its own client), as a JAAS line."""
+    return f'{PLAIN_LOGIN} required username="{CONTROLLER}" password="{password}" user_{CONTROLLER}="{password}";'
+
+
+def security_settings() -> list[tuple[str, str, str]]:
+    """The secured broker's settings that every stack shares (local, compose): the mechanisms, the PEM stores'
+    types, the authorizer and who is above it. No listener, path or secret.
+    """
+    return [
+        ("sasl.enabled.mechanisms", MECHANISM, "clients log in with SCRAM"),
+        ("sasl.mechanism.inter.broker.protocol", MECHANISM, "see inter.broker.listener.name"),
+        ("sasl.mechanism.controller.protocol", "PLAIN", "a static login: the controller starts before any SCRAM user"),
+        ("listener.name.controller.sasl.enabled.mechanisms", "PLAIN", "see sasl.mechanism.controller.protocol"),
+        ("ssl.keystore.type", "PEM", "the key and its certificate chain in one PEM file"),
+        ("ssl.truststore.type", "PEM", "the broker is a client of its own listener"),
+        ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "KRaft's ACLs"),
+        ("allow.everyone.if.no.acl.found", "false", "what no ACL allows is refused"),
+        ("super.users", f"User:{ADMIN};User:{CONTROLLER}", "the stack's setup and the broker itself, no one else"),
+    ]  # fmt: skip
 
 
 def listener_settings(config: StackConfig) -> list[tuple[str, str, str]]:
     """The secured broker's listeners, logins, TLS and authorizer (server.properties entries with their why)."""
     p = config.ports
     files = KafkaAuthFiles(config.run_dir)
-    admin_password = files.security(ADMIN).password
+    admin_password = str(files.security(ADMIN).password)
     controller_password = files.controller_password.read_text(encoding="utf-8").strip()
-    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
-    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     return [
         ("listeners", f"{PROTOCOL}://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
         ("advertised.listeners", f"{PROTOCOL}://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
@@ -253,22 +287,13 @@ def listener_settings(config: StackConfig) -> list[tuple[str, str, str]]:
         ("listener.security.protocol.map", f"CONTROLLER:SASL_PLAINTEXT,{PROTOCOL}:{PROTOCOL}",
          "with the authorizer on, a PLAINTEXT controller listener sees its own node as User:ANONYMOUS and refuses "
          "it forever; loopback only, so SASL without TLS there"),
-        ("sasl.enabled.mechanisms", MECHANISM, "clients log in with SCRAM"),
-        ("sasl.mechanism.inter.broker.protocol", MECHANISM, "see inter.broker.listener.name"),
-        ("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
-         f'{scram} required username="{ADMIN}" password="{admin_password}";', "the broker's own client login"),
-        ("sasl.mechanism.controller.protocol", "PLAIN", "a static login: the controller starts before any SCRAM user"),
-        ("listener.name.controller.sasl.enabled.mechanisms", "PLAIN", "see sasl.mechanism.controller.protocol"),
-        ("listener.name.controller.plain.sasl.jaas.config",
-         f'{plain} required username="{CONTROLLER}" password="{controller_password}" '
-         f'user_{CONTROLLER}="{controller_password}";', "the one controller login, both sides"),
-        ("ssl.keystore.type", "PEM", "the key and its certificate chain in one PEM file"),
+        ("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", broker_login(admin_password),
+         "the broker's own client login"),
+        ("listener.name.controller.plain.sasl.jaas.config", controller_login(controller_password),
+         "the one controller login, both sides"),
         ("ssl.keystore.location", str(files.key_store), "minted by stack/tls.py on every up"),
-        ("ssl.truststore.type", "PEM", "the broker is a client of its own listener"),
         ("ssl.truststore.location", str(files.ca), "the CA of the key store"),
-        ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "KRaft's ACLs"),
-        ("allow.everyone.if.no.acl.found", "false", "what no ACL allows is refused"),
-        ("super.users", f"User:{ADMIN};User:{CONTROLLER}", "the stack's `up` and the broker itself, no one else"),
+        *security_settings(),
     ]  # fmt: skip
 
 
@@ -276,9 +301,12 @@ def runtime_jvm_options(config: StackConfig) -> str:
     """The runtime's JVM option naming its JAAS file (Kafka's Java clients read it when sasl.jaas.config is
     unset, so module.yaml holds no secret); empty for the plaintext broker.
     """
-    if not secured(config):
-        return ""
-    return f"-Djava.security.auth.login.config={KafkaAuthFiles(config.run_dir).runtime_jaas}"
+    return jaas_option(KafkaAuthFiles(config.run_dir).runtime_jaas) if secured(config) else ""
+
+
+def jaas_option(jaas_file: PurePath) -> str:
+    """The JVM option that names a JAAS file (the logins of the JVM's Kafka clients or broker)."""
+    return f"-Djava.security.auth.login.config={jaas_file}"
 
 
 def bindings(grants: Iterable[Grant] = ACLS) -> list[AclBinding]:

@@ -98,7 +98,7 @@ def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
         indent = existing["indent"] if existing else "    "
         lines = "".join(f"{indent}- {key}: {value}\n" for key, value in properties.items())
         if existing is None:
-            comment = "  # Rendered by the local stack (--kafka-security): how the runtime reaches the broker.\n"
+            comment = "  # Rendered for the secured broker: how the runtime reaches it (its login is not here).\n"
             doc = doc.rstrip("\n") + "\n" + comment + "  properties:\n" + lines
         else:
             at = existing.start("indent")

@@ -39,7 +39,7 @@ from consumer.legacy import translate
 from generator import cli as generator_cli
 from greeter import serve
 from stack import cli as stack_cli
-from stack import deploy, tls
+from stack import compose_kafka, deploy, kafka_acls, tls
 from stack.config import from_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,6 +140,8 @@ TOOLS = (
     Tool(("greeter-serve", "python -m greeter.serve"), "greeter.serve", serve._parser),
     Tool(("python -m stack.tls",), "stack.tls", tls._parser),
     Tool(("python -m stack.deploy",), "stack.deploy", deploy._parser),
+    Tool(("python -m stack.compose_kafka",), "stack.compose_kafka", compose_kafka._parser),
+    Tool(("python -m stack.kafka_acls",), "stack.kafka_acls", kafka_acls._parser),
     Tool(("scripts/soak", "python -m tests.faults.soak"), "tests.faults.soak", main_of("tests.faults.soak")),
     Tool(("scripts/bench-endpoint", "python -m bench.endpoint"), "bench.endpoint", main_of("bench.endpoint")),
     Tool(("scripts/bench-limits", "python -m bench.limits"), "bench.limits", main_of("bench.limits")),

@@ -16,8 +16,14 @@ for argument in "$@"; do
 done
 results=$(java -Dlog4j.configurationFile="$log4j" -cp "$classpath" org.apache.flink.runtime.util.bash.BashJavaUtils \
   "$command" --configDir "$conf" "${dynamic[@]}" | sed -n 's/^BASH_JAVA_UTILS_EXEC_RESULT://p' | tail -n 2)
-# Flink's scripts pass env.java.opts from flink-conf.yaml to every JVM they start.
-java_opts=$(sed -n 's/^env\.java\.opts: *//p' "$conf/flink-conf.yaml" | tail -n 1)
+# Flink's scripts pass env.java.opts from flink-conf.yaml to every JVM they start, then env.java.opts.taskmanager or
+# env.java.opts.jobmanager to that role's.
+case $command in
+  GET_TM_RESOURCE_PARAMS) role=taskmanager ;;
+  *) role=jobmanager ;;
+esac
+java_opts="$(sed -n 's/^env\.java\.opts: *//p' "$conf/flink-conf.yaml" | tail -n 1) \
+$(sed -n "s/^env\\.java\\.opts\\.$role: *//p" "$conf/flink-conf.yaml" | tail -n 1)"
 jvm_flags=$(sed -n 1p <<< "$results")
 memory_properties=$(sed -n 2p <<< "$results")
 [ -n "$jvm_flags" ] || { echo "BashJavaUtils printed no memory settings for $command" >&2; exit 1; }
