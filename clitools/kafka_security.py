@@ -89,12 +89,7 @@ class KafkaSecurity:
 
     def java_properties(self) -> dict[str, str]:
         """The settings of a Java client without its secret (that is in `jaas_file_text`): module.yaml's."""
-        config = {"security.protocol": self.protocol}
-        if self.sasl:
-            config["sasl.mechanism"] = str(self.mechanism)
-        if self.ca_file is not None:
-            config |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.ca_file)}
-        return config
+        return java_client_properties(self.protocol, self.mechanism, self.ca_file)
 
     def jaas_file_text(self) -> str:
         """A JAAS file with the `KafkaClient` login of a Java client (named by -Djava.security.auth.login.config):
@@ -134,6 +129,23 @@ class KafkaSecurity:
                 )
             values[key] = value.strip()
         return from_values(values, f"Kafka client config {path}")
+
+
+def java_client_properties(protocol: str, mechanism: str | None, ca_file: Path | None) -> dict[str, str]:
+    """A Java client's settings without its secret, for a CA that need not exist here (deploy/k8s renders them
+    for files mounted in a pod): security.protocol, sasl.mechanism, and the CA as a PEM trust store (None: the
+    JVM's own CAs).
+    """
+    if protocol not in PROTOCOLS:
+        raise KafkaSecurityError(f"security protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    config = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        if mechanism not in MECHANISMS:
+            raise KafkaSecurityError(f"SASL mechanism {mechanism!r}: expected one of {', '.join(MECHANISMS)}")
+        config["sasl.mechanism"] = mechanism
+    if ca_file is not None:
+        config |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca_file)}
+    return config
 
 
 def from_values(values: Mapping[str, str], source: str) -> KafkaSecurity:

@@ -32,7 +32,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from clitools.kafka_security import KafkaSecurity, write_secret
 from greeter.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, GREETINGS_TOPIC, NAMES_TOPIC
 
-from .config import HOST, INGRESS_GROUP, StackConfig
+from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import StartError
 from .tls import mint_kafka
 
@@ -68,7 +68,7 @@ class Grant:
     """One ACL: `principal` may do `operation` on a resource named `name` (or every name starting with it)."""
 
     principal: str
-    operation: str  # READ, WRITE, DESCRIBE (AclOperation's names)
+    operation: str  # READ, WRITE, DESCRIBE, CREATE (AclOperation's names)
     resource: str  # TOPIC, GROUP, TRANSACTIONAL_ID (ResourceType's names)
     name: str
     prefixed: bool = False
@@ -100,6 +100,14 @@ ACLS: Final = (
     Grant(CONSUMER, "READ", "GROUP", CONSUMER_GROUP_PREFIX, prefixed=True),
     Grant(MONITOR, "DESCRIBE", "TOPIC", NAMES_TOPIC),
     Grant(MONITOR, "DESCRIBE", "GROUP", INGRESS_GROUP),
+)
+
+
+# deploy/k8s/components/kafka-sasl's topics Job, on a Kafka that is not the local stack's (which makes its topics as
+# `admin`): its own principal, which may make the stack's topics and nothing else.
+TOPICS_JOB: Final = "topics"
+TOPICS_JOB_ACLS: Final = tuple(
+    Grant(TOPICS_JOB, operation, "TOPIC", topic) for topic in TOPICS for operation in ("CREATE", "DESCRIBE")
 )
 
 

@@ -78,7 +78,10 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     return "---".join(documents)
 
 
-def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
+KAFKA_PROPERTIES_WHY = "Rendered by the local stack (--kafka-security): how the runtime reaches the broker."
+
+
+def with_kafka_properties(source: str, properties: Mapping[str, str], why: str = KAFKA_PROPERTIES_WHY) -> str:
     """Add `properties` to the Kafka clients of module.yaml's ingresses and egresses (StateFun 3.3 passes a spec's
     `properties`, a list of one-key maps, to the Kafka client as they are). Text, as with_tls_transport: the
     rendered copy keeps the source's comments. None of them may be set already.
@@ -96,7 +99,7 @@ def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
         lines = "".join(f"    - {key}: {value}\n" for key, value in properties.items())
         existing = re.search(r"(?m)^  properties:[ \t]*\n", doc)
         if existing is None:
-            comment = "  # Rendered by the local stack (--kafka-security): how the runtime reaches the broker.\n"
+            comment = f"  # {why}\n"
             doc = doc.rstrip("\n") + "\n" + comment + "  properties:\n" + lines
         else:
             doc = doc[: existing.end()] + lines + doc[existing.end() :]
