@@ -16,11 +16,15 @@ for argument in "$@"; do
 done
 results=$(java -Dlog4j.configurationFile="$log4j" -cp "$classpath" org.apache.flink.runtime.util.bash.BashJavaUtils \
   "$command" --configDir "$conf" "${dynamic[@]}" | sed -n 's/^BASH_JAVA_UTILS_EXEC_RESULT://p' | tail -n 2)
-# Flink's scripts pass env.java.opts from flink-conf.yaml to every JVM they start.
+# Flink's scripts pass env.java.opts from flink-conf.yaml to every JVM they start, and env.java.opts.taskmanager
+# (.jobmanager) after it to that role's.
+role=taskmanager
+[ "$command" = GET_JM_RESOURCE_PARAMS ] && role=jobmanager
 java_opts=$(sed -n 's/^env\.java\.opts: *//p' "$conf/flink-conf.yaml" | tail -n 1)
+role_opts=$(sed -n "s/^env\\.java\\.opts\\.$role: *//p" "$conf/flink-conf.yaml" | tail -n 1)
 jvm_flags=$(sed -n 1p <<< "$results")
 memory_properties=$(sed -n 2p <<< "$results")
 [ -n "$jvm_flags" ] || { echo "BashJavaUtils printed no memory settings for $command" >&2; exit 1; }
 # shellcheck disable=SC2086  # flags, options and properties are space-separated words, as Flink's scripts use them
-exec java $jvm_flags $java_opts "${java17[@]}" -Dlog4j.configuration="$log4j" -Dlog4j.configurationFile="$log4j" \
+exec java $jvm_flags $java_opts $role_opts "${java17[@]}" -Dlog4j.configuration="$log4j" -Dlog4j.configurationFile="$log4j" \
   -cp "$classpath" "$main_class" --configDir "$conf" "$@" $memory_properties
