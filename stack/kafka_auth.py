@@ -68,7 +68,7 @@ class Grant:
     """One ACL: `principal` may do `operation` on a resource named `name` (or every name starting with it)."""
 
     principal: str
-    operation: str  # READ, WRITE, DESCRIBE, CREATE (AclOperation's names)
+    operation: str  # READ, WRITE, DESCRIBE, CREATE, DESCRIBE_CONFIGS (AclOperation's names)
     resource: str  # TOPIC, GROUP, TRANSACTIONAL_ID (ResourceType's names)
     name: str
     prefixed: bool = False
@@ -108,6 +108,12 @@ ACLS: Final = (
 TOPICS_JOB: Final = "topics"
 TOPICS_JOB_ACLS: Final = tuple(
     Grant(TOPICS_JOB, operation, "TOPIC", topic) for topic in TOPICS for operation in ("CREATE", "DESCRIBE")
+)
+# deploy/k8s's waits for the topics (the master's as the runtime, the demo generator's as the generator) run
+# `kafka-topics.sh --describe`, which reads each topic's configuration too: refused without DescribeConfigs.
+TOPICS_WAIT_ACLS: Final = (
+    *(Grant(RUNTIME, "DESCRIBE_CONFIGS", "TOPIC", topic) for topic in TOPICS),
+    Grant(GENERATOR, "DESCRIBE_CONFIGS", "TOPIC", NAMES_TOPIC),
 )
 
 
