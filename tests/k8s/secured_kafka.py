@@ -126,7 +126,9 @@ def server_properties(kafka_port: int, passwords: dict[str, str]) -> str:
 def format_arguments(passwords: dict[str, str]) -> str:
     """The storage format's Java argument file (the whole command, as stack/kafka.py's: an argument file is read
     only before the main class): a new cluster id, and a SCRAM user per principal."""
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: the tool would read a leading "-" as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     arguments = [
         "-cp", "/opt/kafka/libs/*", "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
         "--config", str(BROKER_DIR / "server.properties"), "--ignore-formatted",
