@@ -134,12 +134,16 @@ class KafkaSecurity:
 
 
 def java_client_properties(protocol: str, mechanism: str | None, ca_file: PurePath | None) -> dict[str, str]:
-    """A Java client's protocol, SASL mechanism and trusted CA (a PEM file), without its login. Separate from
-    KafkaSecurity for files rendered ahead of time, whose CA path is a container's and whose login comes later
-    (deploy/compose).
+    """A Java client's protocol, SASL mechanism (with a SASL protocol) and trusted CA (a PEM file), without its
+    login. Separate from KafkaSecurity for files rendered ahead of time, whose CA path is a container's or a pod's
+    and whose login comes later (deploy/compose, deploy/k8s); the CA None: the JVM's own CAs.
     """
+    if protocol not in PROTOCOLS:
+        raise KafkaSecurityError(f"security protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     config = {"security.protocol": protocol}
-    if mechanism is not None:
+    if protocol.startswith("SASL_"):
+        if mechanism not in MECHANISMS:
+            raise KafkaSecurityError(f"SASL mechanism {mechanism!r}: expected one of {', '.join(MECHANISMS)}")
         config["sasl.mechanism"] = mechanism
     if ca_file is not None:
         config |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca_file)}

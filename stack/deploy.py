@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clitools.kafka_security import java_client_properties
+from clitools.kafka_security import KafkaSecurityError, java_client_properties
 
 from .compose_kafka import IN_CONTAINER
 from .config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
@@ -52,6 +52,23 @@ GREETER_URL_TLS = MODULE_GREETER_URL.replace("http://", "https://", 1)
 # deploy/compose/tls/.
 RUNTIME_TLS_DIR = Path("/etc/statefun/tls")
 
+# components/kafka-sasl: a secured Kafka of your own. What you choose (protocol, mechanism, a private CA or the
+# system's) is in its kafka-security.properties; every secret is in a Secret per client that you make, mounted at
+# KAFKA_LOGIN_DIR: `client.jaas` (a Java client's KafkaClient login: the runtime, the topics Job, the Kafka CLI of
+# an init container) and `client.properties` (a greeter CLI's --kafka-client-config file).
+KAFKA_SASL_COMPONENT = "components/kafka-sasl"
+KAFKA_SECURITY_SETTINGS = K8S_DIR / KAFKA_SASL_COMPONENT / "kafka-security.properties"
+KAFKA_LOGIN_DIR = Path("/etc/greeter/kafka-login")
+KAFKA_JAAS = KAFKA_LOGIN_DIR / "client.jaas"
+KAFKA_CLIENT_CONFIG = KAFKA_LOGIN_DIR / "client.properties"
+# The brokers' CA: key ca.pem of the ConfigMap greeter-kafka-ca (optional: without it, the system's CAs).
+KAFKA_CA_DIR = Path("/etc/greeter/kafka-ca")
+KAFKA_CA_FILE = KAFKA_CA_DIR / "ca.pem"
+# The Kafka CLI's (kafka-topics.sh --command-config) settings: Java's, without a secret (ConfigMap greeter-kafka-cli).
+KAFKA_CLI_PROPERTIES = "kafka-cli.properties"
+KAFKA_CLI_DIR = Path("/etc/greeter/kafka-cli")
+_SETTING_KEYS = ("security.protocol", "sasl.mechanism", "ssl.ca.location")
+
 
 FLINK_CONF = "flink-conf.yaml"
 MODULE_YAML = "module.yaml"
@@ -66,6 +83,7 @@ class K8sVariant:
     config: StackConfig
     tls: bool
     own_files: tuple[str, ...] = ()
+    kafka_sasl: bool = False  # components/kafka-sasl: a secured Kafka, the runtime's login from a Secret
 
 
 _BASE = StackConfig()
@@ -81,6 +99,11 @@ K8S_VARIANTS: dict[str, K8sVariant] = {
     "overlays/registry": K8sVariant(_BASE, tls=False),  # base + every image from your registry
     "overlays/ha": K8sVariant(_BASE, tls=False),  # base + Flink's Kubernetes high availability
     "overlays/object-store": K8sVariant(_BASE, tls=False),  # ha + checkpoints in S3 instead of the volume
+    "overlays/kafka-sasl": K8sVariant(_BASE, tls=False, kafka_sasl=True),  # base + components/kafka-sasl
+}
+# Components that carry rendered files of their own, as the variant they render.
+K8S_COMPONENT_VARIANTS: dict[str, K8sVariant] = {
+    KAFKA_SASL_COMPONENT: K8sVariant(_BASE, tls=False, own_files=(FLINK_CONF, MODULE_YAML), kafka_sasl=True),
 }
 
 
@@ -88,7 +111,7 @@ K8S_VARIANTS: dict[str, K8sVariant] = {
 # (ReadWriteMany, the cluster's default class or NFS's) or a single-node development cluster (ReadWriteOnce).
 K8S_STORAGE = ("storage/shared", "storage/nfs", "storage/single-node")
 # Kustomize components, which an overlay includes (they do not render alone).
-K8S_COMPONENTS = ("components/registry", "components/high-availability")
+K8S_COMPONENTS = ("components/registry", "components/high-availability", KAFKA_SASL_COMPONENT)
 
 
 # Flink splits a list of folders (io.tmp.dirs, taskmanager.state.local.root-dirs, state.backend.rocksdb.localdir) on
@@ -239,7 +262,49 @@ def render_k8s_flink_conf(variant: K8sVariant) -> str:
     for key, value, why in pipeline_entries(variant.config):
         override, k8s_why = _K8S_OVERRIDES.get(key, (None, why))
         shared.append((key, override or value, k8s_why))
-    return render(shared + k8s_entries(), header)
+    login = []
+    if variant.kafka_sasl:
+        # The workers run the ingress and egress; the master runs no Kafka client. A JVM option, not sasl.jaas.config
+        # in module.yaml, which would put the password in a ConfigMap.
+        login.append(("env.java.opts.taskmanager", f"-Djava.security.auth.login.config={KAFKA_JAAS}",
+                      "the runtime's Kafka login (KafkaClient), from the greeter-kafka-runtime Secret"))  # fmt: skip
+    return render(shared + k8s_entries() + login, header)
+
+
+def k8s_kafka_security(settings: Path = KAFKA_SECURITY_SETTINGS) -> dict[str, str]:
+    """components/kafka-sasl's choices (KEY=VALUE lines: security.protocol, sasl.mechanism, and ssl.ca.location,
+    which is the mounted CA or absent for the system's) as a Java client's properties, without a secret.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(settings.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if not sep or key not in _SETTING_KEYS:
+            raise RenderError(f"{settings}, line {number}: expected KEY=VALUE, KEY one of {', '.join(_SETTING_KEYS)}")
+        values[key] = value
+    ca = values.get("ssl.ca.location")
+    if ca is not None and Path(ca) != KAFKA_CA_FILE:
+        raise RenderError(f"{settings}: ssl.ca.location is {KAFKA_CA_FILE} (the greeter-kafka-ca mount) or absent")
+    try:
+        return java_client_properties(
+            values.get("security.protocol", "SASL_SSL").upper(),
+            values.get("sasl.mechanism", "SCRAM-SHA-512").upper(),
+            KAFKA_CA_FILE if ca is not None else None,
+        )
+    except KafkaSecurityError as error:
+        raise RenderError(f"{settings}: {error}") from None
+
+
+def render_k8s_kafka_cli_properties(settings: Path = KAFKA_SECURITY_SETTINGS) -> str:
+    """components/kafka-sasl's kafka-cli.properties: the Kafka CLI's --command-config (its login from the JAAS
+    file that KAFKA_OPTS names).
+    """
+    header = (
+        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from kafka-security.properties; kustomize makes it\n"
+        "# the greeter-kafka-cli ConfigMap: kafka-topics.sh --command-config, its login from KAFKA_OPTS' JAAS file.\n"
+    )
+    return header + "".join(f"{key}={value}\n" for key, value in k8s_kafka_security(settings).items())
 
 
 def k8s_bootstrap_servers(env_file: Path = K8S_KAFKA_ENV) -> str:
@@ -260,6 +325,10 @@ def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, boots
             raise RenderError(f"module.yaml does not contain {expected!r}: update stack/config.py and stack/deploy.py")
     rendered = source.replace(MODULE_KAFKA_ADDRESS, bootstrap)
     what = "Kafka from deploy/k8s/base/kafka.env"
+    if variant.kafka_sasl:
+        why = "Rendered by stack/deploy.py from kafka-security.properties: no secret (the login is client.jaas)."
+        rendered = with_kafka_properties(rendered, k8s_kafka_security(), why)
+        what += f"; its security from {KAFKA_SASL_COMPONENT}/kafka-security.properties"
     if variant.tls:
         rendered = with_container_tls(rendered)
         what += f"; mutual TLS with the runtime's certificate files from the statefun-tls Secret in {RUNTIME_TLS_DIR}"
@@ -280,7 +349,8 @@ def rendered_files() -> dict[Path, str]:
         COMPOSE_FLINK_CONF_KAFKA_SASL: render_compose_flink_conf_kafka_sasl(),
         COMPOSE_KAFKA_TOOLS: render_compose_kafka_tools(),
     }
-    for name, variant in K8S_VARIANTS.items():
+    files[K8S_DIR / KAFKA_SASL_COMPONENT / KAFKA_CLI_PROPERTIES] = render_k8s_kafka_cli_properties()
+    for name, variant in (K8S_VARIANTS | K8S_COMPONENT_VARIANTS).items():
         if FLINK_CONF in variant.own_files:
             files[K8S_DIR / name / FLINK_CONF] = render_k8s_flink_conf(variant)
         if MODULE_YAML in variant.own_files:

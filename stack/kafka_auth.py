@@ -34,7 +34,7 @@ from clitools.kafka_args import STACK_LOGINS
 from clitools.kafka_security import KafkaSecurity, write_secret
 from greeter.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, GREETINGS_TOPIC, NAMES_TOPIC
 
-from .config import HOST, INGRESS_GROUP, StackConfig
+from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import StartError
 from .tls import mint_kafka
 
@@ -71,7 +71,7 @@ class Grant:
     """One ACL: `principal` may do `operation` on a resource named `name` (or every name starting with it)."""
 
     principal: str
-    operation: str  # READ, WRITE, DESCRIBE (AclOperation's names)
+    operation: str  # READ, WRITE, DESCRIBE, CREATE, DESCRIBE_CONFIGS (AclOperation's names)
     resource: str  # TOPIC, GROUP, TRANSACTIONAL_ID (ResourceType's names)
     name: str
     prefixed: bool = False
@@ -103,6 +103,20 @@ ACLS: Final = (
     Grant(CONSUMER, "READ", "GROUP", CONSUMER_GROUP_PREFIX, prefixed=True),
     Grant(MONITOR, "DESCRIBE", "TOPIC", NAMES_TOPIC),
     Grant(MONITOR, "DESCRIBE", "GROUP", INGRESS_GROUP),
+)
+
+
+# deploy/k8s/components/kafka-sasl's topics Job, on a Kafka that is not the local stack's (which makes its topics as
+# `admin`): its own principal, which may make the stack's topics and nothing else.
+TOPICS_JOB: Final = "topics"
+TOPICS_JOB_ACLS: Final = tuple(
+    Grant(TOPICS_JOB, operation, "TOPIC", topic) for topic in TOPICS for operation in ("CREATE", "DESCRIBE")
+)
+# deploy/k8s's waits for the topics (the master's as the runtime, the demo generator's as the generator) run
+# `kafka-topics.sh --describe`, which reads each topic's configuration too: refused without DescribeConfigs.
+TOPICS_WAIT_ACLS: Final = (
+    *(Grant(RUNTIME, "DESCRIBE_CONFIGS", "TOPIC", topic) for topic in TOPICS),
+    Grant(GENERATOR, "DESCRIBE_CONFIGS", "TOPIC", NAMES_TOPIC),
 )
 
 

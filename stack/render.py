@@ -78,7 +78,10 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     return "---".join(documents)
 
 
-def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
+KAFKA_PROPERTIES_WHY = "Rendered for the secured broker: how the runtime reaches it (its login is not here)."
+
+
+def with_kafka_properties(source: str, properties: Mapping[str, str], why: str = KAFKA_PROPERTIES_WHY) -> str:
     """Add `properties` to the Kafka clients of module.yaml's ingresses and egresses (StateFun 3.3 passes a spec's
     `properties`, a list of one-key maps, to the Kafka client as they are). Text, as with_tls_transport: the
     rendered copy keeps the source's comments. None of them may be set already.
@@ -98,7 +101,7 @@ def with_kafka_properties(source: str, properties: Mapping[str, str]) -> str:
         indent = existing["indent"] if existing else "    "
         lines = "".join(f"{indent}- {key}: {value}\n" for key, value in properties.items())
         if existing is None:
-            comment = "  # Rendered for the secured broker: how the runtime reaches it (its login is not here).\n"
+            comment = f"  # {why}\n"
             doc = doc.rstrip("\n") + "\n" + comment + "  properties:\n" + lines
         else:
             at = existing.start("indent")

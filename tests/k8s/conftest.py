@@ -46,16 +46,24 @@ def since(start: float) -> float:
 
 
 @pytest.fixture(scope="package")
-def demo(stack_images: StackImages, cluster: Cluster) -> Iterator[Demo]:
-    """The images imported, the storage and the demo applied, and waited for as a user waits: each Deployment's
-    rollout, the topics Job, the master Ready (its job runs all its tasks). Apply -> first greeting is timed from the
-    machine through a port-forward to Kafka."""
-    kubectl = Kubectl(cluster)
+def imported_images(stack_images: StackImages, cluster: Cluster) -> dict[str, float]:
+    """The stack's images imported into the cluster's containerd once, for every test that applies the stack; how
+    long making and importing them took."""
     timings = {"images_built_and_saved_s": stack_images.seconds}
     started = time.monotonic()
     cluster.import_image(stack_images.archive)
     stack_images.archive.unlink()  # containerd keeps its own copy
     timings["images_imported_s"] = since(started)
+    return timings
+
+
+@pytest.fixture(scope="package")
+def demo(stack_images: StackImages, cluster: Cluster, imported_images: dict[str, float]) -> Iterator[Demo]:
+    """The images imported, the storage and the demo applied, and waited for as a user waits: each Deployment's
+    rollout, the topics Job, the master Ready (its job runs all its tasks). Apply -> first greeting is timed from the
+    machine through a port-forward to Kafka."""
+    kubectl = Kubectl(cluster)
+    timings = dict(imported_images)
 
     kubectl("apply", "-k", str(K8S / "storage" / "single-node"))
     kafka_port = free_port()

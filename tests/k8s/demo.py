@@ -13,7 +13,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,22 +52,28 @@ class UserSettings:
     high_availability: bool = False
 
 
-def write_kustomization(folder: Path, kafka_port: int, settings: UserSettings = UserSettings()) -> Path:
-    """The user's kustomization in `folder`: the demo overlay and the test Kafka as resources, and their own copy of
-    the registry component, edited as deploy/k8s/README.md says (the registry and the greeter's tag), included with
-    `components:`, with `settings`. The Kafka's advertised address for tools on this machine is the port-forward's
-    port."""
-    shutil.rmtree(folder, ignore_errors=True)
+def write_registry_component(folder: Path, greeter_tag: str = GREETER_TAG) -> str:
+    """The user's copy of components/registry in `folder`, edited as deploy/k8s/README.md says (the registry and the
+    greeter's tag): its path relative to `folder`."""
     component = folder / "components" / "registry"
     component.mkdir(parents=True)
     text = (K8S / "components" / "registry" / "kustomization.yaml").read_text()
     assert text.count(COMPONENT_REGISTRY) == 3, "the registry component no longer names its registry three times"
     assert text.count(COMPONENT_GREETER_TAG) == 1, "the registry component no longer names the greeter's tag once"
     edited = text.replace(COMPONENT_REGISTRY, f"newName: {REGISTRY}/").replace(
-        COMPONENT_GREETER_TAG, f'newTag: "{settings.greeter_tag}"'
+        COMPONENT_GREETER_TAG, f'newTag: "{greeter_tag}"'
     )
     (component / "kustomization.yaml").write_text(edited)
-    components = ["components/registry"]
+    return "components/registry"
+
+
+def write_kustomization(folder: Path, kafka_port: int, settings: UserSettings = UserSettings()) -> Path:
+    """The user's kustomization in `folder`: the demo overlay and the test Kafka as resources, and their own copy of
+    the registry component, edited as deploy/k8s/README.md says (the registry and the greeter's tag), included with
+    `components:`, with `settings`. The Kafka's advertised address for tools on this machine is the port-forward's
+    port."""
+    shutil.rmtree(folder, ignore_errors=True)
+    components = [write_registry_component(folder, settings.greeter_tag)]
     if settings.high_availability:
         components.append(os.path.relpath(K8S / "components" / "high-availability", folder))
     parallelism = ""
@@ -123,11 +129,13 @@ def rfc3339(stamp: str) -> datetime:
 class Kubectl:
     """The cluster's kubectl on the default namespace, with deadlines that say what the pods were doing."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, namespace: str | None = None) -> None:
         self.cluster = cluster
+        self.namespace = namespace  # None: the default namespace
 
     def __call__(self, *argv: str, timeout: float = 120, check: bool = True) -> str:
-        return self.cluster.kubectl(*argv, timeout=timeout, check=check)
+        where = ("-n", self.namespace) if self.namespace else ()
+        return self.cluster.kubectl(*where, *argv, timeout=timeout, check=check)
 
     def json(self, *argv: str) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(self("get", *argv, "-o", "json"))
@@ -181,11 +189,14 @@ class Kubectl:
 class PortForward:
     """`kubectl port-forward TARGET 127.0.0.1:PORT:REMOTE`, started and stopped by its PID."""
 
-    def __init__(self, cluster: Cluster, target: str, port: int, remote: int, log: Path) -> None:
+    def __init__(
+        self, cluster: Cluster, target: str, port: int, remote: int, log: Path, namespace: str = "default"
+    ) -> None:
         argv = [
             str(cluster.bin_dir / "kubectl"),
             f"--kubeconfig={cluster.kubeconfig}",
             f"--cache-dir={cluster.layout.kube_cache}",
+            f"--namespace={namespace}",
             "port-forward",
             "--address=127.0.0.1",
             target,
@@ -210,16 +221,20 @@ class PortForward:
         return procs.stop(self.proc, timeout=10)
 
 
-def first_committed(bootstrap: str, topic: str, deadline_s: float) -> float:
+def first_committed(
+    bootstrap: str, topic: str, deadline_s: float, security: Mapping[str, str] | None = None, group_prefix: str = "k8s-"
+) -> float:
     """Seconds until a read_committed consumer, reading `topic` from its start, is handed a record; AssertionError
-    with the last client error once `deadline_s` passes."""
+    with the last client error once `deadline_s` passes. `security`: librdkafka's settings of a secured Kafka's
+    client, whose group must start with `group_prefix`."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"k8s-{uuid.uuid4().hex}",
+            "group.id": f"{group_prefix}{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
+            **(security or {}),
         }
     )
     started = time.monotonic()
@@ -308,36 +323,46 @@ class Demo:
         return self.kubectl("apply", "-k", str(self.folder))
 
     def stop_generators(self) -> None:
-        """The demo's generator Jobs stopped as their manifest says (SIGTERM flushes), and waited until their pods are
-        gone: `names` then holds all they will send. Every apply starts one again while none exists (README, "The
-        Jobs")."""
-        self.kubectl(
-            "delete", "job", "-l", "app.kubernetes.io/name=generator", "--cascade=foreground", "--timeout=120s",
-            timeout=150,
-        )  # fmt: skip
-        self.kubectl.until(
-            "the generator's pods gone", lambda: not self.kubectl.items("pods", "app.kubernetes.io/name=generator"), 120
-        )
+        """See stop_generators."""
+        stop_generators(self.kubectl)
 
     def verify(self, name: str) -> tuple[int, int]:
-        """The product's verifier (`greeter-consumer verify --from-names`) run in the cluster from the greeter image,
-        as the README runs the consumer there, once nothing more is sent: every valid request in `names` greeted
-        exactly once in `greetings` under read_committed, every poison record in `names-dlq`. The greetings and
-        names it counted; AssertionError with its report when it does not pass."""
-        self.kubectl(
-            "run", name, "--restart=Never", f"--image={VERIFY_IMAGE}", "--env=GREETER_BOOTSTRAP_SERVERS=kafka:9092",
-            "--", "greeter-consumer", "verify", "--from-names", "--settle", "4", "--timeout", "120",
-        )  # fmt: skip
+        """See verify_in_cluster."""
+        return verify_in_cluster(self.kubectl, name, ["--env=GREETER_BOOTSTRAP_SERVERS=kafka:9092"])
 
-        def finished() -> bool:
-            return str(self.kubectl.json(f"pod/{name}")["status"]["phase"]) in ("Succeeded", "Failed")
 
-        self.kubectl.until(f"the verifier pod {name} finished", finished, timeout=300)
-        report = self.kubectl("logs", name)
-        (status,) = self.kubectl.json(f"pod/{name}")["status"]["containerStatuses"]
-        print(f"[k8s] {name}: {report.strip()}")
-        self.kubectl("delete", "pod", name, "--wait=false")
-        assert status["state"]["terminated"]["exitCode"] == 0, report
-        counted = re.search(r"verify: OK: (\d+) greetings, (\d+) names", report)
-        assert counted, report
-        return int(counted[1]), int(counted[2])
+def stop_generators(kubectl: Kubectl) -> None:
+    """The demo's generator Jobs stopped as their manifest says (SIGTERM flushes), and waited until their pods are
+    gone: `names` then holds all they will send. Every apply starts one again while none exists (README, "The
+    Jobs")."""
+    kubectl(
+        "delete", "job", "-l", "app.kubernetes.io/name=generator", "--cascade=foreground", "--timeout=120s",
+        timeout=150,
+    )  # fmt: skip
+    generator = "app.kubernetes.io/name=generator"
+    kubectl.until("the generator's pods gone", lambda: not kubectl.items("pods", generator), 120)
+
+
+VERIFY_ARGS: Final = ("greeter-consumer", "verify", "--from-names", "--settle", "4", "--timeout", "120")
+
+
+def verify_in_cluster(kubectl: Kubectl, name: str, run_options: list[str]) -> tuple[int, int]:
+    """The product's verifier (`greeter-consumer verify --from-names`) run in the cluster from the greeter image,
+    as the README runs the consumer there (`kubectl run` with `run_options`: its broker, or the overrides that mount
+    a login), once nothing more is sent: every valid request in `names` greeted exactly once in `greetings` under
+    read_committed, every poison record in `names-dlq`. The greetings and names it counted; AssertionError with its
+    report when it does not pass."""
+    kubectl("run", name, "--restart=Never", f"--image={VERIFY_IMAGE}", *run_options, "--", *VERIFY_ARGS)
+
+    def finished() -> bool:
+        return str(kubectl.json(f"pod/{name}")["status"]["phase"]) in ("Succeeded", "Failed")
+
+    kubectl.until(f"the verifier pod {name} finished", finished, timeout=300)
+    report = kubectl("logs", name)
+    (status,) = kubectl.json(f"pod/{name}")["status"]["containerStatuses"]
+    print(f"[k8s] {name}: {report.strip()}")
+    kubectl("delete", "pod", name, "--wait=false")
+    assert status["state"]["terminated"]["exitCode"] == 0, report
+    counted = re.search(r"verify: OK: (\d+) greetings, (\d+) names", report)
+    assert counted, report
+    return int(counted[1]), int(counted[2])

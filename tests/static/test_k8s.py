@@ -660,14 +660,14 @@ def test_a_job_whose_pod_template_changes_is_a_new_job(name: str, tmp_path: Path
     assert job_templates(render_path(K8S_DIR / name)) == job_templates(render(name))
 
 
-def assert_waits_for_every_topic(name: str, spec: dict[str, Any]) -> None:
-    """The pod's one init container waits, with the topics Job's Kafka CLI and broker, until every topic exists
-    with its partitions."""
+def assert_waits_for_every_topic(name: str, spec: dict[str, Any], topics: tuple[str, ...] = TOPICS) -> None:
+    """The pod's one init container waits, with the topics Job's Kafka CLI and broker, until every topic of
+    `topics` exists with its partitions."""
     (wait,) = spec["initContainers"]
     script = " ".join(wait["args"])
     (creator,) = objects(name, "Job")["topics"]["spec"]["template"]["spec"]["containers"]
     assert wait["image"] == creator["image"], "the Kafka CLI of the topics Job"
-    assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(TOPICS)  # type: ignore[union-attr]
+    assert re.search(r"for topic in ([\w -]+);", script).group(1).split() == list(topics)  # type: ignore[union-attr]
     assert f"PartitionCount:[[:space:]]+{StackConfig().partitions}(" in script
     assert wait["envFrom"] == creator["envFrom"], "the same broker as the topics Job"
 
@@ -681,8 +681,9 @@ def test_the_generator_waits_for_the_topics_and_retries_a_failed_pod() -> None:
     # Started beside the topics Job, the generator could write to `names` first: a broker that auto-creates topics
     # makes it with its default partitions, and the master then waits forever for 4. With backoffLimit 0 it lived
     # only on its Kafka client's own retries.
+    # It writes only `names`, so it waits for that one (on a secured Kafka its principal may describe no other).
     job = objects("overlays/demo", "Job")["generator"]
-    assert_waits_for_every_topic("overlays/demo", job["spec"]["template"]["spec"])
+    assert_waits_for_every_topic("overlays/demo", job["spec"]["template"]["spec"], (TOPICS[0],))
     assert job["spec"]["backoffLimit"] >= 2
 
 
@@ -1020,3 +1021,145 @@ def test_a_second_apply_of_the_same_files_leaves_every_object_unchanged(name: st
         # "replace", so kubectl's three-way patch always carries it (apimachinery's strategicpatch handleMapDiff),
         # changed or not. The README says so.
         assert "poddisruptionbudget.policy/greeter configured" in (K8S_DIR / "README.md").read_text()
+
+
+SASL = "overlays/kafka-sasl"
+
+
+def sasl_demo(tmp_path: Path) -> tuple[dict[str, Any], ...]:
+    """A user's kustomization: the demo with components/kafka-sasl (kustomize wants relative paths)."""
+    folder = tmp_path / "demo-sasl"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text(
+        "resources:\n"
+        f"  - {os.path.relpath(K8S_DIR / 'overlays' / 'demo', folder)}\n"
+        "components:\n"
+        f"  - {os.path.relpath(K8S_DIR / deploy.KAFKA_SASL_COMPONENT, folder)}\n"
+    )
+    return render_path(folder)
+
+
+def pod_mounts(spec: dict[str, Any], each: dict[str, Any]) -> dict[Path, dict[str, Any]]:
+    """A container's mount folders -> their volumes."""
+    volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    return {Path(m["mountPath"]): volumes[m["name"]] for m in each.get("volumeMounts", [])}
+
+
+def secret_of(mounted: dict[Path, dict[str, Any]], path: Path) -> str:
+    volume = mounted[path.parent]
+    assert "secret" in volume, f"{path}: not from a Secret"
+    return str(volume["secret"]["secretName"])
+
+
+def assert_ca_mounted(mounted: dict[Path, dict[str, Any]]) -> None:
+    volume = mounted[deploy.KAFKA_CA_FILE.parent]
+    assert volume["configMap"] == {"name": "greeter-kafka-ca", "optional": True}
+
+
+def test_kafka_sasl_module_yaml_carries_the_security_properties_and_no_secret() -> None:
+    from clitools.kafka_security import SECRET_KEYS
+
+    expected = deploy.k8s_kafka_security()
+    assert expected["security.protocol"] == "SASL_SSL" and expected["sasl.mechanism"] == "SCRAM-SHA-512"
+    docs = module(SASL)
+    for kind in ("io.statefun.kafka.v1/ingress", "io.statefun.kafka.v1/egress"):
+        properties = {key: str(value) for item in docs[kind].get("properties", []) for key, value in item.items()}
+        assert expected.items() <= properties.items(), kind
+        assert not set(properties) & SECRET_KEYS, kind
+    for name in VARIANTS:
+        if not K8S_VARIANTS[name].kafka_sasl:
+            assert "properties" not in module(name)["io.statefun.kafka.v1/ingress"], name
+    # Nothing rendered holds a login: the ConfigMaps carry no JAAS line, no password.
+    for doc in render(SASL):
+        text = json.dumps(doc)
+        assert "LoginModule" not in text and "password=" not in text and "sasl.jaas.config" not in text
+        assert doc["kind"] != "Secret", "the Secrets are the user's"
+
+
+def test_kafka_sasl_settings_are_checked_when_rendered(tmp_path: Path) -> None:
+    settings = tmp_path / "kafka-security.properties"
+    settings.write_text("security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n")
+    assert deploy.k8s_kafka_security(settings) == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    for wrong in ("sasl.mechanism=AWS_MSK_IAM\n", "ssl.ca.location=/elsewhere/ca.pem\n", "sasl.password=x\n"):
+        settings.write_text(wrong)
+        with pytest.raises(deploy.RenderError):
+            deploy.k8s_kafka_security(settings)
+
+
+def test_kafka_sasl_runtime_login_in_flink_conf_is_the_mounted_runtime_secret() -> None:
+    conf = runtime_conf(SASL, "statefun-worker")
+    option = conf["env.java.opts.taskmanager"]
+    match = re.fullmatch(r"-Djava\.security\.auth\.login\.config=(\S+)", option)
+    assert match, option
+    jaas = Path(match[1])
+    worker = pod_spec(SASL, "statefun-worker")
+    mounted = pod_mounts(worker, container(SASL, "statefun-worker"))
+    assert secret_of(mounted, jaas) == "greeter-kafka-runtime" and jaas.name == "client.jaas"
+    truststore = module(SASL)["io.statefun.kafka.v1/egress"]["properties"]
+    location = Path(next(item["ssl.truststore.location"] for item in truststore if "ssl.truststore.location" in item))
+    assert location == deploy.KAFKA_CA_FILE
+    assert_ca_mounted(mounted)
+    # The master runs no Kafka client: no login in its JVM, its container mounts none (its init container does).
+    assert "env.java.opts.jobmanager" not in runtime_conf(SASL, "statefun-master")
+    assert deploy.KAFKA_LOGIN_DIR not in pod_mounts(
+        pod_spec(SASL, "statefun-master"), container(SASL, "statefun-master")
+    )
+    for name in VARIANTS:
+        if not K8S_VARIANTS[name].kafka_sasl:
+            assert "env.java.opts.taskmanager" not in flink_conf(name), name
+
+
+def assert_kafka_cli_login(spec: dict[str, Any], each: dict[str, Any], principal: str) -> None:
+    """A Kafka CLI container: --command-config the mounted Java settings, KAFKA_OPTS the principal's JAAS file."""
+    variables = env(each)
+    mounted = pod_mounts(spec, each)
+    assert '${GREETER_KAFKA_COMMAND_CONFIG:+--command-config "$GREETER_KAFKA_COMMAND_CONFIG"}' in " ".join(each["args"])
+    config = Path(variables["GREETER_KAFKA_COMMAND_CONFIG"])
+    assert mounted[config.parent]["configMap"]["name"].startswith("greeter-kafka-cli-")
+    assert config.name == deploy.KAFKA_CLI_PROPERTIES
+    jaas = Path(variables["KAFKA_OPTS"].removeprefix("-Djava.security.auth.login.config="))
+    assert secret_of(mounted, jaas) == f"greeter-kafka-{principal}" and jaas == deploy.KAFKA_JAAS
+    assert_ca_mounted(mounted)
+    # The Kafka CLI runs as its image's user: the Secret's files readable through the pod's fsGroup.
+    assert spec["securityContext"]["fsGroup"] and mounted[jaas.parent]["secret"]["defaultMode"] == 0o440
+
+
+def test_kafka_sasl_every_client_logs_in_as_its_own_principal_from_its_secret(tmp_path: Path) -> None:
+    from clitools.kafka_args import CLIENT_CONFIG_ENV
+
+    docs = sasl_demo(tmp_path)
+    jobs = {re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"]): d for d in docs if d["kind"] == "Job"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    topics = jobs["topics"]["spec"]["template"]["spec"]
+    assert_kafka_cli_login(topics, topics["containers"][0], "topics")
+    master = deployments["statefun-master"]["spec"]["template"]["spec"]
+    assert_kafka_cli_login(master, master["initContainers"][0], "runtime")
+    generator = jobs["generator"]["spec"]["template"]["spec"]
+    assert_kafka_cli_login(generator, generator["initContainers"][0], "generator")
+    (producer,) = generator["containers"]
+    client_config = Path(env(producer)[CLIENT_CONFIG_ENV])
+    mounted = pod_mounts(generator, producer)
+    assert secret_of(mounted, client_config) == "greeter-kafka-generator"
+    assert client_config == deploy.KAFKA_CLIENT_CONFIG
+    assert_ca_mounted(mounted)
+    # The generator waits only for the topic it writes: its principal may describe no other.
+    assert re.search(r"for topic in ([\w -]+);", generator["initContainers"][0]["args"][0])[1] == "names"  # type: ignore[index]
+    # No pod mounts another principal's Secret.
+    secrets = {
+        f"{d['kind']}/{d['metadata']['name']}": {
+            v["secret"]["secretName"] for v in d["spec"]["template"]["spec"].get("volumes", []) if "secret" in v
+        }
+        for d in docs
+        if d["kind"] in ("Deployment", "Job")
+    }
+    assert {k: v for k, v in secrets.items() if v} == {
+        "Deployment/statefun-master": {"greeter-kafka-runtime"},
+        "Deployment/statefun-worker": {"greeter-kafka-runtime"},
+        f"Job/{jobs['topics']['metadata']['name']}": {"greeter-kafka-topics"},
+        f"Job/{jobs['generator']['metadata']['name']}": {"greeter-kafka-generator"},
+    }
+
+
+def test_kafka_sasl_renames_the_topics_job_it_changes() -> None:
+    # The topics Job's pod template differs from the base's: the same name would be an immutable-field error.
+    assert objects(SASL, "Job")["topics"]["metadata"]["name"] != objects("base", "Job")["topics"]["metadata"]["name"]
