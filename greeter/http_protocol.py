@@ -9,6 +9,11 @@ as the client likes, and puts no bound on the request line or headers. Each boun
 - idle deadline: a new connection gets the keep-alive timeout before its first byte too.
 - connections: past `max_connections` per worker a new connection is answered 503 and closed at once.
 - head size: a request line over `max_request_line` bytes is answered 400; a head over `max_header_bytes`, 431.
+
+And one gentler shutdown: uvicorn closes an idle connection the moment a graceful shutdown starts, dropping a
+request the runtime had just sent on it and the worker had not read yet (an in-place upgrade under load saw 28
+such calls retried). Here an idle connection gets SHUTDOWN_GRACE_S to deliver one: it is served, with
+`Connection: close`, and the connection closes after its answer.
 """
 
 import asyncio
@@ -19,6 +24,8 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("greeter.http")
+
+SHUTDOWN_GRACE_S = 0.5  # loopback or a cluster network delivers a request already sent well within this
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes received in the current request's head, as far as chunks tell
         self._heads_completed = 0  # on this connection: tells a chunk that held a whole request from a head's part
         self._refusal: tuple[int, str] | None = None
+        self._draining = False  # a graceful shutdown began: each request now gets its answer, then the close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Answer 503 and close past `max_connections`; otherwise start the idle deadline now."""
@@ -112,6 +120,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = (431, f"request head over {self.limits.max_header_bytes} bytes")
             raise _Refused
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown, except that an idle connection closes after SHUTDOWN_GRACE_S, not at once:
+        a request already on its way is served (and the connection closed after it) instead of dropped.
+        """
+        self._draining = True
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(SHUTDOWN_GRACE_S, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+        else:
+            self.cycle.keep_alive = False  # a request came in the grace: closed after its answer
 
     def on_message_complete(self) -> None:
         """The request is in: its read deadline no longer applies; reset the head counters for the next one."""

@@ -3,6 +3,7 @@
 import contextlib
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -287,3 +288,30 @@ def test_chunked_request_bodies_are_read(server: Server) -> None:
     reply = raw_exchange(server, request + chunked)
     assert reply.startswith(b"HTTP/1.1 200 OK")
     assert b"content-type: application/octet-stream" in reply.lower()
+
+
+def test_a_request_sent_on_an_idle_connection_as_the_worker_shuts_down_is_answered(tmp_path: Path) -> None:
+    # An in-place upgrade under load saw the runtime retry 28 calls: the old worker closed its idle kept-alive
+    # connections the moment its graceful shutdown began, dropping requests already sent on them. Now an idle
+    # connection is kept SHUTDOWN_GRACE_S for such a request, which is answered with `Connection: close`.
+    server = start(tmp_path, workers=1)
+    body = build_request("example/greeter", "Ada", [greet("Ada")], {})
+    connection = server.connection()
+    try:
+        connection.request("POST", "/statefun", body)
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection") != "close"  # kept alive, now idle
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "Shutting down" not in server.log.read_text():  # the worker's shutdown has begun
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.005)
+        connection.request("POST", "/statefun", body)
+        second = connection.getresponse()
+        assert second.status == 200, second.read()
+        assert second.getheader("Connection") == "close"
+        assert second.getheader("Content-Type") == "application/octet-stream" and second.read()  # FromFunction
+    finally:
+        connection.close()
+        stop(server)
