@@ -127,6 +127,18 @@ _CA_USAGE = dict.fromkeys(
 ) | {"key_cert_sign": True, "crl_sign": True, "encipher_only": False, "decipher_only": False}
 
 
+def _ca(name: str, validity: datetime.timedelta) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA that signs certificates and nothing else, and its key."""
+    key = _key()
+    cert = (
+        _builder(name, _name(name), key.public_key(), validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(**_CA_USAGE), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
     path.unlink(missing_ok=True)
     # The mode from the moment the file exists (keys: readable by their owner only, unless asked otherwise).
@@ -187,14 +199,7 @@ def mint(
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     key_mode = 0o644 if world_readable else 0o600
-    ca_key = _key()
-    ca_name = "greeter-stack throwaway CA"
-    ca_cert = (
-        _builder(ca_name, _name(ca_name), ca_key.public_key(), validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(**_CA_USAGE), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca_cert = _ca("greeter-stack throwaway CA", validity)
     # clientAuth too: the container health checks (compose, Kubernetes) show the greeter its own certificate.
     server_key, server_cert = _leaf(
         "greeter",
@@ -225,14 +230,7 @@ def mint_kafka(
     """
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    ca_key = _key()
-    ca_name = "greeter-stack Kafka throwaway CA"
-    ca_cert = (
-        _builder(ca_name, _name(ca_name), ca_key.public_key(), validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(**_CA_USAGE), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca_cert = _ca("greeter-stack Kafka throwaway CA", validity)
     # clientAuth too: the broker is a client of its own listener (inter-broker traffic on one node).
     key, cert = _leaf(
         "kafka",
