@@ -10,10 +10,15 @@ as the client likes, and puts no bound on the request line or headers. Each boun
 - connections: past `max_connections` per worker a new connection is answered 503 and closed at once.
 - head size: a request line over `max_request_line` bytes is answered 400; a head over `max_header_bytes`, 431.
 
-And one gentler shutdown: uvicorn closes an idle connection the moment a graceful shutdown starts, dropping a
-request the runtime had just sent on it and the worker had not read yet (an in-place upgrade under load saw 28
-such calls retried). Here an idle connection gets SHUTDOWN_GRACE_S to deliver one: it is served, with
-`Connection: close`, and the connection closes after its answer.
+And a drain instead of uvicorn's shutdown. uvicorn closes an idle kept-alive connection the moment a graceful
+shutdown begins, and one in use after its answer (`Connection: close`). Either close races a request the client
+is sending on it, and the runtime's HTTP client ignores `Connection: close`: an in-place upgrade under load saw
+28 calls retried, and one with a 0.5 s grace before the close still saw one. Closing a kept-alive connection
+from the server side is always such a race; only the client can retire a connection safely. The runtime's pool
+does, `pool_ttl` (15 s) plus up to 3 s of jitter after opening it. So a draining connection stays kept alive
+and served for `drain_timeout` (the graceful timeout less DRAIN_MARGIN_S): the runtime retires it, and the
+worker exits as soon as its last connection closes. What a client still holds at the deadline is closed then:
+at once when idle, after its answer when in use.
 """
 
 import asyncio
@@ -25,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("greeter.http")
 
-SHUTDOWN_GRACE_S = 0.5  # loopback or a cluster network delivers a request already sent well within this
+DRAIN_MARGIN_S = 1.0  # of the graceful timeout, left after the drain for the last answers and the exit
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class HttpLimits:
     max_connections: int
     max_request_line: int
     max_header_bytes: int
+    drain_timeout: float  # how long a connection stays kept alive once the worker's graceful shutdown begins
 
 
 class _Refused(Exception):
@@ -59,7 +65,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes received in the current request's head, as far as chunks tell
         self._heads_completed = 0  # on this connection: tells a chunk that held a whole request from a head's part
         self._refusal: tuple[int, str] | None = None
-        self._draining = False  # a graceful shutdown began: each request now gets its answer, then the close
+        self._closing_after_answer = False  # the drain ended: each request now gets its answer, then the close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Answer 503 and close past `max_connections`; otherwise start the idle deadline now."""
@@ -120,26 +126,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = (431, f"request head over {self.limits.max_header_bytes} bytes")
             raise _Refused
         super().on_headers_complete()
-        if self._draining and self.cycle is not None:
+        if self._closing_after_answer and self.cycle is not None:
             self.cycle.keep_alive = False
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown, except that an idle connection closes after SHUTDOWN_GRACE_S, not at once:
-        a request already on its way is served (and the connection closed after it) instead of dropped.
+        """Begin the drain (see the module docstring): the connection stays kept alive for the client to retire;
+        at `drain_timeout` it is closed, at once when idle, after its answer when in use.
         """
-        self._draining = True
-        if self.cycle is None or self.cycle.response_complete:
-            self.loop.call_later(SHUTDOWN_GRACE_S, self._close_if_idle)
-        else:
-            self.cycle.keep_alive = False
+        self.loop.call_later(self.limits.drain_timeout, self._end_drain)
 
-    def _close_if_idle(self) -> None:
+    def _end_drain(self) -> None:
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:
+        cycle = self.cycle if self.cycle is not None and not self.cycle.response_complete else None
+        if cycle is None and not self._in_request:
             self.transport.close()
-        else:
-            self.cycle.keep_alive = False  # a request came in the grace: closed after its answer
+            return
+        self._closing_after_answer = True  # a request whose head is still arriving: its cycle comes later
+        if cycle is not None:
+            cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         """The request is in: its read deadline no longer applies; reset the head counters for the next one."""

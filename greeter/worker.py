@@ -22,7 +22,7 @@ from flask import Flask
 from uvicorn_worker import UvicornWorker
 
 from .asgi import GreeterAsgi
-from .http_protocol import BoundedHttpToolsProtocol, HttpLimits
+from .http_protocol import DRAIN_MARGIN_S, BoundedHttpToolsProtocol, HttpLimits
 
 
 class HandshakeBoundedLoop(uvloop.Loop):
@@ -89,10 +89,11 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
             max_connections=settings.max_connections,
             max_request_line=settings.max_request_line_bytes,
             max_header_bytes=settings.max_header_bytes,
+            drain_timeout=max(self.cfg.graceful_timeout - DRAIN_MARGIN_S, 0.0),
         )
         HandshakeBoundedLoop.handshake_timeout = settings.read_timeout_seconds
         self.config.http = functools.partial(BoundedHttpToolsProtocol, limits=limits)
-        # Connections still open at SIGTERM get gunicorn's graceful timeout, then uvicorn closes them.
+        # Connections still open at SIGTERM are drained (greeter/http_protocol.py) within gunicorn's graceful timeout.
         self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
         self.wsgi = GreeterAsgi(flask_app, service.endpoint)
         # Plain sockets, each closed once at shutdown (see _plain_listener); gunicorn has no type hints.

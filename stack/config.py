@@ -117,7 +117,7 @@ class StackConfig:
     partitions: int = 4
     max_message_bytes: int = 1024 * 1024  # a 60 KiB poison record must fit; bounded so one cannot be huge
     start_timeout_s: float = 120.0  # per process; the job takes 12-17 s on this machine
-    stop_timeout_s: float = 20.0  # SIGTERM, then SIGKILL
+    stop_timeout_s: float = 30.0  # SIGTERM, then SIGKILL; over the greeter's graceful stop (20 s), as compose's
     # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (stack/tls.py):
     # off by default because everything is on loopback; on, it runs the path a real deployment needs.
     tls: bool = False

@@ -336,8 +336,9 @@ class LocalStack:
     def upgrade_greeter(self) -> procs.Proc:
         """Replace the greeter's gunicorn in place, refusing no request: gunicorn's own upgrade. USR2 makes the
         master start a new one on the same listening socket, which loads the code and gunicorn_conf.py afresh and
-        forks its workers; once they serve, the old master is stopped gracefully (its workers finish what they
-        hold). The new master is recorded in its place; its environment (the GREETER_* settings) is the old
+        forks its workers; once they serve, the old master is stopped gracefully: its workers drain, serving the
+        runtime's kept-alive connections until its pool retires them (up to 18 s, greeter/http_protocol.py), and
+        exit. The new master is recorded in its place; its environment (the GREETER_* settings) is the old
         one's, so changing those takes `down` and `up`. The new master's record.
         """
         with run_lock(self.config.run_dir):
@@ -362,8 +363,11 @@ class LocalStack:
             self._wait("the upgraded greeter", new_master_serving, old)
             self.state.replace(new[0])
             self.state.save()
-            self.report(f"greeter upgraded: master {new[0].pid} serving; stopping the old master {old.pid}")
-            procs.send(old, signal.SIGTERM, group=False)  # graceful: its workers finish their requests
+            self.report(
+                f"greeter upgraded: master {new[0].pid} serving; stopping the old master {old.pid} "
+                f"(its workers drain their connections, up to the graceful timeout)"
+            )
+            procs.send(old, signal.SIGTERM, group=False)  # graceful: its workers drain
             deadline = self.config.stop_timeout_s + 30
             wait_until("the old greeter master's exit", lambda: None if not procs.is_running(old) else "still up",
                        timeout=deadline, log=Path(old.log), alive=lambda: True, stop=self.stop_event)  # fmt: skip
