@@ -25,6 +25,7 @@ from statefun.request_reply_pb2 import FromFunction
 from bench.baseline import worktree
 from bench.procstats import peak_rss_mb
 from bench.wrk import WrkResult, run_wrk
+from greeter.metrics import MULTIPROC_DIR_VARIABLE
 from greeter.wire import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 
@@ -51,12 +52,17 @@ def servers(base_port: int, baseline: Path | None) -> list[Server]:
     before = []
     if baseline is not None:
         address = f"127.0.0.1:{base_port + 4}"
-        gunicorn = [sys.executable, "-m", "gunicorn", "--config", str(baseline / "greeter" / "gunicorn_conf.py")]
+        # A revision from before greeter-serve ran gunicorn in its own process had a gunicorn config file.
+        old_config = baseline / "greeter" / "gunicorn_conf.py"
+        if old_config.exists():
+            command = [sys.executable, "-m", "gunicorn", "--config", str(old_config), "greeter.app:app"]
+        else:
+            command = [str(VENV_BIN / "greeter-serve")]  # with PYTHONPATH, the baseline's greeter package
         before.append(
             Server(
                 f"greeter at {baseline.name}",
-                [*gunicorn, "--workers", "1", "--bind", address, "greeter.app:app"],
-                {"PYTHONPATH": str(baseline), "PROMETHEUS_MULTIPROC_DIR": str(RESULTS / f"metrics-{base_port + 4}")},
+                [*command, "--workers", "1", "--bind", address],
+                {"PYTHONPATH": str(baseline), MULTIPROC_DIR_VARIABLE: str(RESULTS / f"metrics-{base_port + 4}")},
                 base_port + 4,
                 baseline,
             )
@@ -133,8 +139,8 @@ def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 
 def start(server: Server) -> subprocess.Popen[bytes]:
     log = (RESULTS / f"server-{server.port}.log").open("wb")
-    if "PROMETHEUS_MULTIPROC_DIR" in server.env:
-        Path(server.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
+    if MULTIPROC_DIR_VARIABLE in server.env:
+        Path(server.env[MULTIPROC_DIR_VARIABLE]).mkdir(exist_ok=True)
     return subprocess.Popen(
         ["taskset", "-c", str(SERVER_CPU), *server.command],
         cwd=server.cwd,

@@ -49,7 +49,7 @@ class Variant:
     endpoint: Mapping[str, Any] = field(default_factory=dict)  # keys of module.yaml's endpoint spec
     producer: Mapping[str, str] = field(default_factory=dict)  # the exactly-once egress's Kafka producer properties
     consumer: Mapping[str, str] = field(default_factory=dict)  # the ingress's Kafka consumer properties
-    # The stack's environment, which every process inherits: GREETER_* settings of gunicorn_conf.py, glibc's.
+    # The stack's environment, which every process inherits: the greeter's GREETER_* settings, glibc's.
     environment: Mapping[str, str] = field(default_factory=dict)
 
 

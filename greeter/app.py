@@ -1,8 +1,9 @@
 """The Flask app: POST /statefun for the runtime, /healthz, /readyz and /metrics for operators.
 
-`greeter.app:app` is the contract gunicorn serves; create_app() builds a configured instance for tests.
-Under greeter-serve the worker (greeter/worker.py) answers /statefun on its event loop through the same
-StatefunEndpoint, which it finds in `app.extensions["greeter"]`, and hands every other path to this app.
+`build_service(settings)` builds it, with the /statefun endpoint a server's own front can answer through
+(greeter-serve's worker does, on its event loop). `create_app()` is the app alone, for tests; `greeter.app:app`
+is the contract for a WSGI server of the user's choice, built from the environment on first access, not at
+import.
 """
 
 from dataclasses import dataclass
@@ -24,18 +25,17 @@ from .wiring import FUNCTION_TYPE
 
 @dataclass(frozen=True)
 class GreeterService:
-    """What a server needs beside the WSGI app: the settings it was built with and the /statefun endpoint."""
+    """The greeter as a server needs it: the WSGI app and the /statefun endpoint that app answers through."""
 
-    settings: Settings
+    flask_app: Flask
     endpoint: StatefunEndpoint
 
 
-def create_app(settings: Settings | None = None, greeter_type: type[Greeter] = Greeter) -> Flask:
-    """A Flask app serving the greeter with `settings` (from the environment when None); `greeter_type`: a new
-    version of the function under test. Configures the `greeter` logger and runs the self-test first, so a broken
-    protobuf backend or SDK fails here, and checks the state against what was released (StateSchemaError).
+def build_service(settings: Settings, greeter_type: type[Greeter] = Greeter) -> GreeterService:
+    """The greeter served with `settings`; `greeter_type`: a new version of the function under test.
+    Configures the `greeter` logger and runs the self-test first, so a broken protobuf backend or SDK fails here
+    (SelfTestFailed), and checks the state against what was released (StateSchemaError).
     """
-    settings = settings if settings is not None else load_settings()
     configure_logging(settings.log_level)
     metrics = GreeterMetrics()
     greeter = greeter_type(
@@ -51,7 +51,6 @@ def create_app(settings: Settings | None = None, greeter_type: type[Greeter] = G
     endpoint = StatefunEndpoint(dispatcher, metrics, settings.max_request_bytes)
 
     app = Flask("greeter")
-    app.extensions["greeter"] = GreeterService(settings, endpoint)
     app.wsgi_app = StatefunWsgi(app.wsgi_app, endpoint)  # type: ignore[method-assign]
 
     @app.get("/healthz")
@@ -68,7 +67,17 @@ def create_app(settings: Settings | None = None, greeter_type: type[Greeter] = G
     def prometheus_metrics() -> Response:
         return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
+    return GreeterService(app, endpoint)
+
+
+def create_app(settings: Settings | None = None, greeter_type: type[Greeter] = Greeter) -> Flask:
+    """The Flask app of `build_service`, with `settings` from the environment when None."""
+    return build_service(settings if settings is not None else load_settings(), greeter_type).flask_app
+
+
+def __getattr__(name: str) -> Flask:
+    """`app`: the contract's WSGI app, built from the environment on first access and kept."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()["app"] = create_app()
     return app
-
-
-app = create_app()

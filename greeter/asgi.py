@@ -45,10 +45,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _declared_length(scope: Scope) -> int | None:
+def _content_length(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value)  # llhttp has already refused a Content-Length that is not a number
+            return bytes(value)
     return None
 
 
@@ -69,11 +69,9 @@ class GreeterAsgi:
             await self._fallback(scope, receive, send)  # type: ignore[arg-type]
             return
         endpoint = self._endpoint
-        declared = _declared_length(scope)
-        if scope["method"] != "POST":
-            answer = endpoint.method_not_allowed()
-        elif declared is not None and declared > endpoint.max_bytes:
-            answer = endpoint.too_large()  # before a byte of the body is read
+        refusal = endpoint.refusal_before_body(scope["method"], _content_length(scope))
+        if refusal is not None:
+            answer = refusal
         else:
             try:
                 body = await _read_body(receive, endpoint.max_bytes)

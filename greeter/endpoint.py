@@ -1,9 +1,12 @@
 """POST /statefun over HTTP: one answer for every outcome, whichever server carries the request.
 
-`StatefunEndpoint` turns a body into an `Answer` (200 with the reply, or a 4xx naming what was wrong) and
-counts it in the metrics; it is the one place that answers 413 too. Two thin adapters carry it: the ASGI
-route in greeter/asgi.py (the server's running loop, the SDK's handle_async) and `StatefunWsgi` here, which
-puts it in front of the Flask app so that `greeter.app:app` serves /statefun under any WSGI server.
+Two servers carry it, and both stay. The WSGI route (`StatefunWsgi` here, in front of the Flask app) is the
+contract: `greeter.app:app` serves /statefun under any WSGI server, and a test client can call it. The ASGI
+route (greeter/asgi.py) is the fast path greeter-serve's worker takes: the SDK's handle_async on the worker's
+running loop, no thread hop. `StatefunEndpoint` is what they share: the checks made before a body is read
+(`refusal_before_body`: 405, 413 by the declared length, 400 for a length that is not a number), the 413 for a
+body that grew past the limit, and the answer to a body (200 with the reply, or a 4xx naming what was wrong),
+each counted in the metrics. The adapters only move bytes.
 """
 
 import logging
@@ -57,19 +60,26 @@ class StatefunEndpoint:
         self._metrics.rejected.labels(status=str(answer.status)).inc()
         return answer
 
-    def method_not_allowed(self) -> Answer:
-        """405 for any method but POST (the adapters add the Allow header)."""
-        return self.refused(_plain(405, "Method Not Allowed", "use POST"))
+    def refusal_before_body(self, method: str, content_length: bytes | str | None) -> Answer | None:
+        """The answer to a request refused before its body is read, or None to read the body: 405 for a method
+        other than POST, 400 for a Content-Length that is not a number (under the worker llhttp refuses one
+        before the app sees it), 413 for one over `max_bytes`.
+        """
+        if method != "POST":
+            return self.refused(_plain(405, "Method Not Allowed", "use POST"))
+        if content_length is None:
+            return None
+        try:
+            declared = int(content_length)
+        except ValueError:
+            declared = -1
+        if declared < 0:
+            return self.refused(_plain(400, "Bad Request", "Content-Length is not a number", close=True))
+        return self.too_large() if declared > self.max_bytes else None
 
     def too_large(self) -> Answer:
         """413 for a body over `max_bytes`; the connection is closed, as the rest of the body is not read."""
         return self.refused(_plain(413, "Request Entity Too Large", f"body over {self.max_bytes} bytes", close=True))
-
-    def bad_length(self) -> Answer:
-        """400 for a Content-Length that is not a number; the connection is closed.
-        Only StatefunWsgi needs it: under the worker, llhttp refuses such a header before the app sees it.
-        """
-        return self.refused(_plain(400, "Bad Request", "Content-Length is not a number", close=True))
 
     def answer(self, body: bytes) -> Answer:
         """For a caller with no running event loop."""
@@ -123,20 +133,11 @@ class StatefunWsgi:
 
     def _answer(self, environ: dict[str, Any]) -> Answer:
         endpoint = self._endpoint
-        if environ["REQUEST_METHOD"] != "POST":
-            return endpoint.method_not_allowed()
+        length = environ.get("CONTENT_LENGTH") or None
+        refusal = endpoint.refusal_before_body(environ["REQUEST_METHOD"], length)
+        if refusal is not None:
+            return refusal
         stream = environ["wsgi.input"]
-        length_header = environ.get("CONTENT_LENGTH")
-        if length_header:
-            try:
-                length = int(length_header)
-            except ValueError:
-                return endpoint.bad_length()
-            if length > endpoint.max_bytes:
-                return endpoint.too_large()
-            body = bytes(stream.read(length))
-        else:
-            body = bytes(stream.read(endpoint.max_bytes + 1))  # chunked: one byte past the limit shows it
-            if len(body) > endpoint.max_bytes:
-                return endpoint.too_large()
-        return endpoint.answer(body)
+        # Without a length (chunked), one byte past the limit shows a body over it.
+        body = bytes(stream.read(int(length) if length else endpoint.max_bytes + 1))
+        return endpoint.too_large() if len(body) > endpoint.max_bytes else endpoint.answer(body)

@@ -1,6 +1,6 @@
 """Prometheus metrics of the function endpoint.
 
-Under gunicorn every worker is its own process: greeter-serve sets PROMETHEUS_MULTIPROC_DIR, so
+Under gunicorn every worker is its own process: greeter-serve sets MULTIPROC_DIR_VARIABLE, so
 prometheus_client writes each value to a shared mmap file and /metrics sums them over workers.
 
 Every value write in that mode checks the process id, takes a lock and packs into the mmap (about 1 us
@@ -30,6 +30,9 @@ from prometheus_client import (
 )
 
 log = logging.getLogger("greeter.metrics")
+
+# prometheus_client's variable (read by the library itself): the directory its multi-process mode writes to.
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Messages per request: 1 with many keys or a trickle, hundreds on a backlog with few keys.
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -144,7 +147,7 @@ class GreeterMetrics:
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format, summed over all workers when under gunicorn."""
         self.flush()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get(MULTIPROC_DIR_VARIABLE):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)

@@ -5,11 +5,13 @@ worker closes every connection (the runtime then fails and retries deliveries) a
 uvicorn keeps connections alive, parses with llhttp and awaits the SDK's handle_async on its own loop.
 gunicorn still owns sockets, workers, signals, timeouts and TLS settings.
 
-What this class adds: it serves `greeter.app:app` (Flask) through the ASGI front in greeter/asgi.py, speaks
-HTTP through BoundedHttpToolsProtocol (read deadline, idle deadline, connection cap, head limits), and puts a
-deadline on TLS handshakes, which uvicorn leaves at asyncio's 60 s.
+What this class adds: it serves the greeter (greeter/serve.py's GreeterServer hands it the settings and the
+app) through the ASGI front in greeter/asgi.py, speaks HTTP through BoundedHttpToolsProtocol (read deadline,
+idle deadline, connection cap, head limits, drain), and puts a deadline on TLS handshakes, which uvicorn
+leaves at asyncio's 60 s.
 """
 
+import asyncio
 import functools
 import os
 import signal
@@ -18,17 +20,19 @@ import sys
 from typing import Any, ClassVar
 
 import uvloop
-from flask import Flask
 from uvicorn_worker import UvicornWorker
 
 from .asgi import GreeterAsgi
 from .http_protocol import DRAIN_MARGIN_S, BoundedHttpToolsProtocol, HttpLimits
+from .serve import GreeterServer
 
 
 class HandshakeBoundedLoop(uvloop.Loop):
     """uvloop, with a deadline on every TLS handshake of the servers it creates (uvicorn passes none)."""
 
-    handshake_timeout = 60.0  # asyncio's default; GreeterWorker sets the greeter's read timeout
+    def __init__(self, handshake_timeout: float) -> None:
+        super().__init__()
+        self.handshake_timeout = handshake_timeout
 
     async def create_server(self, *args: Any, **kwargs: Any) -> Any:
         """Create the server with `handshake_timeout` as its TLS handshake deadline, unless the caller gave one."""
@@ -61,7 +65,6 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
     # X-Forwarded-* rewriting (proxy_headers): the runtime calls the greeter directly, and the middleware costs
     # every request. No access log: /metrics counts requests (gunicorn's accesslog is off too).
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
-        "loop": f"{__name__}:HandshakeBoundedLoop",
         "http": "httptools",
         "lifespan": "off",
         "ws": "none",
@@ -80,22 +83,27 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
             signal.signal(stop, _exit_after_shutdown)
 
     def run(self) -> None:
-        """Serve the preloaded Flask app through GreeterAsgi, with the HTTP bounds and deadlines of its Settings."""
-        flask_app: Flask = self.wsgi  # type: ignore[has-type]  # greeter.app:app, preloaded in the master
-        service = flask_app.extensions["greeter"]
-        settings = service.settings
+        """Serve the greeter through GreeterAsgi, with the HTTP bounds and deadlines of the server's Settings, on a
+        HandshakeBoundedLoop (UvicornWorker.run is the same with uvicorn's own loop).
+        """
+        server = self.app
+        if not isinstance(server, GreeterServer):
+            raise TypeError(f"GreeterWorker serves greeter-serve's GreeterServer, not {type(server).__name__}")
+        settings = server.settings
         limits = HttpLimits(
             read_timeout=settings.read_timeout_seconds,
             max_connections=settings.max_connections,
             max_request_line=settings.max_request_line_bytes,
             max_header_bytes=settings.max_header_bytes,
-            drain_timeout=max(self.cfg.graceful_timeout - DRAIN_MARGIN_S, 0.0),
+            drain_timeout=max(settings.graceful_timeout_seconds - DRAIN_MARGIN_S, 0.0),
         )
-        HandshakeBoundedLoop.handshake_timeout = settings.read_timeout_seconds
         self.config.http = functools.partial(BoundedHttpToolsProtocol, limits=limits)
-        # Connections still open at SIGTERM are drained (greeter/http_protocol.py) within gunicorn's graceful timeout.
-        self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
-        self.wsgi = GreeterAsgi(flask_app, service.endpoint)
+        # Connections still open at SIGTERM are drained (greeter/http_protocol.py) within the graceful timeout.
+        self.config.timeout_graceful_shutdown = settings.graceful_timeout_seconds
+        self.config.timeout_keep_alive = settings.keepalive_seconds
+        self.wsgi = GreeterAsgi(server.service.flask_app, server.service.endpoint)
         # Plain sockets, each closed once at shutdown (see _plain_listener); gunicorn has no type hints.
         self.sockets = [_plain_listener(listener) for listener in self.sockets]  # type: ignore[has-type]
-        super().run()
+        loop = functools.partial(HandshakeBoundedLoop, handshake_timeout=settings.read_timeout_seconds)
+        with asyncio.Runner(loop_factory=loop) as runner:
+            runner.run(self._serve())

@@ -335,7 +335,7 @@ class LocalStack:
 
     def upgrade_greeter(self) -> procs.Proc:
         """Replace the greeter's gunicorn in place, refusing no request: gunicorn's own upgrade. USR2 makes the
-        master start a new one on the same listening socket, which loads the code and gunicorn_conf.py afresh and
+        master start a new one on the same listening socket, which loads the code and its settings afresh and
         forks its workers; once they serve, the old master is stopped gracefully: its workers drain, serving the
         runtime's kept-alive connections until its pool retires them (up to 18 s, greeter/http_protocol.py), and
         exit. The new master is recorded in its place; its environment (the GREETER_* settings) is the old

@@ -5,6 +5,7 @@ Every name 1..30 in order under read_committed, the product's verifier agreeing,
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -22,24 +23,28 @@ from .schedule import NAMES, consumer_verdict, wait_for
 pytestmark = pytest.mark.e2e
 
 STEP = 10  # requests per name under each greeter
-RELEASED_APP = "greeter.app:app"
-V2_APP = "tests.support.evolved:v2_app()"
+RELEASED = [str(Path(sys.executable).with_name("greeter-serve"))]
+V2 = [sys.executable, "-m", "tests.support.evolved", "v2"]
 
 
-def serve(stack: LocalStack, app: str) -> None:
-    """Replace the stack's greeter with gunicorn serving `app`, on the same port and recorded in its place (so
-    `down` stops it); return once it answers /readyz."""
+def serve(stack: LocalStack, command: list[str]) -> None:
+    """Replace the stack's greeter with `command` (greeter-serve's flags follow it), on the same port and
+    recorded in its place (so `down` stops it); return once it answers /readyz."""
     config = stack.config
     procs.stop(stack.state.proc("greeter"), config.stop_timeout_s)
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    argv = [sys.executable, gunicorn, "--config", str(REPO_ROOT / "greeter" / "gunicorn_conf.py"),
-            "--bind", f"{HOST}:{config.ports.greeter}", "--workers", "1", "--pid", str(config.run_dir / "greeter.pid"),
-            app]  # fmt: skip
+    argv = [*command, "--bind", f"{HOST}:{config.ports.greeter}", "--workers", "1",
+            "--pid", str(config.run_dir / "greeter.pid")]  # fmt: skip
     proc = procs.spawn("greeter", argv, config.log_file("greeter"), env=daemons.env(config, "greeter"), cwd=REPO_ROOT)
     stack.state.replace(proc)
     stack.state.save()
     ready = daemons.ready_check(config, stack.rest, "greeter", proc)
-    wait_until(f"greeter serving {app}", ready, timeout=60, log=Path(proc.log), alive=lambda: procs.is_running(proc))
+    wait_until(
+        f"greeter serving {shlex.join(command)}",
+        ready,
+        timeout=60,
+        log=Path(proc.log),
+        alive=lambda: procs.is_running(proc),
+    )
 
 
 @pytest.mark.timeout(900)
@@ -67,12 +72,12 @@ def test_a_new_field_in_the_state_across_a_restore_and_back(tmp_path: Path, stac
     evolved.up()  # restores the checkpoint the released greeter's state is in
     restored = evolved.rest.get(f"/jobs/{evolved.job_id}/checkpoints")["latest"]["restored"]
     assert restored is not None, "the job did not restore from the retained checkpoint"
-    serve(evolved, V2_APP)
+    serve(evolved, V2)
     produce(bootstrap, "names", requests(names, STEP))
     report = read_greetings(bootstrap, names, 2 * STEP, settle_s=settle_s)
     assert report.ok, "\n".join(report.summary())  # the new greeter read every released count: 11..20
 
-    serve(evolved, RELEASED_APP)  # rolled back: the released greeter reads state with a field it does not know
+    serve(evolved, RELEASED)  # rolled back: the released greeter reads state with a field it does not know
     produce(bootstrap, "names", requests(names, STEP))
     report = read_greetings(bootstrap, names, 3 * STEP, settle_s=settle_s)
     assert report.ok, "\n".join(report.summary())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from statefun.request_reply_pb2 import FromFunction
 
+from greeter.metrics import MULTIPROC_DIR_VARIABLE
 from greeter.wire import build_request, kafka_records, typed_value
 from stack.tls import CertFiles
 from tests.http.test_tls import TlsServer, tls_env, wait_ready
@@ -449,7 +450,7 @@ def start_tls(run: Path, certs: CertFiles, workers: int, **env: str) -> TlsServe
     process = popen_logged(
         [str(SERVE), "--bind", f"{HOST}:{port}", "--workers", str(workers)],
         log,
-        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics"), **tls_env(certs), **env},
+        {**os.environ, MULTIPROC_DIR_VARIABLE: str(run / "metrics"), **tls_env(certs), **env},
     )
     server = TlsServer(process, port, log, certs)
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
+from greeter.metrics import MULTIPROC_DIR_VARIABLE
 from greeter.testing import RuntimeHarness
 from greeter.wire import build_request
 from tests.protocol.messages import greet, greetings
@@ -49,7 +50,7 @@ def start(tmp_path: Path, workers: int = 2, **env: str) -> Server:
     process = popen_logged(
         [str(SERVE), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
         log,
-        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), **env},
+        {**os.environ, MULTIPROC_DIR_VARIABLE: str(tmp_path / "metrics"), **env},
     )
     server = Server(process, port, log)
     try:
@@ -134,20 +135,18 @@ def test_metrics_are_summed_over_workers(server: Server) -> None:
 
 def test_a_sigterm_worker_writes_its_last_metrics_before_it_exits(tmp_path: Path) -> None:
     # The periodic flush is made an hour long: what reaches the files can only come from the exit flush.
-    config = tmp_path / "gunicorn_conf.py"
-    config.write_text(
-        "from greeter.gunicorn_conf import *  # noqa: F403\n"
-        "import greeter.metrics\n"
-        "greeter.metrics.FLUSH_SECONDS = 3600.0\n"
+    serve = (
+        "import sys, greeter.metrics, greeter.serve; greeter.metrics.FLUSH_SECONDS = 3600.0; "
+        "sys.exit(greeter.serve.main(sys.argv[1:]))"
     )
     directory = tmp_path / "metrics"
     directory.mkdir()
     port = free_port()
     log = tmp_path / "greeter.log"
     process = popen_logged(
-        [sys.executable, "-m", "gunicorn", "--config", str(config), "--workers", "1", "greeter.app:app"],
+        [sys.executable, "-c", serve, "--workers", "1", "--bind", f"127.0.0.1:{port}"],
         log,
-        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "GREETER_BIND": f"127.0.0.1:{port}"},
+        {**os.environ, MULTIPROC_DIR_VARIABLE: str(directory)},
     )
     server = Server(process, port, log)
     try:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from greeter.metrics import MULTIPROC_DIR_VARIABLE
 from greeter.testing import RuntimeHarness
 from stack.tls import CertFiles, mint
 from tests.protocol.messages import greet, greetings
@@ -102,7 +103,7 @@ def server(certs: CertFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     process = popen_logged(
         [str(SERVE), "--bind", f"127.0.0.1:{port}", "--workers", "2"],
         log,
-        {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics"), **tls_env(certs)},
+        {**os.environ, MULTIPROC_DIR_VARIABLE: str(run / "metrics"), **tls_env(certs)},
     )
     running = TlsServer(process, port, log, certs)
     try:

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from flask import Flask
+from werkzeug.test import EnvironBuilder
 
 from greeter.wire import build_request, typed_value
 
@@ -53,6 +54,19 @@ def test_an_unknown_function_is_404_and_logged(app: Flask, caplog: pytest.LogCap
 def test_a_body_over_the_limit_is_413(app: Flask) -> None:
     response = app.test_client().post("/statefun", data=b"\x00" * (64 * 1024 + 1))
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("length", ["twelve", "-5"])
+def test_a_content_length_that_is_not_a_number_is_400_and_the_body_unread(app: Flask, length: str) -> None:
+    # The WSGI route checks it itself (under greeter-serve, llhttp refuses such a header first): a negative
+    # length would otherwise read the whole stream, past the 413 bound.
+    environ = EnvironBuilder(method="POST", path="/statefun", data=GOOD).get_environ()
+    environ["CONTENT_LENGTH"] = length  # Flask's test client would set the true one
+    answered: list[tuple[str, dict[str, str]]] = []
+    body = app.wsgi_app(environ, lambda status, headers: answered.append((status, dict(headers))))
+    assert answered[0][0] == "400 Bad Request"
+    assert b"".join(body) == b"Content-Length is not a number\n"
+    assert answered[0][1]["Connection"] == "close"
 
 
 def test_get_on_the_function_path_is_405(app: Flask) -> None:

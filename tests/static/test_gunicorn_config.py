@@ -3,37 +3,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+SERVE = Path(sys.executable).with_name("greeter-serve")
 
 
-def test_gunicorn_accepts_the_config_and_loads_the_app() -> None:
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    result = subprocess.run(
-        [
-            str(gunicorn),
-            "--check-config",
-            "--config",
-            str(ROOT / "greeter" / "gunicorn_conf.py"),
-            "greeter.app:app",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+def test_greeter_serve_builds_the_app_and_its_gunicorn_configuration() -> None:
+    result = subprocess.run([str(SERVE), "--check"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_bad_setting_stops_gunicorn_naming_the_variable() -> None:
-    gunicorn = Path(sys.executable).with_name("gunicorn")
+def test_a_bad_setting_stops_greeter_serve_naming_the_variable() -> None:
     result = subprocess.run(
-        [str(gunicorn), "--check-config", "--config", str(ROOT / "greeter" / "gunicorn_conf.py"), "greeter.app:app"],
+        [str(SERVE), "--check"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
         timeout=60,
         env={**os.environ, "GREETER_READ_TIMEOUT": "soon"},
     )
-    assert result.returncode != 0
-    assert "greeter: GREETER_READ_TIMEOUT='soon' is not an integer" in result.stderr
+    assert result.returncode == 2
+    assert "greeter-serve: GREETER_READ_TIMEOUT='soon' is not an integer" in result.stderr
     assert "Traceback" not in result.stderr

@@ -6,7 +6,6 @@ import functools
 import json
 import os
 import re
-import runpy
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import pytest
 import yaml
 
 from greeter.app import create_app
-from greeter.settings import Settings
+from greeter.serve import gunicorn_options
+from greeter.settings import Settings, load_settings
 from stack import deploy
 from stack.config import TOPICS, StackConfig
 from stack.deploy import (
@@ -40,7 +40,6 @@ from tests.static.quantity import canonical, quantity
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.32"
 KUSTOMIZE = ROOT / ".tools" / "kustomize" / "bin" / "kustomize"  # scripts/setup installs it without kubectl
-GUNICORN_CONF = ROOT / "greeter" / "gunicorn_conf.py"
 ENDPOINT = "io.statefun.endpoints.v2/http"
 # StateFun 3.3.0's async transport recycles a pooled connection after pool_ttl (default 15 s) plus a random
 # 1-3 s (NettyRequestReplySpec, HttpConnectionPoolHandler).
@@ -514,20 +513,17 @@ def test_probes_and_metrics_point_to_routes_the_app_serves(name: str) -> None:
     assert annotations.get("prometheus.io/scheme", "http") == ("https" if K8S_VARIANTS[name].tls else "http")
 
 
-def gunicorn_setting(setting: str, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """What greeter/gunicorn_conf.py sets under the container's environment (its TLS files aside)."""
-    for variable, value in environment.items():
-        if not variable.startswith("GREETER_TLS_"):
-            monkeypatch.setenv(variable, value)
-    return runpy.run_path(str(GUNICORN_CONF))[setting]
+def gunicorn_setting(setting: str, environment: dict[str, str]) -> Any:
+    """What greeter-serve sets in gunicorn under the container's environment (its TLS files aside)."""
+    return gunicorn_options(load_settings({k: v for k, v in environment.items() if not k.startswith("GREETER_TLS_")}))[
+        setting
+    ]
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_grace_period_outlasts_the_drain_and_gunicorns_graceful_stop(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_grace_period_outlasts_the_drain_and_gunicorns_graceful_stop(name: str) -> None:
     greeter = container(name, "greeter")
-    graceful = gunicorn_setting("graceful_timeout", env(greeter), monkeypatch)
+    graceful = gunicorn_setting("graceful_timeout", env(greeter))
     command = greeter["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep", command
     sleep = int(command[1])
@@ -538,11 +534,11 @@ def test_grace_period_outlasts_the_drain_and_gunicorns_graceful_stop(
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_workers_follow_the_pods_cpu_not_the_nodes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_follow_the_pods_cpu_not_the_nodes(name: str) -> None:
     greeter = container(name, "greeter")
     assert "GREETER_WORKERS" in env(greeter), "gunicorn's default is the node's CPU count"
-    assert gunicorn_setting("workers", env(greeter), monkeypatch) >= 1
-    assert gunicorn_setting("bind", env(greeter), monkeypatch) == env(greeter)["GREETER_BIND"]
+    assert gunicorn_setting("workers", env(greeter)) >= 1
+    assert gunicorn_setting("bind", env(greeter)) == [env(greeter)["GREETER_BIND"]]
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -1,18 +1,18 @@
 """New versions of the greeter whose per-user state evolved, for the state-evolution tests: each built from the
 product's Greeter with another `state_type` and `next_state`, its message defined in a descriptor pool of its own
-(the product's example.SeenCount stays as released in the default pool). Served by gunicorn as
-`tests.support.evolved:v2_app()` or `tests.support.evolved:incompatible_app()`."""
+(the product's example.SeenCount stays as released in the default pool). Served by greeter-serve's main as
+`python -m tests.support.evolved VERSION [greeter-serve's flags]`, VERSION one of SERVED."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
-from flask import Flask
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 
-from greeter.app import create_app
+from greeter import serve
 from greeter.function import Greeter
 from greeter.types import ProtobufType
 
@@ -55,11 +55,7 @@ class GreeterCountAsText(Greeter):
         return SeenCountAsText(seen=str(int(previous.seen) + 1 if previous is not None else 1))
 
 
-def v2_app() -> Flask:
-    """The WSGI app of GreeterV2."""
-    return create_app(greeter_type=GreeterV2)
+SERVED = {"v2": GreeterV2, "count-as-text": GreeterCountAsText}
 
-
-def incompatible_app() -> Flask:
-    """The WSGI app of GreeterCountAsText: raises StateSchemaError."""
-    return create_app(greeter_type=GreeterCountAsText)
+if __name__ == "__main__":
+    sys.exit(serve.main(sys.argv[2:], greeter_type=SERVED[sys.argv[1]]))

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 
 import greeter.metrics
-from greeter.metrics import GreeterMetrics
+from greeter.metrics import MULTIPROC_DIR_VARIABLE, GreeterMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,7 +138,7 @@ def test_a_forked_worker_flushes_its_own_observations_to_its_multiprocess_file(t
     process = subprocess.Popen(
         [sys.executable, "-c", _FORKED_WORKER],
         cwd=ROOT,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        env={**os.environ, MULTIPROC_DIR_VARIABLE: str(directory)},
         start_new_session=True,
     )
     try:

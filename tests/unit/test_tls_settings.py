@@ -1,15 +1,13 @@
 """GREETER_TLS_*: all three files or none, each checked at start-up; the gunicorn config turns them into mTLS."""
 
-import runpy
 import ssl
 from pathlib import Path
 
 import pytest
 
+from greeter.serve import gunicorn_options
 from greeter.settings import SettingsError, TlsFiles, load_settings
 from stack.tls import CertFiles, mint
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +58,8 @@ def test_a_ca_file_that_is_not_pem_fails(certs: CertFiles, tmp_path: Path) -> No
         load_settings({**env_for(certs), "GREETER_TLS_CA": str(junk)})
 
 
-def _gunicorn_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> dict[str, object]:
-    for name in ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return runpy.run_path(str(ROOT / "greeter" / "gunicorn_conf.py"))
-
-
-def test_gunicorn_requires_a_client_certificate_when_tls_is_on(
-    certs: CertFiles, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    conf = _gunicorn_settings(monkeypatch, env_for(certs))
+def test_gunicorn_requires_a_client_certificate_when_tls_is_on(certs: CertFiles) -> None:
+    conf = gunicorn_options(load_settings(env_for(certs)))
     assert (conf["certfile"], conf["keyfile"], conf["ca_certs"]) == (
         str(certs.server_cert),
         str(certs.server_key),
@@ -81,6 +69,6 @@ def test_gunicorn_requires_a_client_certificate_when_tls_is_on(
     assert type(conf["cert_reqs"]) is not bool and conf["cert_reqs"] == ssl.CERT_REQUIRED == 2
 
 
-def test_gunicorn_serves_plain_http_when_tls_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    conf = _gunicorn_settings(monkeypatch, {})
+def test_gunicorn_serves_plain_http_when_tls_is_off() -> None:
+    conf = gunicorn_options(load_settings({}))
     assert not {"certfile", "keyfile", "ca_certs", "cert_reqs"} & conf.keys()
