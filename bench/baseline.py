@@ -34,10 +34,16 @@ def worktree(revision: str | None) -> Iterator[Path | None]:
 
 
 def serve_shim(tree: Path, directory: Path) -> Path:
-    """`directory`/greeter-serve running `tree`'s greeter.serve (cwd and import path both the tree; exec keeps
+    """`directory`/greeter-serve running `tree`'s greeter-serve (cwd and import path both the tree; exec keeps
     the PID the stack records). Returns `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     shim = directory / "greeter-serve"
-    shim.write_text(f'#!/bin/sh\ncd "{tree}" && PYTHONPATH="{tree}" exec "{sys.executable}" -m greeter.serve "$@"\n')
+    # greeter-serve's main moved into greeter.server (run through -c: the worker checks the server against that
+    # module's class); before that, `python -m greeter.serve` ran it.
+    if (tree / "greeter" / "server" / "serve.py").exists():
+        run = "-c 'import sys; from greeter.server.serve import main; sys.exit(main(sys.argv[1:]))'"
+    else:
+        run = "-m greeter.serve"
+    shim.write_text(f'#!/bin/sh\ncd "{tree}" && PYTHONPATH="{tree}" exec "{sys.executable}" {run} "$@"\n')
     shim.chmod(0o755)
     return directory

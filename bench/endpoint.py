@@ -25,8 +25,8 @@ from statefun.request_reply_pb2 import FromFunction
 from bench.baseline import worktree
 from bench.procstats import peak_rss_mb
 from bench.wrk import WrkResult, run_wrk
-from greeter.metrics import MULTIPROC_DIR_VARIABLE
-from greeter.wire import build_request, kafka_records, typed_value
+from greeter.protocol.messages import build_request, kafka_records, typed_value
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 Targets: `walkthrough` (the SDK's handle_sync in peer (a)'s environment, pure-Python protobuf; run with that
 environment's python), `sdk` (handle_sync on upb protobuf: an event loop per call), `sdk-async` (the SDK's
-handle_async awaited on a running uvloop) and `dispatcher` (greeter.dispatch's handle_async on a running
+handle_async awaited on a running uvloop) and `dispatcher` (greeter.protocol.dispatch's handle_async on a running
 uvloop: the SDK's handler behind the 4xx checks, as the server runs it). Prints one JSON object.
 """
 
@@ -31,7 +31,7 @@ def sync_target(name: str) -> Callable[[bytes], object]:
 def async_target(name: str) -> AsyncHandle:
     from statefun import RequestReplyHandler
 
-    from greeter.dispatch import Dispatcher
+    from greeter.protocol.dispatch import Dispatcher
 
     if name == "sdk-async":
         return RequestReplyHandler(_functions()).handle_async  # type: ignore[no-any-return]
@@ -39,8 +39,8 @@ def async_target(name: str) -> AsyncHandle:
 
 
 def _functions() -> Any:
-    from greeter.function import build_functions
-    from greeter.settings import Settings
+    from greeter.config.settings import Settings
+    from greeter.function.greeter import build_functions
 
     return build_functions(Settings())
 

@@ -41,11 +41,11 @@ from bench.inprocess import AsyncHandle, async_target, us_per_await, us_per_call
 from bench.pipeline import cli, say
 from generator.names import generate_names
 from generator.produce import encode_records
-from greeter.dispatch import Reply
-from greeter.greeting import compute_greeting
-from greeter.types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
-from greeter.wire import KAFKA_RECORD_TYPENAME, kafka_records
-from greeter.wiring import EGRESS_ID, GREETINGS_TOPIC, SEEN_COUNT_STATE
+from greeter.config.wiring import EGRESS_ID, GREETINGS_TOPIC, SEEN_COUNT_STATE
+from greeter.function.greeting import compute_greeting
+from greeter.function.types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
+from greeter.protocol.dispatch import Reply
+from greeter.protocol.messages import KAFKA_RECORD_TYPENAME, kafka_records
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 from stack import kafka, procs
 from stack.config import JVM_DIR, KAFKA_VERSION, Ports, StackConfig

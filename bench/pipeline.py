@@ -39,7 +39,7 @@ from bench.baseline import serve_shim, worktree
 from bench.procstats import dir_bytes
 from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer
 from clitools.signals import Terminated, unwinding_on_sigterm
-from greeter.wiring import GREETINGS_TOPIC, NAMES_TOPIC
+from greeter.config.wiring import GREETINGS_TOPIC, NAMES_TOPIC
 from stack import kafka
 from stack.config import MODES, Ports, StackConfig
 from stack.kafka_auth import CONSUMER, GENERATOR, client_settings

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.load import producer, send
-from greeter.wiring import NAMES_TOPIC
+from greeter.config.wiring import NAMES_TOPIC
 from stack.config import Ports, StackConfig
 from stack.local import LocalStack
 
@@ -28,19 +28,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # (component, pattern on a frame's file): the innermost frame that matches names the sample's component.
 COMPONENTS = (
-    ("metrics (prometheus_client, multiprocess files)", r"prometheus_client/|greeter/metrics\.py"),
+    ("metrics (prometheus_client, multiprocess files)", r"prometheus_client/|greeter/web/metrics\.py"),
     ("StateFun SDK (addresses, state, typed values)", r"statefun/"),
     ("protobuf (Python side)", r"google/protobuf/"),
-    ("the function (validation, greeting)", r"greeter/(function|validation|greeting)\.py"),
-    ("dispatch (greeter/dispatch.py)", r"greeter/dispatch\.py"),
-    ("/statefun route (greeter/asgi.py, endpoint.py)", r"greeter/(asgi|endpoint)\.py"),
-    ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", r"uvicorn/|greeter/(worker|http_protocol)\.py|a2wsgi/"),
+    ("the function (validation, greeting)", r"greeter/function/"),
+    ("dispatch (greeter/protocol/dispatch.py)", r"greeter/protocol/dispatch\.py"),
+    ("/statefun route (greeter/server/asgi.py, greeter/web/endpoint.py)", r"greeter/(server/asgi|web/endpoint)\.py"),
+    (
+        "HTTP (uvicorn, greeter/server/bounded_http.py, a2wsgi)",
+        r"uvicorn/|greeter/server/(worker|bounded_http)\.py|a2wsgi/",
+    ),
     ("event loop (uvloop's C code under asyncio.Runner)", r"asyncio/runners\.py"),
 )
 _FILE = re.compile(r"\(([^:()]+):\d+\)")
 # A thread asleep that py-spy's idle detection still samples: the metrics flush thread between flushes (its loop
 # is the innermost frame only while it sleeps; a flush puts flush_all's frames under it). Left out of the shares.
-_ASLEEP = re.compile(r"^_flush_forever \(greeter/metrics\.py:\d+\)$")
+_ASLEEP = re.compile(r"^_flush_forever \(greeter/web/metrics\.py:\d+\)$")
 
 
 def component(frames: list[str]) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import name_pool, producer, send
-from greeter.wiring import NAMES_TOPIC
+from greeter.config.wiring import NAMES_TOPIC
 from stack.config import Ports, StackConfig
 from stack.local import LocalStack
 

@@ -18,8 +18,8 @@ from clitools.argtypes import non_negative_float, non_negative_int, positive_int
 from clitools.kafka_args import add_kafka_arguments, kafka_config, stack_login
 from clitools.progress import add_progress_argument
 from generator.names import InvalidName, read_names_file
-from greeter.settings import Settings, SettingsError, max_name_length
-from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
+from greeter.config.settings import Settings, SettingsError, max_name_length
+from greeter.config.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .source import CONSUMER_GUARANTEES
 

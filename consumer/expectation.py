@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from greeter.settings import Settings
-from greeter.types import GREET_REQUEST_TYPE
-from greeter.validation import Rejection, validate
+from greeter.config.settings import Settings
+from greeter.function.types import GREET_REQUEST_TYPE
+from greeter.function.validation import Rejection, validate
 from protos.generated.greeter_pb2 import DeadLetter
 
 

@@ -19,8 +19,8 @@ from typing import Final
 from clitools.argtypes import non_negative_float, non_negative_int, positive_int
 from clitools.kafka_args import KAFKA_FLAGS, kafka_config, kafka_flags
 from generator.names import InvalidName, read_names_file
-from greeter.settings import SettingsError, max_name_length
-from greeter.wiring import DEAD_LETTER_TOPIC, NAMES_TOPIC
+from greeter.config.settings import SettingsError, max_name_length
+from greeter.config.wiring import DEAD_LETTER_TOPIC, NAMES_TOPIC
 
 from .arguments import shared_options
 from .source import CONSUMER_GUARANTEES

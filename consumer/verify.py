@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final
 
-from greeter.greeting import compute_greeting
+from greeter.function.greeting import compute_greeting
 
 # Examples kept per name; the counts stay exact. A systematic fault must not fill memory with examples.
 MAX_EXAMPLES: Final = 10

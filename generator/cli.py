@@ -14,7 +14,7 @@ from clitools.kafka_args import add_kafka_arguments, kafka_config, stack_login
 from clitools.kafka_security import AccessWatch, KafkaAccessRefused
 from clitools.progress import Progress, add_progress_argument
 from clitools.signals import ForcedExit, StopFlag, stop_on_signals
-from greeter.wiring import NAMES_TOPIC
+from greeter.config.wiring import NAMES_TOPIC
 
 from .names import generate_names, read_names_file
 from .produce import Totals, drain, encode_records, produce

@@ -1,82 +1,18 @@
-"""The Flask app: POST /statefun for the runtime, /healthz, /readyz and /metrics for operators.
+"""The contract's WSGI app, `greeter.app:app` (a Flask app), for a WSGI server of the user's choice.
 
-`build_service(settings)` builds it, with the /statefun endpoint a server's own front can answer through
-(greeter-serve's worker does, on its event loop). `create_app()` is the app alone, for tests; `greeter.app:app`
-is the contract for a WSGI server of the user's choice, built from the environment on first access, not at
-import.
+It is built from the environment on first access, not at import. The app itself is greeter/web/app.py;
+greeter-serve (greeter/server/serve.py) builds its own from the Settings it read.
 """
 
-from dataclasses import dataclass
+from flask import Flask
 
-from flask import Flask, Response
+from greeter.web.app import create_app
 
-from protos.generated.greeter_pb2 import DeadLetterReason
-
-from .dispatch import Dispatcher
-from .endpoint import StatefunEndpoint, StatefunWsgi
-from .function import Greeter
-from .logs import configure_logging
-from .metrics import GreeterMetrics
-from .readiness import self_test
-from .settings import Settings, load_settings
-from .state_schema import check_released_state
-from .wiring import FUNCTION_TYPE
-
-
-@dataclass(frozen=True)
-class GreeterService:
-    """The greeter as a server needs it: the WSGI app and the /statefun endpoint that app answers through."""
-
-    flask_app: Flask
-    endpoint: StatefunEndpoint
-
-
-def build_service(settings: Settings, greeter_type: type[Greeter] = Greeter) -> GreeterService:
-    """The greeter served with `settings`; `greeter_type`: a new version of the function under test.
-    Configures the `greeter` logger and runs the self-test first, so a broken protobuf backend or SDK fails here
-    (SelfTestFailed), and checks the state against what was released (StateSchemaError).
-    """
-    configure_logging(settings.log_level)
-    metrics = GreeterMetrics()
-    greeter = greeter_type(
-        settings,
-        on_dead_letter=lambda _address, rejection: metrics.dead_letters.labels(
-            reason=DeadLetterReason.Name(rejection.reason)
-        ).inc(),
-    )
-    check_released_state(greeter.functions.for_typename(FUNCTION_TYPE).storage_spec.specs)
-    dispatcher = Dispatcher(greeter.functions, on_empty_id=greeter.empty_id_records)
-    # One canned request through the real dispatcher: a broken protobuf backend or SDK fails here, at start.
-    self_test(dispatcher, settings)
-    endpoint = StatefunEndpoint(dispatcher, metrics, settings.max_request_bytes)
-
-    app = Flask("greeter")
-    app.wsgi_app = StatefunWsgi(app.wsgi_app, endpoint)  # type: ignore[method-assign]
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return Response("ok\n", mimetype="text/plain")
-
-    @app.get("/readyz")
-    def readyz() -> Response:
-        # Ready = a canned request still goes through the function path end to end.
-        self_test(dispatcher, settings)
-        return Response("ready\n", mimetype="text/plain")
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
-
-    return GreeterService(app, endpoint)
-
-
-def create_app(settings: Settings | None = None, greeter_type: type[Greeter] = Greeter) -> Flask:
-    """The Flask app of `build_service`, with `settings` from the environment when None."""
-    return build_service(settings if settings is not None else load_settings(), greeter_type).flask_app
+__all__ = ["create_app"]
 
 
 def __getattr__(name: str) -> Flask:
-    """`app`: the contract's WSGI app, built from the environment on first access and kept."""
+    """`app`: built from the environment on first access and kept."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     app = globals()["app"] = create_app()

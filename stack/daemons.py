@@ -13,7 +13,7 @@ from .readiness import StartError, http_ok
 from .rest import FlinkRest
 from .tls import CertFiles
 
-# The greeter's mutual-TLS variables (greeter/settings.py): the stack sets them all or none.
+# The greeter's mutual-TLS variables (greeter/config/settings.py): the stack sets them all or none.
 GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
 
 SERVICES = ("kafka", "greeter")

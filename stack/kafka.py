@@ -25,7 +25,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from clitools.kafka_security import write_secret
-from greeter.wiring import NAMES_TOPIC
+from greeter.config.wiring import NAMES_TOPIC
 
 from . import kafka_auth
 from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig

@@ -32,7 +32,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from clitools.kafka_args import STACK_LOGINS
 from clitools.kafka_security import KafkaSecurity, write_secret
-from greeter.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, GREETINGS_TOPIC, NAMES_TOPIC
+from greeter.config.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import StartError

@@ -337,7 +337,7 @@ class LocalStack:
         """Replace the greeter's gunicorn in place, refusing no request: gunicorn's own upgrade. USR2 makes the
         master start a new one on the same listening socket, which loads the code and its settings afresh and
         forks its workers; once they serve, the old master is stopped gracefully: its workers drain, serving the
-        runtime's kept-alive connections until its pool retires them (up to 18 s, greeter/http_protocol.py), and
+        runtime's kept-alive connections until its pool retires them (up to 18 s, greeter/server/bounded_http.py), and
         exit. The new master is recorded in its place; its environment (the GREETER_* settings) is the old
         one's, so changing those takes `down` and `up`. The new master's record.
         """

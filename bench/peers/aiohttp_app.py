@@ -1,6 +1,6 @@
 """Peer (b): the StateFun playground's way of serving Python functions: aiohttp + handle_async.
 
-Same function (greeter.function) and protobuf (upb) as ours, so only the serving path differs.
+Same function (greeter.function.greeter) and protobuf (upb) as ours, so only the serving path differs.
 """
 
 import argparse
@@ -8,8 +8,8 @@ import argparse
 from aiohttp import web
 from statefun import RequestReplyHandler
 
-from greeter.function import build_functions
-from greeter.settings import Settings
+from greeter.config.settings import Settings
+from greeter.function.greeter import build_functions
 
 handler = RequestReplyHandler(build_functions(Settings()))
 

@@ -21,7 +21,7 @@ import argparse
 from quixstreams import Application, State
 from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
 
-from greeter.greeting import compute_greeting
+from greeter.function.greeting import compute_greeting
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
 
 

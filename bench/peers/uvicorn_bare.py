@@ -9,8 +9,8 @@ from typing import Any
 
 from statefun import RequestReplyHandler
 
-from greeter.function import build_functions
-from greeter.settings import Settings
+from greeter.config.settings import Settings
+from greeter.function.greeter import build_functions
 
 handler = RequestReplyHandler(build_functions(Settings()))
 Message = MutableMapping[str, Any]

@@ -56,4 +56,4 @@ def test_variants_start_real_jobs_and_greet_every_record_exactly_once(tmp_path: 
     assert ran["okhttp"]["consumer"] == {} and {r["mode"] for r in ran.values()} == {"cluster"}
     assert ran["okhttp"]["producer"] == {"linger.ms": "20", "batch.size": "262144"}
     assert {r["state.backend"] for name, r in ran.items() if name != "heap-state"} == {"rocksdb"}
-    assert {r["greeter_worker_class"] for r in ran.values()} == {"greeter.worker.GreeterWorker"}
+    assert {r["greeter_worker_class"] for r in ran.values()} == {"greeter.server.worker.GreeterWorker"}

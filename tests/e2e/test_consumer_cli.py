@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from greeter.greeting import compute_greeting
+from greeter.function.greeting import compute_greeting
 from stack.local import LocalStack
 
 from .kafka_io import produce, read, read_greetings, requests, unique_names

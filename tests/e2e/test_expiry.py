@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from greeter.greeting import compute_greeting
+from greeter.function.greeting import compute_greeting
 from stack.local import LocalStack
 from tests.support.stacks import running_stack
 

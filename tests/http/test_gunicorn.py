@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
-from greeter.metrics import MULTIPROC_DIR_VARIABLE
-from greeter.testing import RuntimeHarness
-from greeter.wire import build_request
+from greeter.protocol.harness import RuntimeHarness
+from greeter.protocol.messages import build_request
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port, wait_for_http
 from tests.support.processes import popen_logged, stop_process
@@ -136,8 +136,8 @@ def test_metrics_are_summed_over_workers(server: Server) -> None:
 def test_a_sigterm_worker_writes_its_last_metrics_before_it_exits(tmp_path: Path) -> None:
     # The periodic flush is made an hour long: what reaches the files can only come from the exit flush.
     serve = (
-        "import sys, greeter.metrics, greeter.serve; greeter.metrics.FLUSH_SECONDS = 3600.0; "
-        "sys.exit(greeter.serve.main(sys.argv[1:]))"
+        "import sys, greeter.web.metrics, greeter.server.serve; greeter.web.metrics.FLUSH_SECONDS = 3600.0; "
+        "sys.exit(greeter.server.serve.main(sys.argv[1:]))"
     )
     directory = tmp_path / "metrics"
     directory.mkdir()

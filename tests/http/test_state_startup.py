@@ -1,5 +1,6 @@
 """A greeter build that could not read the released state never serves: greeter-serve stops at start-up with the
-reason (greeter/state_schema.py), before gunicorn starts, so a rollout of it stalls instead of failing every call."""
+reason (greeter/function/state_schema.py), before gunicorn starts, so a rollout of it stalls instead of failing
+every call."""
 
 import subprocess
 import sys

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from greeter.metrics import MULTIPROC_DIR_VARIABLE
-from greeter.testing import RuntimeHarness
+from greeter.protocol.harness import RuntimeHarness
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
 from stack.tls import CertFiles, mint
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port

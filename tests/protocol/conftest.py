@@ -3,9 +3,9 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from greeter.app import create_app
-from greeter.settings import Settings
-from greeter.testing import RuntimeHarness
+from greeter.config.settings import Settings
+from greeter.protocol.harness import RuntimeHarness
+from greeter.web.app import create_app
 
 
 class FakeClock:

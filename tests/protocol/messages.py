@@ -2,7 +2,7 @@
 
 from statefun.request_reply_pb2 import TypedValue
 
-from greeter.wire import EgressRecord, typed_value
+from greeter.protocol.messages import EgressRecord, typed_value
 from protos.generated.greeter_pb2 import DeadLetter, GreetRequest, GreetResponse
 
 GREET_REQUEST = "type.googleapis.com/example.GreetRequest"

@@ -1,4 +1,4 @@
-"""Differential test: greeter.dispatch.Dispatcher answers every batch exactly as the StateFun SDK does.
+"""Differential test: greeter.protocol.dispatch.Dispatcher answers every batch exactly as the StateFun SDK does.
 
 The upstream is apache-flink-statefun 3.3.0's own `RequestReplyHandler(functions).handle_sync(body)`. Each
 example builds a random registry (sync and async functions; int, string, bool and protobuf ValueSpecs, some
@@ -73,7 +73,7 @@ from statefun import (
 )
 from statefun.request_reply_pb2 import Address, FromFunction, ToFunction, TypedValue
 
-from greeter.dispatch import Dispatcher, InvalidRequest, Reply, UnknownFunction
+from greeter.protocol.dispatch import Dispatcher, InvalidRequest, Reply, UnknownFunction
 from protos.generated.greeter_pb2 import SeenCount
 
 EXAMPLES = int(os.environ.get("GREETER_DIFF_EXAMPLES", "2000"))

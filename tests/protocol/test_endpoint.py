@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
-from greeter.wire import build_request, typed_value
+from greeter.protocol.messages import build_request, typed_value
 
 from .messages import greet
 

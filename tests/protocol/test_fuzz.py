@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from statefun.request_reply_pb2 import FromFunction
 
-from greeter.app import create_app
-from greeter.settings import Settings
-from greeter.wire import build_request, kafka_records, typed_value
+from greeter.config.settings import Settings
+from greeter.protocol.messages import build_request, kafka_records, typed_value
+from greeter.web.app import create_app
 from protos.generated.greeter_pb2 import GreetRequest, SeenCount
 
 EXAMPLES = int(os.environ.get("GREETER_FUZZ_EXAMPLES", "300"))

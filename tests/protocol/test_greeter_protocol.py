@@ -2,8 +2,8 @@
 
 from collections.abc import Callable
 
-from greeter.settings import Settings
-from greeter.testing import RuntimeHarness
+from greeter.config.settings import Settings
+from greeter.protocol.harness import RuntimeHarness
 from protos.generated.greeter_pb2 import DeadLetterReason, SeenCount
 
 from .conftest import FakeClock

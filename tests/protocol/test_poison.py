@@ -5,8 +5,8 @@ from collections.abc import Callable
 import pytest
 from statefun.request_reply_pb2 import TypedValue
 
-from greeter.settings import Settings
-from greeter.testing import RuntimeHarness
+from greeter.config.settings import Settings
+from greeter.protocol.harness import RuntimeHarness
 from protos.generated.greeter_pb2 import DeadLetterReason, GreetRequest, GreetResponse, SeenCount
 
 from .messages import dead_letters, greet, greetings, raw

@@ -3,9 +3,9 @@ new field, and back (a rollback), with the runtime stand-in keeping the bytes be
 
 from collections.abc import Callable
 
-from greeter.app import create_app
-from greeter.settings import Settings
-from greeter.testing import RuntimeHarness
+from greeter.config.settings import Settings
+from greeter.protocol.harness import RuntimeHarness
+from greeter.web.app import create_app
 from protos.generated.greeter_pb2 import SeenCount
 from tests.support.evolved import GreeterV2, SeenCountV2
 

@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 import yaml
 
-from greeter.app import create_app
-from greeter.settings import Settings
+from greeter.config.settings import Settings
+from greeter.web.app import create_app
 from stack.deploy import COMPOSE_MODULE_MTLS, COMPOSE_TLS_DIR, RUNTIME_TLS_DIR, render_compose_module_mtls
 from stack.tls import CertFiles, main
 

@@ -18,9 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from greeter.app import create_app
-from greeter.serve import gunicorn_options
-from greeter.settings import Settings, load_settings
+from greeter.config.settings import Settings, load_settings
+from greeter.server.serve import gunicorn_options
+from greeter.web.app import create_app
 from stack import deploy
 from stack.config import TOPICS, StackConfig
 from stack.deploy import (

@@ -5,8 +5,8 @@ from typing import Any
 
 import yaml
 
-from greeter import wiring
-from greeter.types import GREET_REQUEST_TYPE
+from greeter.config import wiring
+from greeter.function.types import GREET_REQUEST_TYPE
 from stack.config import INGRESS_GROUP
 
 ROOT = Path(__file__).resolve().parents[2]

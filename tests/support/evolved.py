@@ -12,9 +12,9 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 
-from greeter import serve
-from greeter.function import Greeter
-from greeter.types import ProtobufType
+from greeter.function.greeter import Greeter
+from greeter.function.types import ProtobufType
+from greeter.server import serve
 
 
 def seen_count_class(fields: list[tuple[str, int, int]]) -> Any:

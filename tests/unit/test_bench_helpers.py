@@ -70,35 +70,35 @@ def test_summary_takes_min_and_median_and_the_ratio_of_the_medians() -> None:
 def test_profile_shares_go_to_the_innermost_known_component() -> None:
     raw = "\n".join(
         [
-            'process 1:"gunicorn";run (asyncio/runners.py:118);handle (greeter/dispatch.py:10);'
+            'process 1:"gunicorn";run (asyncio/runners.py:118);handle (greeter/protocol/dispatch.py:10);'
             "inc (prometheus_client/values.py:104) 3",
-            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/http_protocol.py:62) 1',
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/server/bounded_http.py:62) 1',
         ]
     )
     assert shares(raw) == [
         ("metrics (prometheus_client, multiprocess files)", 75.0),
-        ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", 25.0),
+        ("HTTP (uvicorn, greeter/server/bounded_http.py, a2wsgi)", 25.0),
     ]
 
 
 def test_profile_leaves_out_the_metrics_flush_thread_asleep_but_counts_its_flushes() -> None:
-    thread = 'process 1:"gunicorn";Thread.run (threading.py:982);_flush_forever (greeter/metrics.py:174)'
+    thread = 'process 1:"gunicorn";Thread.run (threading.py:982);_flush_forever (greeter/web/metrics.py:174)'
     raw = "\n".join(
         [
             f"{thread} 50",
-            f"{thread};flush_all (greeter/metrics.py:160) 1",
-            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/http_protocol.py:62) 3',
+            f"{thread};flush_all (greeter/web/metrics.py:160) 1",
+            'process 1:"gunicorn";run (asyncio/runners.py:118);data_received (greeter/server/bounded_http.py:62) 3',
         ]
     )
     assert shares(raw) == [
-        ("HTTP (uvicorn, greeter/http_protocol.py, a2wsgi)", 75.0),
+        ("HTTP (uvicorn, greeter/server/bounded_http.py, a2wsgi)", 75.0),
         ("metrics (prometheus_client, multiprocess files)", 25.0),
     ]
 
 
 def test_the_baseline_greeter_runs_from_its_own_worktree(tmp_path: Path) -> None:
     with worktree("HEAD") as tree:
-        assert tree is not None and (tree / "greeter" / "serve.py").is_file()
+        assert tree is not None and (tree / "greeter" / "server" / "serve.py").is_file()
         shim = serve_shim(tree, tmp_path / "bin") / "greeter-serve"
         result = subprocess.run(
             [str(shim), "--help"], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": ""}

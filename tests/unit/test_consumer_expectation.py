@@ -16,7 +16,7 @@ from consumer.expectation import dead_letter_problems, expectation_from
 from consumer.expected import Expected
 from consumer.read import Limits, Reader
 from consumer.verify import Verifier
-from greeter.greeting import compute_greeting
+from greeter.function.greeting import compute_greeting
 from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetRequest, GreetResponse
 
 from .test_consumer_verify import FakeConsumer, FakeMessage, message

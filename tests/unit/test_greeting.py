@@ -1,6 +1,6 @@
 import pytest
 
-from greeter.greeting import compute_greeting
+from greeter.function.greeting import compute_greeting
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from consumer import arguments as consumer_arguments
 from consumer.cli import subcommand_first
 from consumer.legacy import translate
 from generator import cli as generator_cli
-from greeter import serve
+from greeter.server import serve
 from stack import cli as stack_cli
 from stack import compose_kafka, deploy, kafka_acls, tls
 from stack.config import from_env
@@ -137,7 +137,7 @@ TOOLS = (
         consumer_arguments.build_parser,
         parse_consumer,
     ),
-    Tool(("greeter-serve", "python -m greeter.serve"), "greeter.serve", serve._parser),
+    Tool(("greeter-serve", "python -m greeter.server.serve"), "greeter.server.serve", serve._parser),
     Tool(("python -m stack.tls",), "stack.tls", tls._parser),
     Tool(("python -m stack.deploy",), "stack.deploy", deploy._parser),
     Tool(("python -m stack.compose_kafka",), "stack.compose_kafka", compose_kafka._parser),

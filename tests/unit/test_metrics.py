@@ -1,4 +1,4 @@
-"""greeter.metrics: per-request observations counted in Python and written to prometheus_client in bulk.
+"""greeter.web.metrics: per-request observations counted in Python and written to prometheus_client in bulk.
 
 The written values must equal what one Histogram.observe per request would have produced, reach the
 prometheus_client values without a scrape (the periodic flush), and, in a forked worker, reach that
@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 
-import greeter.metrics
-from greeter.metrics import MULTIPROC_DIR_VARIABLE, GreeterMetrics
+import greeter.web.metrics
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE, GreeterMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_flushed_values_equal_one_observe_per_request(requests: list[tuple[int, 
 
 def test_exposition_is_byte_for_byte_the_one_of_observe(monkeypatch: pytest.MonkeyPatch) -> None:
     # The flush thread (started by earlier tests in this process) must not split the window: it calls flush_all.
-    monkeypatch.setattr(greeter.metrics, "flush_all", lambda: None)
+    monkeypatch.setattr(greeter.web.metrics, "flush_all", lambda: None)
     requests = [(0, 0.0004), (1, 0.00009), (2, 0.0001), (7, 0.003), (10000, 0.3), (10001, 2.5), (0, 1.0)]
     metrics = GreeterMetrics()
     for invocations, seconds in requests:
@@ -90,7 +90,7 @@ def test_exposition_is_byte_for_byte_the_one_of_observe(monkeypatch: pytest.Monk
 
 
 def test_the_histogram_internals_the_flush_writes_through_are_still_there() -> None:
-    # prometheus_client has no public API to add n observations to one bucket; greeter.metrics uses these
+    # prometheus_client has no public API to add n observations to one bucket; greeter.web.metrics uses these
     # internals. A prometheus_client upgrade that renames or reorders them must fail here, not miscount.
     histogram = Histogram("pinned", "x", buckets=(1, 2.5), registry=None)
     assert histogram._upper_bounds == [1.0, 2.5, math.inf]
@@ -118,7 +118,7 @@ def test_an_idle_process_flushes_without_a_scrape() -> None:
 _FORKED_WORKER = textwrap.dedent(
     """
     import os, time
-    import greeter.metrics as gm
+    import greeter.web.metrics as gm
 
     gm.FLUSH_SECONDS = 3600.0  # the parent's thread starts but does not flush during the test
     metrics = gm.GreeterMetrics()  # built before the fork, as gunicorn's master preloads the app

@@ -4,9 +4,9 @@ from google.protobuf.internal import api_implementation
 from statefun import RequestReplyHandler
 from statefun.request_reply_pb2 import FromFunction, ToFunction
 
-from greeter.function import build_functions
-from greeter.settings import Settings
-from greeter.wire import build_request, kafka_records, typed_value
+from greeter.config.settings import Settings
+from greeter.function.greeter import build_functions
+from greeter.protocol.messages import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse, SeenCount
 
 

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from greeter.settings import Settings, SettingsError, load_settings, with_overrides
+from greeter.config.settings import Settings, SettingsError, load_settings, with_overrides
 
 
 def test_defaults_when_nothing_is_set() -> None:

@@ -1,5 +1,5 @@
-"""greeter/state_schema.py: the build holds to the released state, a new field is compatible, and a changed type,
-a removed field or another typename stops the app at start-up with the reason."""
+"""greeter/function/state_schema.py: the build holds to the released state, a new field is compatible, and a
+changed type, a removed field or another typename stops the app at start-up with the reason."""
 
 import json
 from pathlib import Path
@@ -8,10 +8,10 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from statefun import IntType, ValueSpec
 
-from greeter.app import create_app
-from greeter.settings import Settings
-from greeter.state_schema import RELEASED_STATE, StateSchemaError, check_released_state, schema
-from greeter.types import SEEN_COUNT_TYPE, ProtobufType
+from greeter.config.settings import Settings
+from greeter.function.state_schema import RELEASED_STATE, StateSchemaError, check_released_state, schema
+from greeter.function.types import SEEN_COUNT_TYPE, ProtobufType
+from greeter.web.app import create_app
 from tests.support.evolved import GreeterCountAsText, SeenCountV2, seen_count_class
 
 
@@ -19,7 +19,7 @@ def test_the_build_is_the_newest_version_released_under_each_name() -> None:
     released = json.loads(RELEASED_STATE.read_text())
     assert set(released) == {"seen_count", "seen_count_ttl"}
     for versions in released.values():
-        assert versions[-1] == schema(SEEN_COUNT_TYPE), "update greeter/released_state.json with the release"
+        assert versions[-1] == schema(SEEN_COUNT_TYPE), "update greeter/function/released_state.json with the release"
     check_released_state([ValueSpec("seen_count", SEEN_COUNT_TYPE), ValueSpec("seen_count_ttl", SEEN_COUNT_TYPE)])
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from greeter.settings import TlsFiles, load_settings
+from greeter.config.settings import TlsFiles, load_settings
 from stack.tls import CertFiles, main, mint
 
 COMPOSE_ARGS = ["--host", "greeter", "--world-readable"]

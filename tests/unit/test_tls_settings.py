@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from greeter.serve import gunicorn_options
-from greeter.settings import SettingsError, TlsFiles, load_settings
+from greeter.config.settings import SettingsError, TlsFiles, load_settings
+from greeter.server.serve import gunicorn_options
 from stack.tls import CertFiles, mint
 
 

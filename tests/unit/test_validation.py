@@ -1,6 +1,6 @@
 import pytest
 
-from greeter.validation import Rejection, validate
+from greeter.function.validation import Rejection, validate
 from protos.generated.greeter_pb2 import DeadLetterReason, GreetRequest, GreetResponse, SeenCount
 
 TYPENAME = "type.googleapis.com/example.GreetRequest"

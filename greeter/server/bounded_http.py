@@ -2,7 +2,7 @@
 
 uvicorn keeps a connection that never sends a byte, and a request that arrives a byte at a time, for as long
 as the client likes, and puts no bound on the request line or headers. Each bound here is one setting
-(greeter/settings.py) and is listed with its reason in docs/limits.md:
+(greeter/config/settings.py) and is listed with its reason in docs/limits.md:
 - read deadline: a request must arrive in full, head and body, within `read_timeout` of its first byte
   (empty lines before it included); trickling bytes does not extend it. 408 (a plain close when only empty
   lines came, or once an answer has started).

@@ -7,8 +7,8 @@ the Kafka egress records of each reply. `send` is anything from ToFunction bytes
 `Dispatcher(functions).handle(body).body`, a Flask test client's POST, or an HTTP call.
 
     from statefun import StatefulFunctions
-    from greeter.dispatch import Dispatcher
-    from greeter.testing import RuntimeHarness, typed_value
+    from greeter.protocol.dispatch import Dispatcher
+    from greeter.protocol.harness import RuntimeHarness, typed_value
 
     runtime = RuntimeHarness(send=lambda body: Dispatcher(functions).handle(body).body, function_type="ns/fn")
     records = runtime.invoke("some-id", [typed_value("io.statefun.types/string", b"...")])
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from statefun.request_reply_pb2 import FromFunction, TypedValue
 
-from .wire import EgressRecord, build_request, kafka_records, typed_value
+from greeter.protocol.messages import EgressRecord, build_request, kafka_records, typed_value
 
 __all__ = ["EgressRecord", "RuntimeHarness", "typed_value"]
 

@@ -10,9 +10,8 @@ from typing import Any
 from google.protobuf.message import Message
 from statefun import Type, TypeSerializer
 
+from greeter.config.wiring import TYPENAME_PREFIX
 from protos.generated.greeter_pb2 import DeadLetter, GreetRequest, GreetResponse, SeenCount
-
-from .wiring import TYPENAME_PREFIX
 
 
 class _ProtobufSerializer(TypeSerializer):  # type: ignore[misc]

@@ -11,7 +11,7 @@ from typing import Any
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
-from .endpoint import PATH, StatefunEndpoint
+from greeter.web.endpoint import PATH, StatefunEndpoint
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -43,8 +43,9 @@ class Settings:
     # The function is CPU-bound and holds no state: one worker per core keeps every core busy without the
     # context switching of more. 0 = the machine's CPU count.
     workers: int = 0
-    # gunicorn's worker class: the greeter's bounded uvicorn worker (greeter/worker.py) unless a benchmark swaps it.
-    worker_class: str = "greeter.worker.GreeterWorker"
+    # gunicorn's worker class: the greeter's bounded uvicorn worker (greeter/server/worker.py), unless a
+    # benchmark swaps it.
+    worker_class: str = "greeter.server.worker.GreeterWorker"
     # Seconds an idle connection is kept open: longer than the runtime's pooled-connection lifetime, so the
     # runtime, not the server, closes idle ones (a server-side close races the runtime's next request).
     keepalive_seconds: int = 75

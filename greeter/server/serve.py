@@ -3,12 +3,12 @@
 `main` reads the settings (GREETER_* variables, then --bind and --workers), builds the app with them (its
 self-test and the released-state check run here, before gunicorn binds), and runs gunicorn's master in this
 process through `GreeterServer`: gunicorn's options come from the same Settings (`gunicorn_options`), and the
-worker (greeter/worker.py) takes the settings and the /statefun endpoint from the server it is given. Nothing
+worker (greeter/server/worker.py) takes the settings and the /statefun endpoint from the server it is given. Nothing
 is read twice and nothing travels through a global.
 
 An in-place upgrade (USR2) makes gunicorn run this process's command line again: the new master reads the
-environment afresh, which is the old master's. (No `python -m greeter.serve`: the worker checks the server it
-is given against greeter.serve's GreeterServer, which a module run as __main__ would define a second time.)
+environment afresh, which is the old master's. (No `python -m greeter.server.serve`: the worker checks the server it
+is given against greeter.server.serve's GreeterServer, which a module run as __main__ would define a second time.)
 """
 
 import argparse
@@ -23,12 +23,12 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from prometheus_client import multiprocess
 
-from .app import GreeterService, build_service
-from .function import Greeter
-from .metrics import MULTIPROC_DIR_VARIABLE, flush_all
-from .readiness import SelfTestFailed
-from .settings import Settings, SettingsError, load_settings, with_overrides
-from .state_schema import StateSchemaError
+from greeter.config.settings import Settings, SettingsError, load_settings, with_overrides
+from greeter.function.greeter import Greeter
+from greeter.function.state_schema import StateSchemaError
+from greeter.web.app import GreeterService, build_service
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE, flush_all
+from greeter.web.self_test import SelfTestFailed
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:

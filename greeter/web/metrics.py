@@ -29,7 +29,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-log = logging.getLogger("greeter.metrics")
+log = logging.getLogger("greeter.web.metrics")
 
 # prometheus_client's variable (read by the library itself): the directory its multi-process mode writes to.
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"

@@ -1,6 +1,6 @@
 """The request-reply protocol's wire format from the runtime's side: ToFunction bytes in, egress records out.
 
-Used by the readiness probe (greeter/readiness.py), the runtime stand-in for tests (greeter/testing.py) and
+Used by the readiness probe (greeter/web/self_test.py), the runtime stand-in for tests (greeter/protocol/harness.py) and
 the benchmarks.
 """
 

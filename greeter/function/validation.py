@@ -10,9 +10,8 @@ from google.protobuf.empty_pb2 import Empty
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from greeter.function.types import GREET_REQUEST_TYPE
 from protos.generated.greeter_pb2 import DeadLetterReason, GreetRequest
-
-from .types import GREET_REQUEST_TYPE
 
 _NAME_FIELD = 1
 _LENGTH_DELIMITED = 2

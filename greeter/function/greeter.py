@@ -7,15 +7,14 @@ from typing import Any, ClassVar
 
 from statefun import StatefulFunctions, ValueSpec, kafka_egress_message
 
+from greeter.config.settings import Settings
+from greeter.config.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
+from greeter.function.greeting import compute_greeting
+from greeter.function.types import DEAD_LETTER_TYPE, GREET_RESPONSE_TYPE, SEEN_COUNT_TYPE, ProtobufType
+from greeter.function.validation import Rejection, validate
 from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetResponse, SeenCount
 
-from .greeting import compute_greeting
-from .settings import Settings
-from .types import DEAD_LETTER_TYPE, GREET_RESPONSE_TYPE, SEEN_COUNT_TYPE, ProtobufType
-from .validation import Rejection, validate
-from .wiring import DEAD_LETTER_TOPIC, EGRESS_ID, FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
-
-log = logging.getLogger("greeter.function")
+log = logging.getLogger("greeter.function.greeter")
 
 DeadLetterHook = Callable[[str, Rejection], None]
 
@@ -55,7 +54,7 @@ class Greeter:
     """example/greeter, configured by `settings`: the functions registry and the handler of empty-id batches.
 
     `state_type` and `next_state` are the per-user state's schema: a new version of the greeter that evolves the
-    state (docs/operations.md, "Evolving the state") changes these two, and greeter/state_schema.py checks at
+    state (docs/operations.md, "Evolving the state") changes these two, and greeter/function/state_schema.py checks at
     start-up that it can still read what was released.
     """
 

@@ -5,8 +5,8 @@ worker closes every connection (the runtime then fails and retries deliveries) a
 uvicorn keeps connections alive, parses with llhttp and awaits the SDK's handle_async on its own loop.
 gunicorn still owns sockets, workers, signals, timeouts and TLS settings.
 
-What this class adds: it serves the greeter (greeter/serve.py's GreeterServer hands it the settings and the
-app) through the ASGI front in greeter/asgi.py, speaks HTTP through BoundedHttpToolsProtocol (read deadline,
+What this class adds: it serves the greeter (greeter/server/serve.py's GreeterServer hands it the settings and the
+app) through the ASGI front in greeter/server/asgi.py, speaks HTTP through BoundedHttpToolsProtocol (read deadline,
 idle deadline, connection cap, head limits, drain), and puts a deadline on TLS handshakes, which uvicorn
 leaves at asyncio's 60 s.
 """
@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import uvloop
 from uvicorn_worker import UvicornWorker
 
-from .asgi import GreeterAsgi
-from .http_protocol import DRAIN_MARGIN_S, BoundedHttpToolsProtocol, HttpLimits
-from .serve import GreeterServer
+from greeter.server.asgi import GreeterAsgi
+from greeter.server.bounded_http import DRAIN_MARGIN_S, BoundedHttpToolsProtocol, HttpLimits
+from greeter.server.serve import GreeterServer
 
 
 class HandshakeBoundedLoop(uvloop.Loop):
@@ -98,7 +98,7 @@ class GreeterWorker(UvicornWorker):  # type: ignore[misc]
             drain_timeout=max(settings.graceful_timeout_seconds - DRAIN_MARGIN_S, 0.0),
         )
         self.config.http = functools.partial(BoundedHttpToolsProtocol, limits=limits)
-        # Connections still open at SIGTERM are drained (greeter/http_protocol.py) within the graceful timeout.
+        # Connections still open at SIGTERM are drained (greeter/server/bounded_http.py) within the graceful timeout.
         self.config.timeout_graceful_shutdown = settings.graceful_timeout_seconds
         self.config.timeout_keep_alive = settings.keepalive_seconds
         self.wsgi = GreeterAsgi(server.service.flask_app, server.service.endpoint)

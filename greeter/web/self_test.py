@@ -2,14 +2,13 @@
 
 from statefun.request_reply_pb2 import FromFunction
 
+from greeter.config.settings import Settings
+from greeter.config.wiring import FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
+from greeter.function.greeting import compute_greeting
+from greeter.function.types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
+from greeter.protocol.dispatch import Dispatcher
+from greeter.protocol.messages import build_request, kafka_records, typed_value
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
-
-from .dispatch import Dispatcher
-from .greeting import compute_greeting
-from .settings import Settings
-from .types import GREET_REQUEST_TYPE, SEEN_COUNT_TYPE
-from .wire import build_request, kafka_records, typed_value
-from .wiring import FUNCTION_TYPE, GREETINGS_TOPIC, seen_count_state_name
 
 # One character: fits every name bound (GREETER_MAX_NAME_LENGTH is at least 1).
 _PROBE_NAME = "?"

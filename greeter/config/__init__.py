@@ -1,0 +1,1 @@
+"""Configuration: the GREETER_* settings, the logs, and the names that tie the greeter to the runtime."""

@@ -1,0 +1,1 @@
+"""StateFun's request-reply protocol, for any StatefulFunctions: dispatch, messages, a runtime harness."""

@@ -1,0 +1,153 @@
+"""The request-reply protocol: the SDK's own RequestReplyHandler, behind a check that answers bad input 4xx.
+
+Every batch is run by statefun.RequestReplyHandler.handle_async. In front of it, `_check` parses the body and
+refuses what the SDK would raise on, which the server would answer 500 and the runtime retry until the job
+restarts: a body that is not a ToFunction invocation batch, no target, an unknown function type. State the
+function cannot read (another typename, bytes that do not decode) is refused too, once the SDK raised on it.
+A batch addressed to an empty id, which the SDK cannot turn into a Message, goes to `on_empty_id` when one is
+given (the greeter dead-letters its records) and is refused otherwise.
+"""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from google.protobuf.message import DecodeError
+from statefun import RequestReplyHandler, StatefulFunctions
+from statefun.core import parse_typename
+from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
+
+
+class InvalidRequest(ValueError):
+    """The body is not a ToFunction invocation batch this service can run."""
+
+
+class UnknownFunction(LookupError):
+    """The batch targets a function type this service does not serve."""
+
+    def __init__(self, typename: str) -> None:
+        super().__init__(f"no function of type {typename!r} is served here")
+        self.typename = typename
+
+
+class Reply(NamedTuple):  # a tuple: built once per request, on the hot path
+    """One batch's reply bytes, with what the metrics and logs need to know about the batch."""
+
+    body: bytes
+    # The function type and id the batch was for.
+    typename: str
+    address_id: str
+    # Invocations carried by the batch; 0 when the reply asks the runtime for missing state.
+    invocations: int
+
+
+# Egress messages (statefun.EgressMessage) for the arguments of a batch addressed to the empty id.
+EmptyIdHandler = Callable[[str, Sequence[TypedValue]], Sequence[Any]]
+
+
+class _Checked(NamedTuple):
+    typename: str
+    address_id: str
+    invocations: int
+    function: Any  # statefun's StatefulFunction
+    batch: Any  # ToFunction.InvocationBatchRequest
+
+
+def _unreadable_state(function: Any, received: Any) -> InvalidRequest | None:
+    """Why the function could not read the state it was sent, or None: a typename other than the declared one,
+    or bytes its type does not decode. Each name's last entry counts, as in the SDK's own resolution.
+    """
+    declared = {spec.name: spec.type for spec in function.storage_spec.specs}
+    sent = {value.state_name: value.state_value for value in received}
+    for name, value in sent.items():
+        state_type = declared.get(name)
+        if state_type is None or not value.has_value:
+            continue
+        if value.typename != state_type.typename:
+            return InvalidRequest(
+                f"state {name!r} holds {value.typename!r}, the function declares {state_type.typename!r}"
+            )
+        try:
+            state_type.serializer().deserialize(value.value)
+        except Exception as error:  # any decoder failure: the bytes are not the declared type
+            return InvalidRequest(f"state {name!r} is not a valid {state_type.typename}: {error}")
+    return None
+
+
+def _refuse_unreadable_state(checked: _Checked, error: Exception) -> None:
+    """Raise InvalidRequest (from `error`, what the SDK raised) when state the function could not read caused
+    it: the request's fault, not the function's. Looked for only once the SDK raised, so a good batch pays
+    nothing for it.
+    """
+    refusal = _unreadable_state(checked.function, checked.batch.state)
+    if refusal is not None:
+        raise refusal from error
+
+
+def _egress_reply(messages: Sequence[Any]) -> bytes:
+    reply = FromFunction()
+    result = reply.invocation_result
+    result.SetInParent()
+    for message in messages:
+        namespace, name = parse_typename(message.typename)  # raises on a malformed typename, as the SDK does
+        result.outgoing_egresses.add(egress_namespace=namespace, egress_type=name, argument=message.typed_value)
+    body: bytes = reply.SerializeToString()
+    return body
+
+
+class Dispatcher:
+    """Runs request-reply batches for `functions`; `handle` without an event loop, `handle_async` on one."""
+
+    def __init__(self, functions: StatefulFunctions, on_empty_id: EmptyIdHandler | None = None) -> None:
+        self._functions = functions
+        self._handler = RequestReplyHandler(functions)
+        self._on_empty_id = on_empty_id
+
+    def _check(self, body: bytes) -> _Checked:
+        to_function = ToFunction()
+        try:
+            to_function.ParseFromString(body)
+        except DecodeError as error:
+            raise InvalidRequest(f"body is not a ToFunction message: {error}") from None
+        if not to_function.HasField("invocation"):
+            raise InvalidRequest("body is not a ToFunction invocation batch")
+        batch = to_function.invocation
+        target = batch.target
+        if not target.namespace or not target.type:
+            raise InvalidRequest("the invocation batch names no target function")
+        typename = f"{target.namespace}/{target.type}"
+        try:
+            function = self._functions.for_typename(typename)
+        except KeyError:
+            raise UnknownFunction(typename) from None
+        if not target.id and self._on_empty_id is None:
+            raise InvalidRequest("the invocation batch is addressed to an empty id")
+        # The SDK asks for missing state instead of invoking: then the batch delivered nothing.
+        complete = function.storage_spec.names <= {value.state_name for value in batch.state}
+        return _Checked(typename, target.id, len(batch.invocations) if complete else 0, function, batch)
+
+    def _empty_id_reply(self, checked: _Checked) -> Reply:
+        assert self._on_empty_id is not None  # _check refused the batch otherwise
+        arguments = [invocation.argument for invocation in checked.batch.invocations]
+        body = _egress_reply(self._on_empty_id(checked.typename, arguments))
+        return Reply(body, checked.typename, "", len(arguments))
+
+    async def handle_async(self, body: bytes) -> Reply:
+        """The reply to one batch, for a caller on a running event loop (the server's)."""
+        checked = self._check(body)
+        if not checked.address_id:
+            return self._empty_id_reply(checked)
+        try:
+            reply: bytes = await self._handler.handle_async(body)
+        except Exception as error:
+            _refuse_unreadable_state(checked, error)
+            raise
+        return Reply(reply, checked.typename, checked.address_id, checked.invocations)
+
+    def handle(self, body: bytes) -> Reply:
+        """The reply to one batch, for a caller with no running event loop (tests, probes, WSGI servers)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.handle_async(body))
+        raise RuntimeError("Dispatcher.handle was called on a running event loop: await handle_async instead")

@@ -1,0 +1,1 @@
+"""The process: greeter-serve, gunicorn's master and its uvicorn workers with their HTTP bounds."""
