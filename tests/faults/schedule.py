@@ -29,6 +29,7 @@ from stack import procs
 from stack.kafka_auth import CONSUMER, GENERATOR, client_flags
 from stack.local import LocalStack
 from tests.support.kafka_clients import KafkaTarget, as_principal, client_settings
+from tests.support.waiting import wait_for
 
 from ..e2e.kafka_io import count_partitions, produce, read_greetings, requests, unique_names
 
@@ -186,15 +187,6 @@ class FaultResult:
 
     def print(self) -> None:
         print(f"[fault result] {json.dumps(asdict(self))}", flush=True)
-
-
-def wait_for(what: str, check: Callable[[], bool], deadline_s: float, every: float = 0.2) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
 
 
 class Scenario:

@@ -28,9 +28,10 @@ from pathlib import Path
 from stack import procs
 from stack.config import Ports, StackConfig
 from stack.local import LocalStack
+from tests.support.waiting import wait_for
 
 from .http_proxy import FaultKind, FaultProxy
-from .schedule import Scenario, greeter_workers, wait_for
+from .schedule import Scenario, greeter_workers
 
 OUTAGE_S = 5.0
 SPOILED_REQUESTS = 10

@@ -20,8 +20,9 @@ from stack import procs
 from stack.config import HOST
 from stack.local import LocalStack
 from stack.readiness import port_free
+from tests.support.waiting import wait_for
 
-from .schedule import ROUNDS, Scenario, greeter_workers, wait_for
+from .schedule import ROUNDS, Scenario, greeter_workers
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,10 @@ import pytest
 from stack.config import Ports
 from stack.local import LocalStack
 from tests.support.stacks import running_stack
+from tests.support.waiting import wait_for
 
 from .http_proxy import FaultKind, FaultProxy
-from .schedule import ROUNDS, Scenario, wait_for
+from .schedule import ROUNDS, Scenario
 
 pytestmark = pytest.mark.e2e
 

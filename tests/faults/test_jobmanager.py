@@ -10,8 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from stack.local import LocalStack
+from tests.support.waiting import wait_for
 
-from .schedule import ROUNDS, Scenario, wait_for
+from .schedule import ROUNDS, Scenario
 
 pytestmark = pytest.mark.e2e
 

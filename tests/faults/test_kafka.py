@@ -15,8 +15,9 @@ from stack import procs
 from stack.config import HOST
 from stack.local import LocalStack
 from stack.readiness import port_free
+from tests.support.waiting import wait_for
 
-from .schedule import ROUNDS, Scenario, wait_for
+from .schedule import ROUNDS, Scenario
 
 pytestmark = pytest.mark.e2e
 

@@ -18,6 +18,7 @@ import pytest
 from stack import daemons, procs
 from stack.local import LocalStack
 from tests.support.stacks import running_stack
+from tests.support.waiting import wait_for
 
 from .schedule import Fault, Scenario
 
@@ -32,9 +33,11 @@ ROUND_EVERY_S = 0.4  # 125 requests/s while a rescale runs
 def steady_load(run: Scenario, until_round: int) -> Iterator[None]:
     """Produce one round every ROUND_EVERY_S up to `until_round` in the background, from before the body starts
     until after it ends (the thread finishes its rounds on exit)."""
+    first_round = run.next_round
     thread = threading.Thread(target=lambda: _rounds(run, until_round), name="steady load", daemon=True)
     thread.start()
-    time.sleep(2)  # the load is running before the operation starts
+    # The load is running before the operation starts: its first round is in Kafka.
+    wait_for("the steady load's first round", lambda: run.next_round > first_round, 60, every=0.05)
     try:
         yield
     finally:

@@ -15,10 +15,11 @@ from stack import daemons, procs
 from stack.config import HOST, REPO_ROOT
 from stack.local import LocalStack
 from stack.readiness import wait_until
+from tests.support.waiting import wait_for
 
 from ..e2e.kafka_io import produce, read_greetings, requests, unique_names
 from .conftest import fault_config
-from .schedule import NAMES, consumer_verdict, wait_for
+from .schedule import NAMES, consumer_verdict
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,11 @@ import pytest
 
 from consumer.verify import greeting_number
 from stack.local import LocalStack
+from tests.support.waiting import wait_for
 
 from ..e2e.kafka_io import count_partitions, greetings, produce, read, read_greetings, requests, unique_names
 from .conftest import fault_config
-from .schedule import NAMES, ROUNDS, FaultResult, wait_for
+from .schedule import NAMES, ROUNDS, FaultResult
 
 pytestmark = pytest.mark.e2e
 

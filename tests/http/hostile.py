@@ -27,6 +27,7 @@ from tests.http.test_tls import TlsServer, tls_env, wait_ready
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
 from tests.support.processes import popen_logged, stop_process
+from tests.support.waiting import wait_for
 
 SERVE = Path(sys.executable).with_name("greeter-serve")
 HOST = "127.0.0.1"
@@ -320,6 +321,12 @@ class GoodClient:
 
     def summary(self) -> str:
         return f"{len(self.served)} served (slowest {self.slowest:.3f} s), {len(self.failures)} failed"
+
+    def await_served(self, more: int = 1, within: float = 30.0) -> None:
+        """Return once `more` requests beyond those answered so far have been answered, or as soon as one failed
+        (`check` reports it). AssertionError when neither happens within `within` seconds."""
+        target = len(self.served) + more
+        wait_for(f"{more} more good answers", lambda: len(self.served) >= target or bool(self.failures), within, 0.01)
 
     def check(self, at_least: int = 1) -> None:
         assert not self.failures, "\n".join(self.failures[:10])

@@ -283,9 +283,9 @@ def test_oversized_heads_are_refused_without_unbounded_buffering(server: Server,
 def test_malformed_chunked_bodies_get_400_and_a_close(server: Server, watch: Watch, body: bytes) -> None:
     request = head(*POST_HEAD, "Transfer-Encoding: chunked") + body
     with plain_good_client(server.port) as good:
-        time.sleep(0.2)
+        good.await_served()
         outcome = exchange(server.port, at_once(request), within=READ_TIMEOUT + MARGIN)
-        time.sleep(0.2)
+        good.await_served()  # and served after it
     answered_at_once(outcome, 400)
     good.check()
     report(f"chunked {body[:12]!r}", [outcome], good)
@@ -296,17 +296,20 @@ def test_malformed_chunked_bodies_get_400_and_a_close(server: Server, watch: Wat
 
 def test_resets_in_the_middle_of_a_body_leave_the_server_healthy(server: Server, watch: Watch) -> None:
     baseline = {pid: sockets(pid) for pid in watch.workers}
-    resets = 50
+    resets = 0
     request = head(*POST_HEAD, "Content-Length: 100000") + b"x" * 50_000
     with plain_good_client(server.port) as good:
         started = time.monotonic()
-        for _ in range(resets):
+        give_up = started + 60
+        # At least 50, and on until a good request was begun and answered meanwhile (or the minute is up).
+        while resets < 50 or (not good.served_between(started, time.monotonic()) and time.monotonic() < give_up):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
             sock.sendall(request)
             time.sleep(0.02)  # the server reads the head, starts the request and waits for the rest
             reset(sock)
+            resets += 1
         ended = time.monotonic()
-        time.sleep(0.3)
+        good.await_served()  # and served after them
     good.check()
     during = good.served_between(started, ended)
     assert during >= 1, good.summary()
@@ -345,9 +348,9 @@ def test_a_whole_request_bigger_than_the_head_limit_in_one_read_is_served_not_re
 def test_an_oversized_content_length_is_answered_413_before_the_body_and_counted(server: Server, watch: Watch) -> None:
     declared = head(*POST_HEAD, f"Content-Length: {4 * MAX_REQUEST_BYTES}")
     with plain_good_client(server.port) as good:
-        time.sleep(0.2)
+        good.await_served()
         outcome = exchange(server.port, at_once(declared), within=READ_TIMEOUT + MARGIN)
-        time.sleep(0.2)
+        good.await_served()  # and served after it
     answered_at_once(outcome, 413)
     assert outcome.sent == len(declared), outcome.describe()  # not a byte of the body was sent
     good.check()
@@ -394,7 +397,7 @@ def test_past_the_connection_cap_a_new_connection_gets_503_at_once(tmp_path: Pat
             cut_by_deadline(outcome, keepalive)
         held(0)
         with good:
-            time.sleep(0.3)
+            good.await_served(2)
         good.check(at_least=2)
         watching.check()
         print(
@@ -435,10 +438,10 @@ def test_stalled_tls_handshakes_are_cut_off_at_the_read_deadline(tls_server: Tls
         "a ClientHello trickled, a byte every 0.5 s": list(trickle(hello, 0.5)),
     }
     with tls_good_client(tls_server.port, tls_server.certs.client_context()) as good:
-        time.sleep(0.2)
+        good.await_served()
         calls = [lambda plan=plan: exchange(tls_server.port, plan, within=within) for plan in stalls.values()] * 5
         outcomes = in_threads(calls)
-        time.sleep(0.2)
+        good.await_served()  # and served after them
     lines = []
     for name, outcome in zip(list(stalls) * 5, outcomes, strict=True):
         assert outcome.status is None, f"{name}: {outcome.describe()}"

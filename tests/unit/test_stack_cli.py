@@ -13,6 +13,7 @@ from stack.kafka import Lag
 from stack.logs import Follower, follow, log_files, print_logs
 from stack.rest import Checkpoint
 from stack.status import ProcStatus, StackStatus, format_status
+from tests.support.waiting import wait_for
 
 
 def test_help_shows_the_environment_variables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,10 +109,32 @@ def test_follow_prints_only_what_is_appended(tmp_path: Path) -> None:
     assert out.getvalue().endswith("greeter | again\n")
 
 
-def test_follow_stops_when_asked(tmp_path: Path) -> None:
-    stop = threading.Event()
-    stop.set()
-    follow([tmp_path / "none.log"], io.StringIO(), stop)
+class _Terminal(io.StringIO):
+    """What `logs -f` prints; `polled` is set once it has looked at the files (each look ends with a flush)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polled = threading.Event()
+
+    def flush(self) -> None:
+        super().flush()
+        self.polled.set()
+
+
+def test_follow_prints_what_is_appended_until_asked_to_stop(tmp_path: Path) -> None:
+    log = tmp_path / "greeter.log"
+    log.write_text("old\n")
+    terminal, stop = _Terminal(), threading.Event()
+    following = threading.Thread(target=follow, args=([log], terminal, stop), kwargs={"interval": 0.05}, daemon=True)
+    following.start()
+    assert terminal.polled.wait(10), "follow never looked at the log"
+    with log.open("a") as handle:
+        handle.write("new\n")
+    wait_for("the appended line on the terminal", lambda: "new" in terminal.getvalue(), 10, every=0.05)
+    stop.set()  # what Ctrl-C does
+    following.join(10)
+    assert not following.is_alive(), "follow went on after the stop"
+    assert terminal.getvalue() == "greeter | new\n"
 
 
 def test_format_status() -> None:

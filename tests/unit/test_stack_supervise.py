@@ -11,6 +11,7 @@ from stack.config import Extra, Ports, StackConfig
 from stack.local import LocalStack
 from stack.state import run_lock
 from stack.supervise import watch
+from tests.support.waiting import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 DIES = [sys.executable, "-c", "import sys, time; print('out of memory', flush=True); time.sleep(0.5); sys.exit(3)"]
@@ -78,18 +79,32 @@ def test_a_process_another_command_stopped_and_unrecorded_is_no_death(tmp_path: 
 
 def test_nothing_counts_as_a_death_while_another_command_holds_the_run_lock(tmp_path: Path) -> None:
     stack, reports = _stack(tmp_path, kafka=SLEEPER, taskmanager=DIES)
+    taskmanager = stack.state.proc("taskmanager")
     held, released = threading.Event(), threading.Event()
+    passes = 0  # of the watch loop, each counted as it begins
+
+    def watch_pass() -> bool:  # the watch goes on unless the other command gave up without releasing the lock
+        nonlocal passes
+        passes += 1
+        return command.is_alive() or released.is_set()
 
     def another_command() -> None:  # e.g. `rescale` restarting the job
         with run_lock(tmp_path):
             held.set()
-            time.sleep(2)  # the taskmanager dies after 0.5 s, meanwhile
-            reports.append("lock released")
+            wait_for("the taskmanager to die", lambda: not procs.is_running(taskmanager), 30, every=0.05)
+            # Two passes begun after the death: the first then looked at the dead process in full, the lock held.
+            after_death = passes
+            try:
+                wait_for("two passes of the watch after the death", lambda: passes >= after_death + 2, 10, 0.05)
+            finally:
+                reports.append("lock released")
         released.set()
 
-    threading.Thread(target=another_command, daemon=True).start()
-    held.wait(5)
-    assert watch(stack, interval=0.1) == 1, "once the lock is free, the death stops everything"
+    command = threading.Thread(target=another_command, daemon=True)
+    command.start()
+    assert held.wait(10)
+    assert watch(stack, interval=0.1, keep_going=watch_pass) == 1, "once the lock is free, the death stops everything"
+    command.join(30)
     assert released.is_set()
     (died,) = [i for i, line in enumerate(reports) if "died" in line]
     assert died > reports.index("lock released"), "the death was reported while the lock was held"
