@@ -12,7 +12,7 @@ __all__ = ["create_app"]
 
 
 def __getattr__(name: str) -> Flask:
-    """`app`: built from the environment on first access and kept."""
+    """Return `app`, built from the environment on its first access and kept; AttributeError for other names."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     app = globals()["app"] = create_app()

@@ -66,7 +66,7 @@ class Settings:
 
     @property
     def worker_count(self) -> int:
-        """`workers`, or the machine's CPU count when that is 0."""
+        """The number of workers to run: `workers`, or the machine's CPU count when that is 0."""
         return self.workers or os.cpu_count() or 1
 
 
@@ -154,7 +154,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _bind(value: str, name: str) -> str:
-    """HOST:PORT with a port gunicorn can bind (unix: sockets are not used by any launcher here)."""
+    """Return `value` if it is HOST:PORT with a port gunicorn can bind; SettingsError naming `name` otherwise.
+    (unix: sockets are not accepted: no launcher here uses one.)
+    """
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"{name}={value!r} is not HOST:PORT")

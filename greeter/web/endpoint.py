@@ -82,7 +82,7 @@ class StatefunEndpoint:
         return self.refused(_plain(413, "Request Entity Too Large", f"body over {self.max_bytes} bytes", close=True))
 
     def answer(self, body: bytes) -> Answer:
-        """For a caller with no running event loop."""
+        """Answer one request body, counting it in the metrics; for a caller with no running event loop."""
         started = time.perf_counter()
         try:
             reply = self._dispatcher.handle(body)
@@ -91,7 +91,7 @@ class StatefunEndpoint:
         return self._served(reply, started)
 
     async def answer_async(self, body: bytes) -> Answer:
-        """For a caller on the server's running loop."""
+        """Answer one request body, counting it in the metrics; for a caller on the server's running loop."""
         started = time.perf_counter()
         try:
             reply = await self._dispatcher.handle_async(body)

@@ -154,7 +154,7 @@ class GreeterMetrics:
         return generate_latest(self.registry)
 
     def forget_parent(self) -> None:
-        """In a forked child: start with nothing pending and a fresh lock.
+        """Start with nothing pending and a fresh lock; called in a forked child.
         The parent still holds (and will flush) what was pending, and its lock may have been held by a thread that
         did not follow the fork.
         """
