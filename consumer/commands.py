@@ -5,23 +5,36 @@ Each takes a Session and returns the exit code; data goes to stdout, diagnostics
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .expectation import Expectation, dead_letter_problems
 from .expected import Expected
 from .follow import Session, latency_monitor, read_greetings, report_read
-from .records import as_json, as_text
+from .records import Greeting, as_json, as_text
 from .source import read_to_end, topic_ends
 from .verify import Verifier
 
 _MAX_PROBLEMS_SHOWN = 20
 
 
-def print_greetings(session: Session) -> int:
-    """`tail` and `latency`: print each greeting as `name<TAB>greeting` (or JSON); `latency` also times it."""
-    render = as_json if session.args.json else as_text
-    with latency_monitor(session) as latency:
-        outcome = read_greetings(session, lambda greeting: print(render(greeting)), latency=latency)
-    report_read(session, outcome, latency)
+def tail(session: Session) -> int:
+    """`tail`: print each greeting as `name<TAB>greeting` (or JSON)."""
+    outcome = read_greetings(session, _printer(session))
+    report_read(session, outcome)
     return 0
+
+
+def latency(session: Session) -> int:
+    """`latency`: print each greeting as `tail` does, and time it against its request."""
+    with latency_monitor(session) as monitor:
+        outcome = read_greetings(session, _printer(session), latency=monitor)
+    report_read(session, outcome, monitor)
+    return 0
+
+
+def _printer(session: Session) -> Callable[[Greeting], None]:
+    render = as_json if session.args.json else as_text
+    return lambda greeting: print(render(greeting))
 
 
 def verify(session: Session) -> int:
@@ -30,18 +43,16 @@ def verify(session: Session) -> int:
     names_ends = topic_ends(session.config, args.names_topic) if args.from_names else {}
     expected = _expected(session)
     verifier = Verifier(from_start=args.from_beginning, expected=expected.up_front)
-    with latency_monitor(session) as latency:  # only the flat `--verify --latency` asks for both
-        outcome = read_greetings(
-            session,
-            lambda greeting: verifier.add(greeting.name, greeting.greeting),
-            verifier.add_invalid,
-            latency=latency,
-            done=lambda: verifier.complete,
-            settle=args.settle,
-        )
+    outcome = read_greetings(
+        session,
+        lambda greeting: verifier.add(greeting.name, greeting.greeting),
+        verifier.add_invalid,
+        done=lambda: verifier.complete,
+        settle=args.settle,
+    )
     stored = expected.stored_names
     problems = _dead_letter_problems(session, stored) if stored is not None else []
-    report_read(session, outcome, latency)
+    report_read(session, outcome)
     if stored is not None:
         _warn_if_names_grew(session, names_ends)
     report = verifier.report(expected.at_end(verifier.seen_names))
@@ -105,4 +116,4 @@ def _dead_letter_problems(session: Session, stored: Expectation) -> list[str]:
 
 
 # Subcommand -> what runs it.
-COMMANDS = {"tail": print_greetings, "verify": verify, "latency": print_greetings}
+COMMANDS = {"tail": tail, "verify": verify, "latency": latency}

@@ -93,14 +93,11 @@ def read_greetings(
 
 
 @contextmanager
-def latency_monitor(session: Session) -> Iterator[LatencyMonitor | None]:
-    """A monitor following the input topic when the subcommand times latency (else None): the requests it
-    holds already are counted first, so the new ones can be timed.
+def latency_monitor(session: Session) -> Iterator[LatencyMonitor]:
+    """A monitor following the input topic: the requests it holds already are counted first, so the new ones
+    can be timed.
     """
     args = session.args
-    if not args.time_latency:
-        yield None
-        return
     feed = RequestFeed(session.config, args.names_topic, args.max_name_length, session.kafka_error)
     try:
         feed.catch_up(
@@ -112,7 +109,7 @@ def latency_monitor(session: Session) -> Iterator[LatencyMonitor | None]:
         feed.close()
 
 
-def report_read(session: Session, outcome: Outcome, latency: LatencyMonitor | None) -> None:
+def report_read(session: Session, outcome: Outcome, latency: LatencyMonitor | None = None) -> None:
     """The closing lines on stderr: what was read and why it ended, and the latency summary."""
     session.warn(outcome.line())
     if latency is not None:

@@ -1,7 +1,7 @@
 """The sequence check: per name, the greetings must be exactly 1..k in order with the walkthrough's text.
 
 Pure: it takes (name, greeting) pairs in the order they were read (one partition holds all of a name's
-greetings, so that order is the committed order) and returns a report. Used by `greeter-consumer --verify`
+greetings, so that order is the committed order) and returns a report. Used by `greeter-consumer verify`
 and by the end-to-end and fault tests.
 """
 
