@@ -21,7 +21,7 @@ from generator.names import InvalidName, read_names_file
 from greeter.settings import Settings, SettingsError, max_name_length
 from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
-from .source import CONSUMER_GUARANTEES
+from .reading.topics import CONSUMER_GUARANTEES
 
 COMMANDS: Final = ("tail", "verify", "latency")
 STACK_PRINCIPAL: Final = "consumer"  # its login on the local stack's secured broker (stack/kafka_auth.py)
@@ -94,7 +94,7 @@ def _add_name_bound(parser: _TakesArguments) -> None:
     )
 
 
-def _add_expectation(verify: argparse.ArgumentParser) -> None:
+def _add_expected(verify: argparse.ArgumentParser) -> None:
     expected = verify.add_argument_group("what is expected (default: each name's greetings in order, any count)")
     one_way = expected.add_mutually_exclusive_group()
     one_way.add_argument(
@@ -161,7 +161,7 @@ def _build(env: Mapping[str, str] | None) -> tuple[argparse.ArgumentParser, dict
         "unless --no-from-beginning.",
         epilog=_STOPPING,
     )
-    _add_expectation(verify)
+    _add_expected(verify)
     latency = commands.add_parser(
         "latency",
         parents=[shared_options(env)],

@@ -23,7 +23,7 @@ from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 
 from .arguments import COMMANDS, Invocation, build_parser, parse
 from .commands import COMMANDS as RUNS
-from .follow import Session
+from .session import Session
 
 # The contract's flat verify line says `verify --from-names` with these; `--from-beginning` and `--timeout S`
 # mean the same to `verify`, so they pass through.

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .expectation import Expectation, dead_letter_problems
-from .expected import Expected
-from .follow import Session, latency_monitor, read_greetings, report_read
-from .records import Greeting, as_json, as_text
-from .source import read_to_end, topic_ends
-from .verify import Verifier
+from .reading.greetings import Greeting, as_json, as_text
+from .reading.topics import read_to_end, topic_ends
+from .session import Session, latency_monitor, read_greetings, report_read
+from .stored_names import StoredNames, dead_letter_problems
+from .verify import Expected, Verifier
 
 _MAX_PROBLEMS_SHOWN = 20
 
@@ -73,18 +72,18 @@ def _expected(session: Session) -> Expected:
     return Expected.order_only()
 
 
-def _read_stored_names(session: Session) -> Expectation:
+def _read_stored_names(session: Session) -> StoredNames:
     """Judge every record of the input topic as stored, as the greeter does."""
     topic = session.args.names_topic
-    expectation = Expectation(session.args.max_name_length)
+    stored = StoredNames(session.args.max_name_length)
     for message in read_to_end(session.config, topic, on_error=session.kafka_error):
-        expectation.add(message.key(), message.value(), f"{topic} {message.partition()}:{message.offset()}")
-        session.progress.update(lambda: f"read {expectation.records} records of {topic}")
+        stored.add(message.key(), message.value(), f"{topic} {message.partition()}:{message.offset()}")
+        session.progress.update(lambda: f"read {stored.records} records of {topic}")
     session.warn(
-        f"{topic}: {expectation.records} records: {sum(expectation.greetings.values())} "
-        f"requests of {len(expectation.greetings)} names, {expectation.dead_letters.total()} poison"
+        f"{topic}: {stored.records} records: {sum(stored.greetings.values())} "
+        f"requests of {len(stored.greetings)} names, {stored.dead_letters.total()} poison"
     )
-    return expectation
+    return stored
 
 
 def _warn_if_names_grew(session: Session, ends_before: dict[int, int]) -> None:
@@ -102,7 +101,7 @@ def _warn_if_names_grew(session: Session, ends_before: dict[int, int]) -> None:
         )
 
 
-def _dead_letter_problems(session: Session, stored: Expectation) -> list[str]:
+def _dead_letter_problems(session: Session, stored: StoredNames) -> list[str]:
     """The records of `names` the runtime cannot take, and how the dead-letter topic differs from its poison."""
     names_topic, dead_letter_topic = session.args.names_topic, session.args.dead_letter_topic
     letters = [

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from consumer.expectation import Expectation
-from consumer.source import CONSUMER_GUARANTEES, read_to_end
+from consumer.reading.topics import CONSUMER_GUARANTEES, read_to_end
+from consumer.stored_names import StoredNames
 from consumer.verify import Report, verify
 from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
 from tests.support.kafka_clients import KafkaTarget, client_settings
@@ -108,13 +108,13 @@ def greetings(records: list[Record]) -> list[tuple[str, str]]:
     return pairs
 
 
-def stored_expectation(kafka: KafkaTarget, keys: set[bytes]) -> Expectation:
+def stored_names(kafka: KafkaTarget, keys: set[bytes]) -> StoredNames:
     """What must come out for `keys`, worked out from `names` as stored (the verifier's trusted input)."""
-    expectation = Expectation()
+    stored = StoredNames()
     for message in read_to_end(client_settings(kafka, **CONSUMER_GUARANTEES), "names"):
         if message.key() in keys:
-            expectation.add(message.key(), message.value(), f"names {message.partition()}:{message.offset()}")
-    return expectation
+            stored.add(message.key(), message.value(), f"names {message.partition()}:{message.offset()}")
+    return stored
 
 
 def read_greetings(
@@ -122,7 +122,7 @@ def read_greetings(
 ) -> Report:
     """Every committed greeting for `names`, checked against `names` as stored: exactly 1..k each, in order,
     right strings. `per_name` is what the test produced; the topic must agree before it counts as expected."""
-    expected = stored_expectation(kafka, {n.encode() for n in names}).greetings
+    expected = stored_names(kafka, {n.encode() for n in names}).greetings
     assert expected == dict.fromkeys(names, per_name), "names as stored is not what the test produced"
     records = read(kafka, "greetings", {n.encode() for n in names}, sum(expected.values()), deadline_s, settle_s)
     return verify(greetings(records), expected)

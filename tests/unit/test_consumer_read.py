@@ -10,8 +10,8 @@ from confluent_kafka import KafkaException
 import consumer.latency
 from clitools.signals import StopFlag
 from consumer.latency import RequestFeed
-from consumer.read import Limits, Reader, records_of
-from consumer.source import read_until
+from consumer.reading.loop import Limits, Reader, records_of
+from consumer.reading.topics import read_until
 
 from .test_consumer_verify import FakeConsumer, FakeMessage, error_event, message
 

@@ -9,7 +9,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from clitools.kafka_security import AccessWatch
 from clitools.signals import StopFlag
 
-from .read import Limits, Reader
+from .loop import Limits, Reader
 
 # Only committed transactions: the egress writes greetings in transactions that a failure aborts, and
 # aborted attempts read as duplicates. No offset commits: every run reads on its own terms.
@@ -78,7 +78,7 @@ def read_to_end(
     on_error: Callable[[str], None] = _ignore,
 ) -> Iterator[Any]:
     """Every record of `topic`, from its start to where it ends now. Raises KafkaException when no record
-    comes for `idle_limit_s` before the end is reached; error events as in `read.records_of`.
+    comes for `idle_limit_s` before the end is reached; error events as in `loop.records_of`.
     """
     consumer = open_consumer(config, topic, from_beginning=True)
     try:

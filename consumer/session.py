@@ -14,9 +14,9 @@ from clitools.progress import Progress
 from clitools.signals import StopFlag
 
 from .latency import LatencyMonitor, RequestFeed
-from .read import Limits, Reader
-from .records import Greeting, InvalidRecord, from_message
-from .source import open_consumer
+from .reading.greetings import Greeting, InvalidRecord, from_message
+from .reading.loop import Limits, Reader
+from .reading.topics import open_consumer
 
 
 @dataclass(frozen=True)
