@@ -15,8 +15,8 @@ from clitools.signals import StopFlag
 
 from .latency import LatencyMonitor, RequestFeed
 from .reading.greetings import Greeting, InvalidRecord, from_message
-from .reading.loop import Limits, Reader
-from .reading.topics import open_consumer
+from .reading.loop import Limits
+from .reading.topics import committed_reader
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,17 @@ def read_greetings(
     to `on_greeting` (and `latency`) and each record that is none to `on_invalid`, with a warning.
     """
     args = session.args
-    consumer = open_consumer(session.config, args.topic, from_beginning=args.from_beginning)
-    try:
-        limits = Limits(args.max_messages, args.timeout, args.duration, settle=settle)
-        reader = Reader(consumer, limits, session.stop, on_error=session.kafka_error, done=done)
-        invalid = 0
+    limits = Limits(args.max_messages, args.timeout, args.duration, settle=settle)
+    invalid = 0
+    with committed_reader(
+        session.config,
+        args.topic,
+        limits,
+        from_beginning=args.from_beginning,
+        stop=session.stop,
+        on_error=session.kafka_error,
+        done=done,
+    ) as reader:
         for batch in reader.batches():
             if latency is not None:
                 latency.before_batch()
@@ -87,9 +93,7 @@ def read_greetings(
                 latency.tick()
             sys.stdout.flush()  # each batch is visible as soon as it is read
             session.progress.update(lambda: f"read {reader.count} greetings")
-        return Outcome(reader.count, invalid, reader.ended_by)
-    finally:
-        consumer.close()
+    return Outcome(reader.count, invalid, reader.ended_by)
 
 
 @contextmanager

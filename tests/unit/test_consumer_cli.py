@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import consumer.commands
+import consumer.reading.topics
 import consumer.session
 from consumer.arguments import parse
 from consumer.cli import alias, main, subcommand_first
@@ -168,7 +169,7 @@ class Topics:
         self.opened: list[tuple[dict[str, str], str, bool]] = []
         self.consumers: list[FakeConsumer] = []
         self.on_consume: Callable[[FakeConsumer], None] = lambda fake: None  # before each consume()
-        monkeypatch.setattr(consumer.session, "open_consumer", self._open_consumer)
+        monkeypatch.setattr(consumer.reading.topics, "open_consumer", self._open_consumer)
         monkeypatch.setattr(consumer.commands, "read_to_end", self._read_to_end)
         monkeypatch.setattr(consumer.commands, "topic_ends", lambda config, topic: {0: len(self.records[topic])})
         monkeypatch.setattr(consumer.session, "RequestFeed", FakeFeed)

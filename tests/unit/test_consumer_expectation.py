@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import consumer.commands
+import consumer.reading.topics
 import consumer.session
 from clitools.signals import StopFlag
 from consumer.cli import main
@@ -174,7 +175,7 @@ class TestCli:
         def read_to_end(config: dict[str, str], topic: str, **_options: Any) -> Iterator[Any]:
             yield from topics[topic]
 
-        monkeypatch.setattr(consumer.session, "open_consumer", open_consumer)
+        monkeypatch.setattr(consumer.reading.topics, "open_consumer", open_consumer)
         monkeypatch.setattr(consumer.commands, "read_to_end", read_to_end)
         monkeypatch.setattr(consumer.commands, "topic_ends", lambda config, topic: {0: len(topics[topic])})
         return topics
