@@ -21,12 +21,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import KafkaException, Producer
 
 from bench.procstats import cpu_seconds, peak_rss_mb, reset_peak_rss
+from clitools.signals import StopFlag
+from consumer.reading.greetings import InvalidRecord, from_message
+from consumer.reading.loop import Limits, Reader
+from consumer.reading.topics import committed_reader
 from consumer.verify import Report, verify
-from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
-from stack.kafka_auth import CONSUMER_GROUP_PREFIX
+from protos.generated.greeter_pb2 import GreetRequest
 
 
 @dataclass(frozen=True)
@@ -48,61 +51,55 @@ class Target:
 
 
 class GreetingReader(threading.Thread):
-    """Reads committed greetings from the end of a topic, noting when each became visible."""
+    """Reads committed greetings with `reader` in a thread, noting when each became visible, until `finish`."""
 
-    def __init__(self, kafka: Mapping[str, str], topic: str) -> None:
+    def __init__(self, reader: Reader, stop: StopFlag) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer(
-            {
-                **kafka,
-                "group.id": f"{CONSUMER_GROUP_PREFIX}bench-{uuid.uuid4().hex}",  # the consumer login's groups
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "latest",
-                "enable.auto.commit": False,
-            }
-        )
-        self.consumer.subscribe([topic])
+        self._reader = reader
+        self._stopping = stop  # not `_stop`: a Thread method of that name
         self.seen: list[tuple[float, str, str]] = []  # (time visible, name, greeting)
-        self.wrong_keys = 0  # greetings whose record key is not the name they greet
-        self.stopping = threading.Event()
-        self.assigned = threading.Event()
+        self.invalid: list[str] = []  # records that are no greeting (one keyed by another name, say): what is wrong
+        self.error: KafkaException | None = None  # the fatal Kafka error that ended the read early
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            batch = self.consumer.consume(10_000, 0.2)
-            if self.consumer.assignment():
-                self.assigned.set()
-            now = time.monotonic()
-            for message in batch:
-                value = message.value()
-                if message.error() is None and value is not None:
-                    response = GreetResponse.FromString(value)
-                    self.seen.append((now, response.name, response.greeting))
-                    self.wrong_keys += message.key() != response.name.encode()
-        self.consumer.close()
+        try:
+            for batch in self._reader.batches():
+                now = time.monotonic()
+                for message in batch:
+                    try:
+                        greeting = from_message(message)
+                    except InvalidRecord as invalid:
+                        self.invalid.append(str(invalid))
+                        continue
+                    self.seen.append((now, greeting.name, greeting.greeting))
+        except KafkaException as error:
+            self.error = error
 
     def wait_for(self, count: int, deadline_s: float) -> None:
         end = time.monotonic() + deadline_s
-        while len(self.seen) < count and time.monotonic() < end:
+        while len(self.seen) < count and time.monotonic() < end and self.is_alive():
             time.sleep(0.05)
 
     def finish(self) -> list[tuple[float, str, str]]:
-        self.stopping.set()
+        self._stopping.request()
         self.join()
         return self.seen
 
 
 @contextmanager
 def reading(target: Target) -> Iterator[GreetingReader]:
-    """A reader of the target's greetings, assigned before it is handed out and stopped whatever happens."""
-    reader = GreetingReader(target.reader, target.output_topic)
-    reader.start()
-    try:
-        if not reader.assigned.wait(30):
-            raise RuntimeError(f"no partitions of {target.output_topic!r} assigned to the reader after 30 s")
-        yield reader
-    finally:
-        reader.finish()
+    """A reader of the target's greetings from the end of its output topic, assigned before it is handed out
+    and stopped whatever happens.
+    """
+    stop = StopFlag()
+    # No limit but the stop: the measures wait for the greetings they expect, each with its own deadline.
+    with committed_reader(target.reader, target.output_topic, Limits(), from_beginning=False, stop=stop) as reader:
+        greetings = GreetingReader(reader, stop)
+        greetings.start()
+        try:
+            yield greetings
+        finally:
+            greetings.finish()
 
 
 def producer(kafka: Mapping[str, str] | str) -> Producer:
@@ -203,7 +200,7 @@ def throughput(target: Target, pool: Sequence[str], messages: int, deadline_s: f
         "names": len(pool),
         "messages": messages,
         "greetings": len(seen),
-        "correct": report.ok and not reader.wrong_keys,
+        "correct": report.ok and not reader.invalid and reader.error is None,
         "problems": problems(report, reader),
         "produce_seconds": round(produced - started, 2),
         "greetings_per_s_first_to_last": round(len(seen) / (last - first)) if last > first else None,
@@ -214,7 +211,9 @@ def throughput(target: Target, pool: Sequence[str], messages: int, deadline_s: f
 
 def problems(report: Report, reader: GreetingReader) -> list[str]:
     found = [] if report.ok else report.summary(max_names=5)[1:]
-    return found + ([f"{reader.wrong_keys} greetings keyed by another name"] if reader.wrong_keys else [])
+    if reader.invalid:
+        found.append(f"{len(reader.invalid)} records that are no greeting, e.g. {reader.invalid[0]}")
+    return found + ([f"the read ended early: {reader.error}"] if reader.error is not None else [])
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -259,7 +258,7 @@ def latency(
         "rate": rate,
         "seconds": seconds,
         "greetings": len(seen),
-        "correct": report.ok and not reader.wrong_keys,
+        "correct": report.ok and not reader.invalid and reader.error is None,
         "problems": problems(report, reader),
         "p50_ms": round(statistics.median(delays)) if delays else None,
         "p99_ms": round(percentile(delays, 0.99)) if delays else None,

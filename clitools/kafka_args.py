@@ -32,17 +32,6 @@ STACK_RUN_DIR_ENV: Final = "GREETER_STACK_RUN_DIR"
 DEFAULT_STACK_RUN_DIR: Final = Path(__file__).resolve().parents[1] / "run"
 STACK_LOGINS: Final = "kafka-clients"
 
-# The dests of the Kafka flags, and each one's flag (the consumer's flat flags pass them on to a subcommand).
-KAFKA_FLAGS: Final = {
-    "bootstrap_servers": "--bootstrap-servers",
-    "kafka_client_config": "--kafka-client-config",
-    "security_protocol": "--security-protocol",
-    "sasl_mechanism": "--sasl-mechanism",
-    "sasl_username": "--sasl-username",
-    "sasl_password_file": "--sasl-password-file",
-    "ssl_ca": "--ssl-ca",
-}
-
 
 def _config_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
@@ -208,9 +197,3 @@ def kafka_config(args: argparse.Namespace, fixed: Mapping[str, str]) -> dict[str
         config[key] = value
     config.update(fixed)
     return config
-
-
-def kafka_flags(args: argparse.Namespace, given: set[str]) -> list[str]:
-    """The Kafka flags among the `given` dests, as a command line that says the same."""
-    flags = [f"{flag}={getattr(args, dest)}" for dest, flag in KAFKA_FLAGS.items() if dest in given]
-    return flags + [f"--kafka-config={key}={value}" for key, value in args.kafka_config]

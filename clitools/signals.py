@@ -40,8 +40,12 @@ class StopFlag:
 
     @property
     def requested(self) -> bool:
-        """True once a stop signal has arrived."""
-        return self.signum is not None
+        """True once a stop signal has arrived, or `request` was called."""
+        return self.event.is_set()
+
+    def request(self) -> None:
+        """Ask to stop without a signal (another thread ending a read); `exit_code` stays None."""
+        self.event.set()
 
     @property
     def exit_code(self) -> int | None:

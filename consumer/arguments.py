@@ -21,7 +21,7 @@ from generator.names import InvalidName, read_names_file
 from greeter.config.settings import Settings, SettingsError, max_name_length
 from greeter.config.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
-from .source import CONSUMER_GUARANTEES
+from .reading.topics import CONSUMER_GUARANTEES
 
 COMMANDS: Final = ("tail", "verify", "latency")
 STACK_PRINCIPAL: Final = "consumer"  # its login on the local stack's secured broker (stack/kafka_auth.py)
@@ -94,7 +94,7 @@ def _add_name_bound(parser: _TakesArguments) -> None:
     )
 
 
-def _add_expectation(verify: argparse.ArgumentParser) -> None:
+def _add_expected(verify: argparse.ArgumentParser) -> None:
     expected = verify.add_argument_group("what is expected (default: each name's greetings in order, any count)")
     one_way = expected.add_mutually_exclusive_group()
     one_way.add_argument(
@@ -138,9 +138,9 @@ def _build(env: Mapping[str, str] | None) -> tuple[argparse.ArgumentParser, dict
     parser = argparse.ArgumentParser(
         prog="greeter-consumer",
         description="Read committed greetings (isolation.level=read_committed) from the greetings topic.",
-        epilog="The Kafka flags may also come before the subcommand. The flat flags of the last release "
-        "(--verify, --expect..., --latency, or none) still work for one release, with a deprecation line on "
-        "stderr. " + _STOPPING,
+        epilog="The Kafka flags may also come before the subcommand. Without a subcommand, Kafka flags alone are "
+        "tail, and --from-beginning --verify --expect-from-names [--timeout S] is verify --from-names; the other "
+        "flat flags of 0.1.0 were removed in 0.2.0. " + _STOPPING,
     )
     commands = parser.add_subparsers(dest="command", required=True, title="commands")
     tail = commands.add_parser(
@@ -161,7 +161,7 @@ def _build(env: Mapping[str, str] | None) -> tuple[argparse.ArgumentParser, dict
         "unless --no-from-beginning.",
         epilog=_STOPPING,
     )
-    _add_expectation(verify)
+    _add_expected(verify)
     latency = commands.add_parser(
         "latency",
         parents=[shared_options(env)],
@@ -174,10 +174,7 @@ def _build(env: Mapping[str, str] | None) -> tuple[argparse.ArgumentParser, dict
     )
     _add_json(latency)
     _add_name_bound(latency.add_argument_group("requests"))
-    by_name = {"tail": tail, "verify": verify, "latency": latency}
-    for name, subparser in by_name.items():
-        subparser.set_defaults(time_latency=name == "latency")  # verify + latency: only the flat flags ask for it
-    return parser, by_name
+    return parser, {"tail": tail, "verify": verify, "latency": latency}
 
 
 def _check(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -5,23 +5,35 @@ Each takes a Session and returns the exit code; data goes to stdout, diagnostics
 
 from __future__ import annotations
 
-from .expectation import Expectation, dead_letter_problems
-from .expected import Expected
-from .follow import Session, latency_monitor, read_greetings, report_read
-from .records import as_json, as_text
-from .source import read_to_end, topic_ends
-from .verify import Verifier
+from collections.abc import Callable
+
+from .reading.greetings import Greeting, as_json, as_text
+from .reading.topics import read_to_end, topic_ends
+from .session import Session, latency_monitor, read_greetings, report_read
+from .stored_names import StoredNames, dead_letter_problems
+from .verify import Expected, Verifier
 
 _MAX_PROBLEMS_SHOWN = 20
 
 
-def print_greetings(session: Session) -> int:
-    """`tail` and `latency`: print each greeting as `name<TAB>greeting` (or JSON); `latency` also times it."""
-    render = as_json if session.args.json else as_text
-    with latency_monitor(session) as latency:
-        outcome = read_greetings(session, lambda greeting: print(render(greeting)), latency=latency)
-    report_read(session, outcome, latency)
+def tail(session: Session) -> int:
+    """`tail`: print each greeting as `name<TAB>greeting` (or JSON)."""
+    outcome = read_greetings(session, _printer(session))
+    report_read(session, outcome)
     return 0
+
+
+def latency(session: Session) -> int:
+    """`latency`: print each greeting as `tail` does, and time it against its request."""
+    with latency_monitor(session) as monitor:
+        outcome = read_greetings(session, _printer(session), latency=monitor)
+    report_read(session, outcome, monitor)
+    return 0
+
+
+def _printer(session: Session) -> Callable[[Greeting], None]:
+    render = as_json if session.args.json else as_text
+    return lambda greeting: print(render(greeting))
 
 
 def verify(session: Session) -> int:
@@ -30,18 +42,16 @@ def verify(session: Session) -> int:
     names_ends = topic_ends(session.config, args.names_topic) if args.from_names else {}
     expected = _expected(session)
     verifier = Verifier(from_start=args.from_beginning, expected=expected.up_front)
-    with latency_monitor(session) as latency:  # only the flat `--verify --latency` asks for both
-        outcome = read_greetings(
-            session,
-            lambda greeting: verifier.add(greeting.name, greeting.greeting),
-            verifier.add_invalid,
-            latency=latency,
-            done=lambda: verifier.complete,
-            settle=args.settle,
-        )
+    outcome = read_greetings(
+        session,
+        lambda greeting: verifier.add(greeting.name, greeting.greeting),
+        verifier.add_invalid,
+        done=lambda: verifier.complete,
+        settle=args.settle,
+    )
     stored = expected.stored_names
     problems = _dead_letter_problems(session, stored) if stored is not None else []
-    report_read(session, outcome, latency)
+    report_read(session, outcome)
     if stored is not None:
         _warn_if_names_grew(session, names_ends)
     report = verifier.report(expected.at_end(verifier.seen_names))
@@ -62,18 +72,18 @@ def _expected(session: Session) -> Expected:
     return Expected.order_only()
 
 
-def _read_stored_names(session: Session) -> Expectation:
+def _read_stored_names(session: Session) -> StoredNames:
     """Judge every record of the input topic as stored, as the greeter does."""
     topic = session.args.names_topic
-    expectation = Expectation(session.args.max_name_length)
+    stored = StoredNames(session.args.max_name_length)
     for message in read_to_end(session.config, topic, on_error=session.kafka_error):
-        expectation.add(message.key(), message.value(), f"{topic} {message.partition()}:{message.offset()}")
-        session.progress.update(lambda: f"read {expectation.records} records of {topic}")
+        stored.add(message.key(), message.value(), f"{topic} {message.partition()}:{message.offset()}")
+        session.progress.update(lambda: f"read {stored.records} records of {topic}")
     session.warn(
-        f"{topic}: {expectation.records} records: {sum(expectation.greetings.values())} "
-        f"requests of {len(expectation.greetings)} names, {expectation.dead_letters.total()} poison"
+        f"{topic}: {stored.records} records: {sum(stored.greetings.values())} "
+        f"requests of {len(stored.greetings)} names, {stored.dead_letters.total()} poison"
     )
-    return expectation
+    return stored
 
 
 def _warn_if_names_grew(session: Session, ends_before: dict[int, int]) -> None:
@@ -91,7 +101,7 @@ def _warn_if_names_grew(session: Session, ends_before: dict[int, int]) -> None:
         )
 
 
-def _dead_letter_problems(session: Session, stored: Expectation) -> list[str]:
+def _dead_letter_problems(session: Session, stored: StoredNames) -> list[str]:
     """The records of `names` the runtime cannot take, and how the dead-letter topic differs from its poison."""
     names_topic, dead_letter_topic = session.args.names_topic, session.args.dead_letter_topic
     letters = [
@@ -105,4 +115,4 @@ def _dead_letter_problems(session: Session, stored: Expectation) -> list[str]:
 
 
 # Subcommand -> what runs it.
-COMMANDS = {"tail": print_greetings, "verify": verify, "latency": print_greetings}
+COMMANDS = {"tail": tail, "verify": verify, "latency": latency}

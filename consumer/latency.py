@@ -19,9 +19,9 @@ from typing import Any, Final
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-from .expectation import judge
-from .read import records_of
-from .source import end_offsets, open_consumer, read_until
+from .reading.loop import records_of
+from .reading.topics import end_offsets, open_consumer, read_until
+from .stored_names import judge
 from .verify import greeting_number
 
 _BATCH: Final = 1000
@@ -118,7 +118,7 @@ class Window:
 class RequestFeed:
     """Follows `names` from its start for a LatencyTracker: requests stored before it opened are counted,
     later ones timed by their record timestamp. Call `catch_up` once, then `poll` before each greetings batch.
-    Error events as in `read.records_of`: fatal ones raise, the others go to `on_error`.
+    Error events as in `reading.loop.records_of`: fatal ones raise, the others go to `on_error`.
     """
 
     def __init__(

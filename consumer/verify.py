@@ -1,17 +1,35 @@
 """The sequence check: per name, the greetings must be exactly 1..k in order with the walkthrough's text.
 
 Pure: it takes (name, greeting) pairs in the order they were read (one partition holds all of a name's
-greetings, so that order is the committed order) and returns a report. Used by `greeter-consumer --verify`
+greetings, so that order is the committed order) and returns a report. Used by `greeter-consumer verify`
 and by the end-to-end and fault tests.
+
+What `verify` expects on `greetings` is one `Expected`, chosen by the command line, one constructor each:
+
+- `Expected.order_only()` (no --per-name, no --from-names): each name's greetings must be 1..k in order, any
+  k. Read from the end (--no-from-beginning), each name's first greeting sets its baseline instead of 1.
+- `Expected.per_name(k, names)` (--per-name K [--names-file F]): every name must end at greeting K; with a
+  names file those names and no others, else every name read.
+- `Expected.from_stored_names(stored)` (--from-names): what `names` as stored asks for (consumer/stored_names.py):
+  each valid request one more greeting of its name, each poison record one dead letter (checked on `names-dlq`
+  too).
+
+The Verifier asks it twice: `up_front` before reading (a known end lets the read stop once everything arrived,
+after the settle window) and `at_end(seen_names)` for the final report.
 """
+
+from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from greeter.function.greeting import compute_greeting
+
+if TYPE_CHECKING:
+    from .stored_names import StoredNames
 
 # Examples kept per name; the counts stay exact. A systematic fault must not fill memory with examples.
 MAX_EXAMPLES: Final = 10
@@ -225,3 +243,40 @@ def verify(
     for name, greeting in records:
         verifier.add(name, greeting)
     return verifier.report()
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Use the constructors below; the fields say what each one fixed."""
+
+    up_front: Mapping[str, int] | None = None  # name -> the greeting it must end at, known before reading
+    each_seen_name_reaches: int | None = None  # every name read must end at this greeting (decided at the end)
+    stored_names: StoredNames | None = None  # the reading of `names` behind --from-names (its dead letters too)
+
+    @classmethod
+    def order_only(cls) -> Expected:
+        """No end expected: only the order of each name's greetings is checked."""
+        return cls()
+
+    @classmethod
+    def per_name(cls, k: int, names: Iterable[str] | None = None) -> Expected:
+        """Every name ends at greeting `k`: the given `names` (and no others), or, without them, every name read."""
+        if names is None:
+            return cls(each_seen_name_reaches=k)
+        return cls(up_front=dict.fromkeys(names, k))
+
+    @classmethod
+    def from_stored_names(cls, stored: StoredNames) -> Expected:
+        """What `names` as stored asks for: its valid requests as greetings, its poison records as dead letters."""
+        return cls(up_front=stored.greetings, stored_names=stored)
+
+    @property
+    def checks_dead_letters(self) -> bool:
+        """Whether the dead-letter topic must hold exactly the poison records of `names`."""
+        return self.stored_names is not None
+
+    def at_end(self, seen_names: Iterable[str]) -> Mapping[str, int] | None:
+        """Name -> the greeting it must end at, once the read is over; None: no end is expected."""
+        if self.each_seen_name_reaches is not None:
+            return dict.fromkeys(seen_names, self.each_seen_name_reaches)
+        return self.up_front

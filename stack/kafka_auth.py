@@ -50,7 +50,7 @@ MONITOR: Final = "monitor"  # `greeter-stack status`: the ingress group's lag
 CLIENTS: Final = (ADMIN, RUNTIME, GENERATOR, CONSUMER, MONITOR)
 CONTROLLER: Final = "controller"  # the broker's login to its own KRaft controller listener
 
-# greeter-consumer's group ids (consumer/source.py): one per run, under this prefix.
+# greeter-consumer's group ids (consumer/reading/topics.py): one per run, under this prefix.
 CONSUMER_GROUP_PREFIX: Final = "greeter-consumer-"
 
 

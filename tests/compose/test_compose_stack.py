@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.source import CONSUMER_GUARANTEES, topic_ends
+from consumer.reading.topics import CONSUMER_GUARANTEES, topic_ends
 from stack.config import REPO_ROOT
 from tests.e2e.kafka_io import produce, read, read_greetings, requests, unique_names
 from tests.support.kafka_clients import client_settings

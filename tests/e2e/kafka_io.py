@@ -1,4 +1,5 @@
-"""Producing to and reading from the real broker for end-to-end tests."""
+"""Producing to and reading from the real broker for end-to-end tests; reading through the consumer's own reader
+(consumer/reading/topics.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from consumer.expectation import Expectation
-from consumer.source import CONSUMER_GUARANTEES, read_to_end
+from consumer.reading.greetings import decode
+from consumer.reading.loop import Limits
+from consumer.reading.topics import committed_reader, read_to_end
+from consumer.stored_names import StoredNames
 from consumer.verify import Report, verify
-from protos.generated.greeter_pb2 import GreetRequest, GreetResponse
+from protos.generated.greeter_pb2 import GreetRequest
 from tests.support.kafka_clients import KafkaTarget, client_settings
 
 UNICODE_NAMES = ["Zoë", "José", "Łukasz", "李雷", "Ἀθηνᾶ", "Ørjan 😀"]
@@ -57,6 +60,10 @@ class Record:
     offset: int
 
 
+def _fail(error: str) -> None:
+    raise AssertionError(f"Kafka error event: {error}")
+
+
 def read(
     kafka: KafkaTarget,
     topic: str,
@@ -67,54 +74,41 @@ def read(
     isolation: str = "read_committed",
 ) -> list[Record]:
     """Records of `topic` whose key is in `keys`, from the start, until `expected` arrived and then
-    `settle_s` more (to catch late extras), or until the deadline."""
-    consumer = Consumer(
-        client_settings(
-            kafka,
-            **{
-                "group.id": f"e2e-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "isolation.level": isolation,
-                "enable.auto.commit": False,
-            },
-        )
-    )
-    consumer.subscribe([topic])
+    `settle_s` more (to catch late extras), or until the deadline (the settle window may run past it). Any error
+    event fails the test."""
     got: list[Record] = []
-    deadline = time.monotonic() + deadline_s
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < (settle_until or deadline):
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            assert message.error() is None, message.error()
-            key = message.key() or b""
-            if key in keys:
-                got.append(Record(key, message.value() or b"", message.partition(), message.offset()))
-                if len(got) >= expected and settle_until is None:
-                    settle_until = time.monotonic() + settle_s
-    finally:
-        consumer.close()
+    with committed_reader(
+        client_settings(kafka, **{"isolation.level": isolation}),
+        topic,
+        Limits(duration=deadline_s + settle_s, settle=settle_s),
+        from_beginning=True,
+        on_error=_fail,
+        done=lambda: len(got) >= expected,
+    ) as reader:
+        for batch in reader.batches():
+            for message in batch:
+                key = message.key() or b""
+                if key in keys:
+                    got.append(Record(key, message.value() or b"", message.partition(), message.offset()))
     return got
 
 
 def greetings(records: list[Record]) -> list[tuple[str, str]]:
+    """The (name, greeting) pairs of `records`; a record that is no greeting fails the test (InvalidRecord)."""
     pairs = []
     for record in records:
-        response = GreetResponse.FromString(record.value)
-        assert response.name == record.key.decode(), f"greeting for {response.name!r} under key {record.key!r}"
-        pairs.append((response.name, response.greeting))
+        greeting = decode(record.key, record.value, record.partition, record.offset, None)
+        pairs.append((greeting.name, greeting.greeting))
     return pairs
 
 
-def stored_expectation(kafka: KafkaTarget, keys: set[bytes]) -> Expectation:
+def stored_names(kafka: KafkaTarget, keys: set[bytes]) -> StoredNames:
     """What must come out for `keys`, worked out from `names` as stored (the verifier's trusted input)."""
-    expectation = Expectation()
-    for message in read_to_end(client_settings(kafka, **CONSUMER_GUARANTEES), "names"):
+    stored = StoredNames()
+    for message in read_to_end(client_settings(kafka), "names"):
         if message.key() in keys:
-            expectation.add(message.key(), message.value(), f"names {message.partition()}:{message.offset()}")
-    return expectation
+            stored.add(message.key(), message.value(), f"names {message.partition()}:{message.offset()}")
+    return stored
 
 
 def read_greetings(
@@ -122,7 +116,7 @@ def read_greetings(
 ) -> Report:
     """Every committed greeting for `names`, checked against `names` as stored: exactly 1..k each, in order,
     right strings. `per_name` is what the test produced; the topic must agree before it counts as expected."""
-    expected = stored_expectation(kafka, {n.encode() for n in names}).greetings
+    expected = stored_names(kafka, {n.encode() for n in names}).greetings
     assert expected == dict.fromkeys(names, per_name), "names as stored is not what the test produced"
     records = read(kafka, "greetings", {n.encode() for n in names}, sum(expected.values()), deadline_s, settle_s)
     return verify(greetings(records), expected)

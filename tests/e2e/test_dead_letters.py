@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from consumer.expectation import dead_letter_problems
+from consumer.stored_names import dead_letter_problems
 from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetRequest, GreetResponse
 from stack.local import LocalStack
 
-from .kafka_io import Record, produce, read, read_greetings, requests, stored_expectation, unique_names
+from .kafka_io import Record, produce, read, read_greetings, requests, stored_names, unique_names
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ def test_poison_is_dead_lettered_and_good_records_keep_flowing(stack: LocalStack
 
     letters = read(bootstrap, "names-dlq", set(poison), len(poison), deadline_s=60, settle_s=2)
     # Each poison record of `names` as stored has exactly one dead letter with its bytes, and nothing else.
-    expected_letters = stored_expectation(bootstrap, set(poison)).dead_letters
+    expected_letters = stored_names(bootstrap, set(poison)).dead_letters
     assert expected_letters.total() == len(poison), "the greeter's validation judges every corpus record poison"
     assert dead_letter_problems(expected_letters, [r.value for r in letters]) == []
     for record, letter in zip(letters, one_letter_per_poison_record(letters, poison), strict=True):

@@ -7,7 +7,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from consumer.source import CONSUMER_GUARANTEES, read_to_end
+from consumer.reading.topics import CONSUMER_GUARANTEES, read_to_end
 from protos.generated.greeter_pb2 import GreetResponse
 from stack.local import LocalStack
 

@@ -13,11 +13,32 @@ import pytest
 from bench import load, pipeline
 from bench.baseline import serve_shim, worktree
 from bench.profile_greeter import shares
+from clitools.signals import StopFlag
+from consumer.reading.loop import Limits, Reader
+from protos.generated.greeter_pb2 import GreetResponse
+
+from .test_consumer_verify import FakeConsumer, FakeMessage, message
 
 
 def test_expected_counts_spread_the_records_round_robin_and_leave_out_names_never_sent() -> None:
     assert load.expected_counts(["a", "b", "c"], 7) == {"a": 3, "b": 2, "c": 2}
     assert load.expected_counts(["a", "b", "c"], 2) == {"a": 1, "b": 1}
+
+
+def test_the_greeting_reader_notes_each_greeting_read_and_each_record_that_is_none() -> None:
+    keyed_by_another = FakeMessage(b"Bob", GreetResponse(name="Alice", greeting="Welcome Alice").SerializeToString())
+    fake = FakeConsumer([message("Alice", 1), keyed_by_another, message("Alice", 2)])
+    stop = StopFlag()
+    reader = load.GreetingReader(Reader(fake, Limits(), stop, lambda _text: None), stop)
+    reader.start()
+    reader.wait_for(2, deadline_s=30)
+    seen = reader.finish()
+    assert [(name, greeting) for _visible, name, greeting in seen] == [
+        ("Alice", "Welcome Alice"),
+        ("Alice", "Nice to see you again Alice"),
+    ]
+    assert len(reader.invalid) == 1 and "key 'Bob' differs from the name 'Alice'" in reader.invalid[0]
+    assert reader.error is None and not reader.is_alive()
 
 
 def test_name_pools_are_distinct_and_new_each_time() -> None:

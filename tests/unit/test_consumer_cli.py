@@ -1,5 +1,6 @@
-"""`greeter-consumer tail | verify | latency`: each subcommand's flags, the usage errors (exit 2), the flat flags
-of the last release as aliases with one deprecation line, and runs against a fake consumer."""
+"""`greeter-consumer tail | verify | latency`: each subcommand's flags, the usage errors (exit 2), the two lines
+without a subcommand that stay (the contract's verify line and the bare form) and the flat flags removed in 0.2.0,
+and runs against a fake consumer."""
 
 import json
 import re
@@ -12,11 +13,11 @@ from typing import Any
 import pytest
 
 import consumer.commands
-import consumer.follow
+import consumer.reading.topics
+import consumer.session
 from consumer.arguments import parse
-from consumer.cli import main, subcommand_first
+from consumer.cli import alias, main, subcommand_first
 from consumer.latency import LatencyTracker
-from consumer.legacy import translate
 from protos.generated.greeter_pb2 import GreetRequest
 
 from .test_consumer_verify import FakeConsumer, FakeMessage, error_event, message
@@ -53,7 +54,6 @@ class TestSubcommands:
             "enable.auto.commit": "false",
         }
         assert (args.topic, args.max_messages, args.timeout, args.duration, args.progress) == ("t", 5, 2, 3, False)
-        assert args.time_latency is (command == "latency")
 
     def test_verify_reads_from_the_beginning_unless_told_not_to(self) -> None:
         assert parse(["verify"]).args.from_beginning is True
@@ -126,7 +126,7 @@ class TestSubcommands:
             (["verify", "--from-names"], ["verify", "--from-names"]),
             (["--bootstrap-servers", "b:1", "verify"], ["verify", "--bootstrap-servers", "b:1"]),
             (["-X", "a=b", "--bootstrap-servers=b:1", "tail"], ["tail", "-X", "a=b", "--bootstrap-servers=b:1"]),
-            (["--topic", "tail"], None),  # a topic named tail, in the flat form
+            (["--topic", "tail"], None),  # a topic named tail, with no subcommand
             (["--bootstrap-servers", "tail"], None),  # a broker named tail
             (["--bootstrap-servers", "b:1"], None),
             (["--verify", "latency"], None),
@@ -169,10 +169,10 @@ class Topics:
         self.opened: list[tuple[dict[str, str], str, bool]] = []
         self.consumers: list[FakeConsumer] = []
         self.on_consume: Callable[[FakeConsumer], None] = lambda fake: None  # before each consume()
-        monkeypatch.setattr(consumer.follow, "open_consumer", self._open_consumer)
+        monkeypatch.setattr(consumer.reading.topics, "open_consumer", self._open_consumer)
         monkeypatch.setattr(consumer.commands, "read_to_end", self._read_to_end)
         monkeypatch.setattr(consumer.commands, "topic_ends", lambda config, topic: {0: len(self.records[topic])})
-        monkeypatch.setattr(consumer.follow, "RequestFeed", FakeFeed)
+        monkeypatch.setattr(consumer.session, "RequestFeed", FakeFeed)
 
     def _open_consumer(self, config: dict[str, str], topic: str, *, from_beginning: bool) -> FakeConsumer:
         self.opened.append((config, topic, from_beginning))
@@ -299,78 +299,80 @@ class TestRuns:
         assert topics.consumers[0].closed
 
 
-# A flat command line, the subcommand line it stands for, and the deprecation line it prints first.
-ALIASES = [
-    (
-        ["--timeout", "0.2"],
-        ["tail", "--timeout", "0.2"],
-        "flags without a subcommand are deprecated: use 'greeter-consumer tail --timeout 0.2'",
-    ),
-    (
-        ["--json", "--from-beginning", "--max-messages", "2"],
-        ["tail", "--from-beginning", "--json", "--max-messages", "2"],
-        None,
-    ),
-    (
-        ["--from-beginning", "--verify", "--expect-from-names", "--timeout", "0.2"],
-        ["verify", "--from-names", "--timeout", "0.2"],
-        "--verify is deprecated: use 'greeter-consumer verify --from-names --timeout 0.2'",
-    ),
-    (["--verify", "--timeout", "0.2"], ["verify", "--no-from-beginning", "--timeout", "0.2"], None),
-    (
-        ["--verify", "--from-beginning", "--expect", "3", "--timeout", "0.2"],
-        ["verify", "--per-name", "3", "--timeout", "0.2"],
-        None,
-    ),
-    (
-        ["--verify", "--from-beginning", "--expect", "2", "--settle", "0.5", "--timeout", "0.2"],
-        ["verify", "--per-name", "2", "--settle", "0.5", "--timeout", "0.2"],
-        None,
-    ),
-    (
-        ["--latency", "--timeout", "0.2"],
-        ["latency", "--timeout", "0.2"],
-        "--latency is deprecated: use 'greeter-consumer latency --timeout 0.2'",
-    ),
-]
+CONTRACT = ["--from-beginning", "--verify", "--expect-from-names", "--timeout", "0.2"]
 
 
-def _seconds_out(text: str) -> str:
-    return re.sub(r"\d+\.\d\d s", "N s", text)
-
-
-class TestLegacy:
-    @pytest.mark.parametrize(("flat", "subcommand", "notice"), ALIASES)
-    def test_each_flat_form_runs_as_its_subcommand_after_one_deprecation_line(
-        self,
-        topics: Topics,
-        flat: list[str],
-        subcommand: list[str],
-        notice: str | None,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        greetings = [message("Alice", 1), message("Alice", 2), message("Zoë", 1)]
-        topics.records["names"] = [request("Alice"), request("Zoë"), request("Alice")]
-        topics.records["greetings"] = list(greetings)
-        flat_code, flat_out, flat_err = run(flat, capsys)
-        topics.records["greetings"] = list(greetings)
-        code, out, err = run(subcommand, capsys)
-        assert (flat_code, flat_out) == (code, out)
-        first, _, rest = flat_err.partition("\n")
-        assert _seconds_out(rest) == _seconds_out(err)
-        assert first.startswith("consumer: ") and first.count("deprecated") == 1 and "deprecated" not in rest
-        if notice is not None:
-            assert first == f"consumer: {notice}"
-        assert translate(flat).argv == subcommand
-
+class TestAliases:
     def test_the_contract_form_exits_0_when_exact(self, topics: Topics, capsys: pytest.CaptureFixture[str]) -> None:
         topics.records["names"] = [request("Alice"), request("Alice")]
         topics.records["greetings"] = [message("Alice", 1), message("Alice", 2)]
-        code, out, _ = run(["--from-beginning", "--verify", "--expect-from-names", "--timeout", "0.2"], capsys)
+        code, out, err = run(CONTRACT, capsys)
         assert (code, out) == (
             0,
             "verify: OK: 2 greetings, 1 names, every name 1..k in order\ndead letters: OK: 0 expected\n",
         )
+        assert "deprecated" not in err and "ended by --timeout" in err
+
+    def test_the_contract_form_fails_what_verify_fails(
+        self, topics: Topics, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics.records["names"] = [request("Alice"), request("Alice")]
+        topics.records["greetings"] = [message("Alice", 1)]
+        code, out, _ = run(CONTRACT, capsys)
+        assert code == 1
+        assert "'Alice': missing tail: greetings 2 never arrived" in out
+
+    @pytest.mark.parametrize(
+        ("argv", "line"),
+        [
+            (CONTRACT, ["verify", "--from-names", "--from-beginning", "--timeout", "0.2"]),
+            (
+                ["--bootstrap-servers", "b:1", "--verify", "--expect-from-names", "--from-beginning", "-X", "a=b"],
+                ["verify", "--from-names", "--bootstrap-servers", "b:1", "--from-beginning", "-X", "a=b"],
+            ),
+            (["--timeout=5", *CONTRACT[:3]], ["verify", "--from-names", "--timeout=5", "--from-beginning"]),
+            (["--bootstrap-servers=b:1"], ["tail", "--bootstrap-servers=b:1"]),
+            ([], ["tail"]),
+        ],
+    )
+    def test_each_alias_is_its_subcommand_line(self, argv: list[str], line: list[str]) -> None:
+        assert alias(argv) == line
+
+    @pytest.mark.parametrize(
+        "argv", [[], ["--bootstrap-servers", "b:1"], ["--bootstrap-servers=b:1", "-X", "client.id=c"]]
+    )
+    def test_the_bare_form_is_tail_without_a_word(
+        self, topics: Topics, argv: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        topics.records["greetings"] = [message("Alice", 1)]
+        topics.on_consume = lambda fake: signal.raise_signal(signal.SIGINT) if not fake.messages else None
+        code, out, err = run(argv, capsys)
+        assert (code, out, err) == (
+            0,
+            "Alice\tWelcome Alice\n",
+            "consumer: read 1 records (0 invalid), ended by stop signal\n",
+        )
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["--timeout", "0.2"],
+            ["--from-beginning", "--json"],
+            ["--verify", "--timeout", "0.2"],
+            ["--verify", "--expect-from-names", "--timeout", "0.2"],  # the contract reads from the beginning
+            ["--expect-from-names"],
+            [*CONTRACT, "--settle", "1"],
+            ["--verify", "--from-beginning", "--expect", "3"],
+            ["--latency"],
+            ["--bogus"],
+        ],
+    )
+    def test_the_other_flat_flags_of_0_1_0_are_a_usage_error(
+        self, topics: Topics, argv: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        err = usage_error(argv, capsys)
+        assert "name a subcommand: tail, verify or latency (the flat flags of 0.1.0 were removed in 0.2.0" in err
+        assert topics.opened == []
 
     def test_verify_from_names_says_when_names_grew_while_it_ran(
         self, topics: Topics, capsys: pytest.CaptureFixture[str]
@@ -401,74 +403,7 @@ class TestLegacy:
         assert code == 0
         assert "grew" not in err
 
-    @pytest.mark.parametrize(
-        "argv", [[], ["--bootstrap-servers", "b:1"], ["--bootstrap-servers=b:1", "-X", "client.id=c"]]
-    )
-    def test_the_bare_form_is_tail_without_a_word(
-        self, topics: Topics, argv: list[str], capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        topics.records["greetings"] = [message("Alice", 1)]
-        topics.on_consume = lambda fake: signal.raise_signal(signal.SIGINT) if not fake.messages else None
-        code, out, err = run(argv, capsys)
-        assert (code, out, err) == (
-            0,
-            "Alice\tWelcome Alice\n",
-            "consumer: read 1 records (0 invalid), ended by stop signal\n",
-        )
-
-    def test_verify_and_latency_together_as_before(self, topics: Topics, capsys: pytest.CaptureFixture[str]) -> None:
-        topics.records["greetings"] = [message("Alice", 1)]
-        code, out, err = run(["--verify", "--latency", "--from-beginning", "--timeout", "0.2"], capsys)
-        assert (code, out) == (0, "verify: OK: 1 greetings, 1 names, every name 1..k in order\n")
-        assert err.startswith(
-            "consumer: --verify --latency is deprecated: use 'greeter-consumer verify --timeout 0.2' and, beside "
-            "it, 'greeter-consumer latency --from-beginning --timeout 0.2'\n"
-        )
-        assert "latency, produce to visible under read_committed: 1 greetings" in err
-
-    def test_the_notice_keeps_kafka_values_to_itself(self) -> None:
-        translation = translate(["--bootstrap-servers", "b:1", "-X", "client.id=secret", "--verify"])
-        assert translation.notice is not None
-        assert "secret" not in translation.notice and "b:1" not in translation.notice
-        assert translation.notice.endswith(", with the same Kafka flags")
-        assert translation.argv == [
-            "verify",
-            "--bootstrap-servers=b:1",
-            "--kafka-config=client.id=secret",
-            "--no-from-beginning",
-        ]
-
-    @pytest.mark.parametrize(
-        ("argv", "message"),
-        [
-            (["--expect", "3"], "--expect needs --verify"),
-            (["--verify", "--expect-names-file", "x"], "--expect-names-file needs --expect"),
-            (["--expect-from-names"], "--expect-from-names needs --verify and --from-beginning"),
-            (["--verify", "--expect-from-names"], "--expect-from-names needs --verify and --from-beginning"),
-            (
-                ["--verify", "--from-beginning", "--expect-from-names", "--expect", "3"],
-                "two ways to say what is expected",
-            ),
-            (["--verify", "--expect", "3", "--expect-names-file", "/nonexistent/names"], "No such file"),
-            (["--timeout", "-1"], "must be >= 0"),
-            (["--max-messages", "x"], "invalid non_negative_int value"),
-            (["--bogus"], "unrecognized arguments: --bogus"),
-            (["--verify", "-X", "isolation.level=read_uncommitted"], "conflicts with the required"),
-        ],
-    )
-    def test_flat_usage_errors_exit_2_as_before(
-        self, topics: Topics, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        assert message in usage_error(argv, capsys)
-        assert topics.opened == []
-
-    def test_a_bad_name_bound_setting_still_stops_the_flat_form(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        monkeypatch.setenv("GREETER_MAX_NAME_LENGTH", "zero")
-        assert "GREETER_MAX_NAME_LENGTH" in usage_error(["--bootstrap-servers", "b:1"], capsys)
-
-    def test_help_without_a_subcommand_is_the_new_help(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_help_without_a_subcommand_is_the_help(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as exit_:
             main(["--verify", "--help"])
         assert exit_.value.code == 0

@@ -1,5 +1,5 @@
-"""The expectation read from `names` as stored, the dead-letter comparison, the settle window, what `verify`
-expects (consumer/expected.py), and `greeter-consumer verify --from-names` (and its flat form) against fake
+"""What `names` as stored asks for (consumer/stored_names.py), the dead-letter comparison, the settle window,
+what `verify` expects (`Expected`, consumer/verify.py), and `greeter-consumer verify --from-names` against fake
 topics."""
 
 from collections import Counter
@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 import consumer.commands
-import consumer.follow
+import consumer.reading.topics
+import consumer.session
 from clitools.signals import StopFlag
 from consumer.cli import main
-from consumer.expectation import dead_letter_problems, expectation_from
-from consumer.expected import Expected
-from consumer.read import Limits, Reader
-from consumer.verify import Verifier
+from consumer.reading.loop import Limits, Reader
+from consumer.stored_names import dead_letter_problems, stored_names_from
+from consumer.verify import Expected, Verifier
 from greeter.function.greeting import compute_greeting
 from protos.generated.greeter_pb2 import DeadLetter, DeadLetterReason, GreetRequest, GreetResponse
 
@@ -42,29 +42,29 @@ def letter(key: bytes, value: bytes) -> bytes:
     ).SerializeToString()
 
 
-class TestExpectation:
+class TestStoredNames:
     def test_counts_each_names_valid_requests(self) -> None:
         records = [request("Alice"), request("Zoë"), request("Alice"), request("Alice")]
-        assert expectation_from(records).greetings == {"Alice": 3, "Zoë": 1}
+        assert stored_names_from(records).greetings == {"Alice": 3, "Zoë": 1}
 
     def test_every_poison_kind_is_expected_as_one_dead_letter(self) -> None:
-        expectation = expectation_from([request("Alice"), *POISON, POISON[0]])
-        assert expectation.greetings == {"Alice": 1}
-        assert expectation.dead_letters == Counter({**dict.fromkeys(POISON, 1), POISON[0]: 2})
+        stored = stored_names_from([request("Alice"), *POISON, POISON[0]])
+        assert stored.greetings == {"Alice": 1}
+        assert stored.dead_letters == Counter({**dict.fromkeys(POISON, 1), POISON[0]: 2})
 
     def test_the_name_bound_is_the_greeters(self) -> None:
         long = request("y" * 20)
-        assert expectation_from([long], max_name_length=19).dead_letters == Counter([long])
-        assert expectation_from([long], max_name_length=20).greetings == {"y" * 20: 1}
+        assert stored_names_from([long], max_name_length=19).dead_letters == Counter([long])
+        assert stored_names_from([long], max_name_length=20).greetings == {"y" * 20: 1}
 
     def test_records_the_runtime_cannot_take_are_named(self) -> None:
-        expectation = expectation_from([(None, b"x"), (b"Alice", None), (b"\xff", b"x")])
-        assert expectation.unprocessable == [
+        stored = stored_names_from([(None, b"x"), (b"Alice", None), (b"\xff", b"x")])
+        assert stored.unprocessable == [
             "record #0: null key",
             "record #1: null value",
             "record #2: key is not UTF-8",
         ]
-        assert not expectation.greetings and not expectation.dead_letters
+        assert not stored.greetings and not stored.dead_letters
 
 
 class TestDeadLetters:
@@ -136,7 +136,7 @@ class TestExpected:
         assert expected.up_front == {"A": 2, "B": 2} == expected.at_end(["A", "C"])
 
     def test_from_stored_names_expects_their_greetings_and_dead_letters(self) -> None:
-        stored = expectation_from([request("Alice"), request("Alice"), POISON[0]])
+        stored = stored_names_from([request("Alice"), request("Alice"), POISON[0]])
         expected = Expected.from_stored_names(stored)
         assert expected.up_front == {"Alice": 2} == expected.at_end(["Alice", "Mallory"])
         assert expected.checks_dead_letters and expected.stored_names is stored
@@ -157,9 +157,8 @@ class TestExpected:
         assert set(verifier.report(expected.at_end(verifier.seen_names)).counts()) == kinds
 
 
-# A 30 s idle timeout, so a passing run shows it ended by the settle window: the subcommand and its flat form.
+# A 30 s idle timeout, so a passing run shows it ended by the settle window.
 ARGV = ("verify", "--from-names", "--settle", "1", "--timeout", "30")
-FLAT_ARGV = ("--verify", "--from-beginning", "--expect-from-names", "--settle", "1", "--timeout", "30")
 
 
 class TestCli:
@@ -176,19 +175,18 @@ class TestCli:
         def read_to_end(config: dict[str, str], topic: str, **_options: Any) -> Iterator[Any]:
             yield from topics[topic]
 
-        monkeypatch.setattr(consumer.follow, "open_consumer", open_consumer)
+        monkeypatch.setattr(consumer.reading.topics, "open_consumer", open_consumer)
         monkeypatch.setattr(consumer.commands, "read_to_end", read_to_end)
         monkeypatch.setattr(consumer.commands, "topic_ends", lambda config, topic: {0: len(topics[topic])})
         return topics
 
-    @pytest.mark.parametrize("argv", [ARGV, FLAT_ARGV])
     def test_passes_when_greetings_and_dead_letters_match_names(
-        self, topics: dict[str, list[FakeMessage]], argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+        self, topics: dict[str, list[FakeMessage]], capsys: pytest.CaptureFixture[str]
     ) -> None:
         topics["names"] = [FakeMessage(*request("Alice")), FakeMessage(*POISON[0]), FakeMessage(*request("Alice"))]
         topics["greetings"] = [message("Alice", 1), message("Alice", 2)]
         topics["names-dlq"] = [FakeMessage(POISON[0][0], letter(*POISON[0]))]
-        assert main([*argv]) == 0
+        assert main([*ARGV]) == 0
         captured = capsys.readouterr()
         assert (
             captured.out == "verify: OK: 2 greetings, 1 names, every name 1..k in order\ndead letters: OK: 1 expected\n"
@@ -254,4 +252,4 @@ class TestDeadLetterDetails:
         ]
 
     def test_every_record_of_names_is_counted(self) -> None:
-        assert expectation_from([request("Alice"), POISON[0], (None, b"x"), request("Alice")]).records == 4
+        assert stored_names_from([request("Alice"), POISON[0], (None, b"x"), request("Alice")]).records == 4

@@ -1,5 +1,5 @@
 """The one read loop (Reader) and its one error policy (records_of), for `greetings` and for the topics read
-to their end (read_until), against a fake consumer."""
+to their end (read_until), and the one reader of committed records (committed_reader), against a fake consumer."""
 
 import signal
 import time
@@ -8,10 +8,11 @@ import pytest
 from confluent_kafka import KafkaException
 
 import consumer.latency
+import consumer.reading.topics
 from clitools.signals import StopFlag
 from consumer.latency import RequestFeed
-from consumer.read import Limits, Reader, records_of
-from consumer.source import read_until
+from consumer.reading.loop import Limits, Reader, records_of
+from consumer.reading.topics import committed_reader, read_until
 
 from .test_consumer_verify import FakeConsumer, FakeMessage, error_event, message
 
@@ -120,3 +121,44 @@ class TestReader:
         fake = FakeConsumer([message("A", n) for n in range(1, 10)], per_call=2)
         reader = Reader(fake, Limits(settle=0.0), StopFlag(), lambda _: None, clock=fake.clock, done=lambda: True)
         assert (list(reader.batches()), reader.ended_by) == ([], "--settle")
+
+
+class TestCommittedReader:
+    @pytest.fixture
+    def fake(self, monkeypatch: pytest.MonkeyPatch) -> FakeConsumer:
+        fake = FakeConsumer([message("A", 1), message("A", 2), message("A", 3)], per_call=1)
+        opened: list[tuple[str, bool]] = []
+
+        def open_consumer(config: dict[str, str], topic: str, *, from_beginning: bool) -> FakeConsumer:
+            opened.append((topic, from_beginning))
+            return fake
+
+        monkeypatch.setattr(consumer.reading.topics, "open_consumer", open_consumer)
+        fake.opened = opened  # type: ignore[attr-defined]
+        return fake
+
+    def test_it_reads_until_done_and_its_settle_window_then_closes_the_consumer(self, fake: FakeConsumer) -> None:
+        got: list[object] = []
+        with committed_reader(
+            {}, "greetings", Limits(settle=0.0), from_beginning=True, done=lambda: len(got) >= 2
+        ) as reader:
+            for batch in reader.batches():
+                got += batch
+        assert (len(got), reader.ended_by, fake.closed) == (2, "--settle", True)
+        assert fake.opened == [("greetings", True)]  # type: ignore[attr-defined]
+
+    def test_a_stop_requested_by_another_thread_ends_it_without_a_signal(self, fake: FakeConsumer) -> None:
+        stop = StopFlag()
+        with committed_reader({}, "greetings", Limits(), from_beginning=False, stop=stop) as reader:
+            for _batch in reader.batches():
+                stop.request()
+        assert (reader.count, reader.ended_by, stop.exit_code, fake.closed) == (1, "stop signal", None, True)
+
+    def test_the_consumer_is_closed_when_the_read_fails(self, fake: FakeConsumer) -> None:
+        fake.messages.insert(1, error_event("fenced", fatal=True))
+        with (
+            pytest.raises(KafkaException),
+            committed_reader({}, "greetings", Limits(), from_beginning=True) as reader,
+        ):
+            list(reader.batches())
+        assert fake.closed

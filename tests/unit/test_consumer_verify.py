@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 
-from consumer.records import InvalidRecord, as_json, as_text, decode
+from consumer.reading.greetings import InvalidRecord, as_json, as_text, decode
 from consumer.verify import MAX_EXAMPLES, Kind, Problem, Verifier, greeting_number, verify
 from greeter.function.greeting import compute_greeting
 from protos.generated.greeter_pb2 import GreetResponse

@@ -34,8 +34,7 @@ from unittest import mock
 import pytest
 
 from consumer import arguments as consumer_arguments
-from consumer.cli import subcommand_first
-from consumer.legacy import translate
+from consumer.cli import command_line
 from generator import cli as generator_cli
 from greeter.server import serve
 from stack import cli as stack_cli
@@ -101,15 +100,9 @@ def stack_parser() -> argparse.ArgumentParser:
 
 
 def parse_consumer(argv: Sequence[str]) -> None:
-    """As `greeter-consumer` reads its command line (consumer.cli.main): the subcommand found (Kafka flags may
-    come before it), or else the flat flags of the last release; then parsed and checked. An example may not
-    teach the flat flags: they are deprecated (only the bare form, Kafka flags alone, is not)."""
-    line = subcommand_first(argv)
-    if line is None:
-        translation = translate(argv)
-        assert translation.notice is None, f"greeter-consumer {' '.join(argv)}: {translation.notice}"
-        line = translation.argv
-    consumer_arguments.parse(line)
+    """As `greeter-consumer` reads its command line (consumer.cli.main): the subcommand line it stands for (Kafka
+    flags may come before the subcommand), then parsed and checked."""
+    consumer_arguments.parse(command_line(argv))
 
 
 @dataclass(frozen=True)
@@ -170,8 +163,7 @@ TOOLS = (
 BY_NAME = {name: tool for tool in TOOLS for name in tool.names}
 # Modules that build a parser whose help no user sees, and why.
 NO_HELP_OF_THEIR_OWN = {
-    "consumer.cli": "tells the Kafka flags that may come before a subcommand (add_help=False)",
-    "consumer.legacy": "the flat flags of the last release; --help goes to the subcommands' parser",
+    "consumer.cli": "tells the Kafka flags that may come before a subcommand, and the aliases (add_help=False)",
     "bench.peers.walkthrough_app": "the walkthrough's code as written: a --port flag, no help text",
 }
 # Longest first, so `python -m stack.tls` is not read as `python -m stack` and `.tls`.
@@ -415,8 +407,9 @@ def test_a_refused_example_fails() -> None:
     with pytest.raises(SystemExit) as refused, contextlib.redirect_stderr(io.StringIO()):
         consumer.parse([*STACK_PREFIX, "tail", "--count", "10"])
     assert refused.value.code == 2
-    with pytest.raises(AssertionError, match="deprecated"):
-        consumer.parse([*STACK_PREFIX, "--json"])
+    with pytest.raises(SystemExit) as removed, contextlib.redirect_stderr(io.StringIO()):
+        consumer.parse([*STACK_PREFIX, "--json"])  # a flat flag of 0.1.0
+    assert removed.value.code == 2
     page = Page(BY_NAME["greeter-stack"], ("up",), stack_parser(), "Usage: greeter-consumer tail [--count 10]")
     (example,) = examples_on(page)
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):

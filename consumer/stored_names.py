@@ -39,7 +39,7 @@ def judge(key: bytes | None, value: bytes | None, max_name_length: int) -> str |
 
 
 @dataclass
-class Expectation:
+class StoredNames:
     """What `names` as stored asks for, one record at a time (`add`)."""
 
     max_name_length: int = Settings.max_name_length  # the greeter's GREETER_MAX_NAME_LENGTH
@@ -60,14 +60,14 @@ class Expectation:
             self.greetings[judged] = self.greetings.get(judged, 0) + 1
 
 
-def expectation_from(
+def stored_names_from(
     records: Iterable[tuple[bytes | None, bytes | None]], max_name_length: int = Settings.max_name_length
-) -> Expectation:
-    """The Expectation of (key, value) records (numbered #0, #1, ... in its messages)."""
-    expectation = Expectation(max_name_length)
+) -> StoredNames:
+    """The StoredNames of (key, value) records (numbered #0, #1, ... in its messages)."""
+    stored = StoredNames(max_name_length)
     for index, (key, value) in enumerate(records):
-        expectation.add(key, value, f"record #{index}")
-    return expectation
+        stored.add(key, value, f"record #{index}")
+    return stored
 
 
 def dead_letter_problems(expected: Counter[tuple[bytes, bytes]], letters: Iterable[bytes]) -> list[str]:

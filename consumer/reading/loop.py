@@ -2,7 +2,7 @@
 
 Every topic the consumer reads goes through `Reader.batches()`: `greetings` until a stop request, a message
 count, idleness, a time limit or the end of the settle window; `names` and `names-dlq` to their end (through
-`source.read_until`, which says "done" once every partition is caught up). Every batch a consumer hands over
+`topics.read_until`, which says "done" once every partition is caught up). Every batch a consumer hands over
 goes through `records_of`, the error policy:
 
 - a fatal error (the client cannot go on: fenced, unsupported, ...) raises KafkaException, and the command

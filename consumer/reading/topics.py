@@ -1,7 +1,12 @@
-"""The Kafka side of the consumer: a read_committed consumer assigned every partition of one topic."""
+"""The Kafka side of the consumer: a read_committed consumer assigned every partition of one topic.
+
+`committed_reader` is the one reader of committed greetings: `greeter-consumer`'s subcommands, bench/load.py and
+the end-to-end tests (tests/e2e/kafka_io.py) read `greetings` through it.
+"""
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
@@ -9,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from clitools.kafka_security import AccessWatch
 from clitools.signals import StopFlag
 
-from .read import Limits, Reader
+from .loop import Limits, Reader
 
 # Only committed transactions: the egress writes greetings in transactions that a failure aborts, and
 # aborted attempts read as duplicates. No offset commits: every run reads on its own terms.
@@ -22,16 +27,24 @@ def _ignore(_text: str) -> None:
 
 
 def open_consumer(config: Mapping[str, str], topic: str, *, from_beginning: bool) -> Consumer:
-    """A consumer assigned every partition of `topic`, at the start or at the end (the last stable offset).
+    """A consumer assigned every partition of `topic`, at the start or at the end (the last stable offset),
+    with CONSUMER_GUARANTEES unless `config` says otherwise (a test that reads what aborted transactions left).
 
     Manual assignment, not subscribe(): no rebalance wait and no group state. librdkafka still needs a
     group.id, so each run gets its own unless -X group.id says otherwise. A broker that refuses the client
-    (credentials, TLS) raises KafkaAccessRefused at once, and later from the read.
+    (credentials, TLS) raises KafkaAccessRefused at once, and later from the read; a topic missing from the
+    metadata raises KafkaException.
     """
     watch = AccessWatch(config.get("security.protocol", "PLAINTEXT"), config.get("ssl.ca.location"))
     # log_level 3: librdkafka's errors, not its info lines (a refused client: one per 50 ms).
     consumer = Consumer(
-        {"group.id": f"greeter-consumer-{uuid.uuid4().hex}", "log_level": 3, **config, "error_cb": watch.refuse}
+        {
+            "group.id": f"greeter-consumer-{uuid.uuid4().hex}",
+            "log_level": 3,
+            **CONSUMER_GUARANTEES,
+            **config,
+            "error_cb": watch.refuse,
+        }
     )
     try:
         watch.first_contact(consumer, config["bootstrap.servers"])
@@ -45,6 +58,28 @@ def open_consumer(config: Mapping[str, str], topic: str, *, from_beginning: bool
         consumer.close()
         raise
     return consumer
+
+
+@contextmanager
+def committed_reader(
+    config: Mapping[str, str],
+    topic: str,
+    limits: Limits,
+    *,
+    from_beginning: bool,
+    stop: StopFlag | None = None,
+    on_error: Callable[[str], None] = _ignore,
+    done: Callable[[], bool] = lambda: False,
+) -> Iterator[Reader]:
+    """A Reader of every partition of `topic` (`open_consumer`: read_committed unless `config` says otherwise)
+    within `limits`, whose settle window starts once `done` holds; `stop` ends it early. The consumer is closed
+    on the way out. Raises as `open_consumer` does; the read raises and reports errors as `loop.records_of` does.
+    """
+    consumer = open_consumer(config, topic, from_beginning=from_beginning)
+    try:
+        yield Reader(consumer, limits, StopFlag() if stop is None else stop, on_error, done=done)
+    finally:
+        consumer.close()
 
 
 def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
@@ -78,7 +113,7 @@ def read_to_end(
     on_error: Callable[[str], None] = _ignore,
 ) -> Iterator[Any]:
     """Every record of `topic`, from its start to where it ends now. Raises KafkaException when no record
-    comes for `idle_limit_s` before the end is reached; error events as in `read.records_of`.
+    comes for `idle_limit_s` before the end is reached; error events as in `loop.records_of`.
     """
     consumer = open_consumer(config, topic, from_beginning=True)
     try:

@@ -14,9 +14,9 @@ from clitools.progress import Progress
 from clitools.signals import StopFlag
 
 from .latency import LatencyMonitor, RequestFeed
-from .read import Limits, Reader
-from .records import Greeting, InvalidRecord, from_message
-from .source import open_consumer
+from .reading.greetings import Greeting, InvalidRecord, from_message
+from .reading.loop import Limits
+from .reading.topics import committed_reader
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,17 @@ def read_greetings(
     to `on_greeting` (and `latency`) and each record that is none to `on_invalid`, with a warning.
     """
     args = session.args
-    consumer = open_consumer(session.config, args.topic, from_beginning=args.from_beginning)
-    try:
-        limits = Limits(args.max_messages, args.timeout, args.duration, settle=settle)
-        reader = Reader(consumer, limits, session.stop, on_error=session.kafka_error, done=done)
-        invalid = 0
+    limits = Limits(args.max_messages, args.timeout, args.duration, settle=settle)
+    invalid = 0
+    with committed_reader(
+        session.config,
+        args.topic,
+        limits,
+        from_beginning=args.from_beginning,
+        stop=session.stop,
+        on_error=session.kafka_error,
+        done=done,
+    ) as reader:
         for batch in reader.batches():
             if latency is not None:
                 latency.before_batch()
@@ -87,20 +93,15 @@ def read_greetings(
                 latency.tick()
             sys.stdout.flush()  # each batch is visible as soon as it is read
             session.progress.update(lambda: f"read {reader.count} greetings")
-        return Outcome(reader.count, invalid, reader.ended_by)
-    finally:
-        consumer.close()
+    return Outcome(reader.count, invalid, reader.ended_by)
 
 
 @contextmanager
-def latency_monitor(session: Session) -> Iterator[LatencyMonitor | None]:
-    """A monitor following the input topic when the subcommand times latency (else None): the requests it
-    holds already are counted first, so the new ones can be timed.
+def latency_monitor(session: Session) -> Iterator[LatencyMonitor]:
+    """A monitor following the input topic: the requests it holds already are counted first, so the new ones
+    can be timed.
     """
     args = session.args
-    if not args.time_latency:
-        yield None
-        return
     feed = RequestFeed(session.config, args.names_topic, args.max_name_length, session.kafka_error)
     try:
         feed.catch_up(
@@ -112,7 +113,7 @@ def latency_monitor(session: Session) -> Iterator[LatencyMonitor | None]:
         feed.close()
 
 
-def report_read(session: Session, outcome: Outcome, latency: LatencyMonitor | None) -> None:
+def report_read(session: Session, outcome: Outcome, latency: LatencyMonitor | None = None) -> None:
     """The closing lines on stderr: what was read and why it ended, and the latency summary."""
     session.warn(outcome.line())
     if latency is not None:
