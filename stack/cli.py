@@ -16,6 +16,7 @@ from typing import Any
 
 from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 
+from . import operations
 from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
 from .kafka_auth import KafkaAuthFiles, client_flags
@@ -235,13 +236,13 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         stack.down()
         return 0
     if args.command == "savepoint":
-        print(stack.savepoint())
+        print(operations.savepoint(stack))
         return 0
     if args.command == "rescale":
-        print(stack.rescale(args.parallelism))
+        print(operations.rescale(stack, args.parallelism))
         return 0
     if args.command == "rotate-kafka-credentials":
-        rotated = stack.rotate_kafka_credentials()
+        rotated = operations.rotate_kafka_credentials(stack)
         print(
             f"new Kafka passwords for {', '.join(rotated)} in {KafkaAuthFiles(run_dir).clients_dir}. The runtime takes "
             "its new login when its JVMs start again: `greeter-stack down`, then `greeter-stack up` (the job resumes "
@@ -250,7 +251,7 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         )
         return 0
     if args.command == "upgrade-greeter":
-        print(stack.upgrade_greeter().pid)
+        print(operations.upgrade_greeter(stack).pid)
         return 0
     status = stack.status()
     print(format_status(status))

@@ -19,6 +19,7 @@ from greeter.settings import seen_count_ttl
 from greeter.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .freeports import free_ports
+from .readiness import port_free
 
 # Versions: stack/jvm/pom.xml carries the same values as defaults; the fetch passes these with -D, so this
 # module wins, and tests/unit/test_stack_fetch.py holds the pom to them.
@@ -66,6 +67,10 @@ class Ports:
     taskmanager_metrics: int = 6126
     taskmanager_rpc: int = 6122
     taskmanager_data: int = 6121
+
+    def in_use(self) -> list[tuple[str, int]]:
+        """The ports a server could not bind on HOST now, each with its name."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if not port_free(HOST, getattr(self, f.name))]
 
     @classmethod
     def free(cls) -> Ports:

@@ -39,7 +39,7 @@ def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Pat
     after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, "0", "3600", names)
     settle_s = 3 * after.config.checkpoint_interval_ms / 1000
     bootstrap = after.config.bootstrap_servers
-    assert after.rest.job(after._require_job())["state"] == "RUNNING"
+    assert after.rest.job(after.require_job())["state"] == "RUNNING"
 
     produce(bootstrap, "names", requests(names, HALF))
     records = read(bootstrap, "greetings", {n.encode() for n in names}, NAMES * ROUNDS, 180, settle_s)
