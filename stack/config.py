@@ -123,7 +123,7 @@ class StackConfig:
     max_message_bytes: int = 1024 * 1024  # a 60 KiB poison record must fit; bounded so one cannot be huge
     start_timeout_s: float = 120.0  # per process; the job takes 12-17 s on this machine
     stop_timeout_s: float = 30.0  # SIGTERM, then SIGKILL; over the greeter's graceful stop (20 s), as compose's
-    # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (stack/tls.py):
+    # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (certs/tls.py):
     # off by default because everything is on loopback; on, it runs the path a real deployment needs.
     tls: bool = False
     # Kafka's security: "none" (plaintext, loopback only) or "sasl-ssl": SASL_SSL with SCRAM-SHA-512 and an ACL per
@@ -195,7 +195,7 @@ class StackConfig:
 
     @property
     def tls_dir(self) -> Path:
-        """Where `up --tls` mints the certificates (stack/tls.py)."""
+        """Where `up --tls` mints the certificates (certs/tls.py)."""
         return self.run_dir / "tls"
 
     @property

@@ -6,12 +6,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from certs.tls import CertFiles
+
 from . import flink, kafka, procs
 from .config import HOST, StackConfig
 from .fetch import job_jar
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
-from .tls import CertFiles
 
 # The greeter's mutual-TLS variables (greeter/settings.py): the stack sets them all or none.
 GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .tls import mint
+from certs.tls import mint
 
 from . import daemons, kafka, kafka_auth, procs
 from .config import HOST, JOB_ENTRY_CLASS, StackConfig, port_env_var

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from certs.tls import CertFiles, mint
 from greeter.settings import SettingsError, TlsFiles, load_settings
-from stack.tls import CertFiles, mint
 
 ROOT = Path(__file__).resolve().parents[2]
 
