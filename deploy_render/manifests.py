@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certs.tls import CertFiles
+from clitools.kafka_args import BOOTSTRAP_ENV
 from clitools.kafka_security import KafkaSecurityError, java_client_properties
 from deploy_render.compose_kafka import IN_CONTAINER
 from stack.config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
@@ -42,7 +43,6 @@ K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 # The one Kafka setting of the Kubernetes stack: the generator and topics Jobs read it as a ConfigMap, and
 # module.yaml is rendered with it (StateFun 3.3.0 resolves no placeholders in module.yaml).
 K8S_KAFKA_ENV = K8S_DIR / "base" / "kafka.env"
-K8S_BOOTSTRAP_VARIABLE = "GREETER_BOOTSTRAP_SERVERS"
 # The names module.yaml and the manifests share.
 K8S_MASTER_SERVICE = "statefun-master"
 GREETER_URL_TLS = MODULE_GREETER_URL.replace("http://", "https://", 1)
@@ -310,9 +310,9 @@ def k8s_bootstrap_servers(env_file: Path = K8S_KAFKA_ENV) -> str:
     """The Kafka bootstrap servers of the Kubernetes stack, from its one setting."""
     for line in env_file.read_text(encoding="utf-8").splitlines():
         name, sep, value = line.strip().partition("=")
-        if sep and name == K8S_BOOTSTRAP_VARIABLE and value.strip():
+        if sep and name == BOOTSTRAP_ENV and value.strip():
             return value.strip()
-    raise RenderError(f"{env_file}: no {K8S_BOOTSTRAP_VARIABLE}=host:port line")
+    raise RenderError(f"{env_file}: no {BOOTSTRAP_ENV}=host:port line")
 
 
 def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, bootstrap: str | None = None) -> str:

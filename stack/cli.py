@@ -26,23 +26,6 @@ from .readiness import Interrupted, StartError
 from .status import format_status
 from .supervise import watch
 
-_HELP = {
-    "checkpoint_interval_ms": "Flink checkpoint interval; exactly-once output is committed at this pace",
-    "heartbeat_interval_ms": "Flink heartbeat interval",
-    "heartbeat_timeout_ms": "Flink heartbeat timeout: how fast a dead TaskManager is noticed",
-    "mode": "single: the job in one JVM (quick start); cluster: a JobManager and a TaskManager",
-    "parallelism": "job parallelism: in cluster mode, TaskManagers x slots",
-    "taskmanager_slots": "cluster mode: slots per TaskManager (the stack starts parallelism / slots TaskManagers)",
-    "greeter_workers": "gunicorn workers of the greeter",
-    "seen_count_ttl": "seconds before the greeter forgets a user; unset = inherit",
-    "partitions": "partitions of each topic",
-    "start_timeout_s": "deadline for each process to become ready",
-    "stop_timeout_s": "SIGTERM grace before SIGKILL",
-    "tls": "mutual TLS between the runtime and the greeter, with certificates minted into RUN_DIR/tls",
-    "kafka_security": "none: plaintext Kafka; sasl-ssl: SASL_SSL (SCRAM-SHA-512) and an ACL per client, with each "
-    "client's credentials in RUN_DIR/kafka-clients/",
-}
-
 
 def _flag_type(setting: EnvSetting, flag: str) -> Callable[[str], Any]:
     """The setting's own parser, its error in argparse's words: a flag is checked as its variable is."""
@@ -64,7 +47,7 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         "--run-dir",
         type=Path,
         default=defaults.run_dir,
-        help=f"the one folder for logs, state and PIDs (env {RUN_DIR.variable})",
+        help=f"{RUN_DIR.help} (env {RUN_DIR.variable})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="resolve the jars with Maven (up does it too)")
@@ -85,7 +68,7 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     )
     for setting in UP_SETTINGS:
         default = getattr(defaults, setting.field)
-        flag, help_text = "--" + setting.field.replace("_", "-"), f"{_HELP[setting.field]} (env {setting.variable})"
+        flag, help_text = "--" + setting.field.replace("_", "-"), f"{setting.help} (env {setting.variable})"
         if isinstance(default, bool):  # --tls / --no-tls: a flag overrides the environment either way
             up.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:

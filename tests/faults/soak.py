@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if rounds < 2 * args.faults + 1:
         parser.error(f"--messages / --names = {rounds} rounds: at least {2 * args.faults + 1} are needed")
     run_dir = Path(tempfile.mkdtemp(prefix="greeter-soak-"))
-    config = StackConfig(run_dir=run_dir / "run", ports=Ports.free(), seen_count_ttl="0", mode="cluster")
+    config = StackConfig(run_dir=run_dir / "run", ports=Ports.free(), seen_count_ttl=0, mode="cluster")
     with FaultProxy(config.ports.greeter) as proxy:
         stack = LocalStack(dataclasses.replace(config, endpoint_port=proxy.port), report=print)
         try:

@@ -34,7 +34,7 @@ def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, FaultProxy]]:
     with (
         FaultProxy(ports.greeter) as proxy,
         running_stack(
-            tmp_path / "run", "fault stack", ports=ports, seen_count_ttl="0", endpoint_port=proxy.port
+            tmp_path / "run", "fault stack", ports=ports, seen_count_ttl=0, endpoint_port=proxy.port
         ) as stack,
     ):
         yield stack, proxy
