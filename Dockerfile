@@ -25,6 +25,8 @@ COPY generator ./generator
 COPY consumer ./consumer
 COPY clitools ./clitools
 COPY stack ./stack
+COPY deploy_render ./deploy_render
+COPY certs ./certs
 RUN uv sync --frozen --no-dev --no-editable \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin greeter
 USER 10001

@@ -56,7 +56,7 @@ def idle(target: load.Target, seconds: float) -> dict[str, Any]:
 
 def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-modes-{mode}-") as work:
-        config = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), mode=mode, seen_count_ttl="0")
+        config = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), mode=mode, seen_count_ttl=0)
         stack = LocalStack(config, report=lambda line: say(f"[stack {mode}] {line}"))
         try:
             started = time.monotonic()

@@ -44,6 +44,7 @@ from stack import kafka
 from stack.config import MODES, Ports, StackConfig
 from stack.kafka_auth import CONSUMER, GENERATOR, client_settings
 from stack.local import LocalStack
+from stack.logs import delivery_retries
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("statefun", "quix")
@@ -233,7 +234,7 @@ def latency_at(interval_ms: int, args: argparse.Namespace, run_root: Path, greet
                 rounds.append(measured)
             result["points"].append({"names": names, "rounds": rounds, "summary": summarise(rounds, args.systems)})
         result["job_failures"] = stack.failure_count()
-        result["failed_deliveries"] = stack.delivery_retries()
+        result["failed_deliveries"] = delivery_retries(stack.config)
     finally:
         if peer is not None:
             say(f"[bench] Quix peer: {peer.stop()}")
@@ -321,7 +322,7 @@ def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, 
         args.out.write_text(json.dumps(result, indent=2))
     result["job_failures"] = stack.failure_count()
     # Deliveries that failed and were retried (a closed keep-alive connection would show here): should be 0.
-    result["failed_deliveries"] = stack.delivery_retries()
+    result["failed_deliveries"] = delivery_retries(stack.config)
     result["correct"] = all(p["summary"][s]["correct"] for p in result["points"] for s in args.systems)
     result["complete"] = True
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     raw_out = RESULTS / f"greeter-profile-{uuid.uuid4().hex[:6]}.txt"
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as run_dir:
-        stack = LocalStack(StackConfig(run_dir=Path(run_dir), ports=Ports.free(), seen_count_ttl="0"), report=print)
+        stack = LocalStack(StackConfig(run_dir=Path(run_dir), ports=Ports.free(), seen_count_ttl=0), report=print)
         try:
             stack.up(fresh=True)
             kafka, tag = producer(stack.config.bootstrap_servers), uuid.uuid4().hex[:6]

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"taskmanager-{uuid.uuid4().hex[:6]}.jfr"
     with tempfile.TemporaryDirectory(prefix="bench-profile-tm-") as run_dir:
-        config = StackConfig(run_dir=Path(run_dir), ports=Ports.free(), seen_count_ttl="0", mode="cluster")
+        config = StackConfig(run_dir=Path(run_dir), ports=Ports.free(), seen_count_ttl=0, mode="cluster")
         stack = LocalStack(config, report=print)
         try:
             stack.up(fresh=True)

@@ -33,6 +33,7 @@ from bench import load
 from bench.pipeline import RESULTS, cli, names_list, say, targets
 from stack.config import MODES, Ports, StackConfig
 from stack.local import LocalStack
+from stack.logs import delivery_retries
 from stack.render import ENDPOINT_KIND
 
 INGRESS_KIND = "io.statefun.kafka.v1/ingress"
@@ -180,7 +181,7 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
                 pool = load.name_pool(f"lat{args.names[-1]}", args.names[-1])
                 result["latency"] = load.latency(target, pool, args.rate, args.latency_seconds)
                 result["job_failures"] = stack.failure_count()
-                result["failed_deliveries"] = stack.delivery_retries()
+                result["failed_deliveries"] = delivery_retries(stack.config)
             finally:
                 stack.down()
     say(f"[tuning] {variant.name}: {json.dumps(brief(result))}")

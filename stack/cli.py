@@ -16,6 +16,7 @@ from typing import Any
 
 from clitools.signals import ForcedExit, StopFlag, stop_on_signals
 
+from . import operations
 from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
 from .kafka_auth import KafkaAuthFiles, client_flags
@@ -24,23 +25,6 @@ from .logs import follow, log_files, print_logs
 from .readiness import Interrupted, StartError
 from .status import format_status
 from .supervise import watch
-
-_HELP = {
-    "checkpoint_interval_ms": "Flink checkpoint interval; exactly-once output is committed at this pace",
-    "heartbeat_interval_ms": "Flink heartbeat interval",
-    "heartbeat_timeout_ms": "Flink heartbeat timeout: how fast a dead TaskManager is noticed",
-    "mode": "single: the job in one JVM (quick start); cluster: a JobManager and a TaskManager",
-    "parallelism": "job parallelism: in cluster mode, TaskManagers x slots",
-    "taskmanager_slots": "cluster mode: slots per TaskManager (the stack starts parallelism / slots TaskManagers)",
-    "greeter_workers": "gunicorn workers of the greeter",
-    "seen_count_ttl": "seconds before the greeter forgets a user; unset = inherit",
-    "partitions": "partitions of each topic",
-    "start_timeout_s": "deadline for each process to become ready",
-    "stop_timeout_s": "SIGTERM grace before SIGKILL",
-    "tls": "mutual TLS between the runtime and the greeter, with certificates minted into RUN_DIR/tls",
-    "kafka_security": "none: plaintext Kafka; sasl-ssl: SASL_SSL (SCRAM-SHA-512) and an ACL per client, with each "
-    "client's credentials in RUN_DIR/kafka-clients/",
-}
 
 
 def _flag_type(setting: EnvSetting, flag: str) -> Callable[[str], Any]:
@@ -63,7 +47,7 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
         "--run-dir",
         type=Path,
         default=defaults.run_dir,
-        help=f"the one folder for logs, state and PIDs (env {RUN_DIR.variable})",
+        help=f"{RUN_DIR.help} (env {RUN_DIR.variable})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="resolve the jars with Maven (up does it too)")
@@ -84,7 +68,7 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     )
     for setting in UP_SETTINGS:
         default = getattr(defaults, setting.field)
-        flag, help_text = "--" + setting.field.replace("_", "-"), f"{_HELP[setting.field]} (env {setting.variable})"
+        flag, help_text = "--" + setting.field.replace("_", "-"), f"{setting.help} (env {setting.variable})"
         if isinstance(default, bool):  # --tls / --no-tls: a flag overrides the environment either way
             up.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
@@ -235,13 +219,13 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         stack.down()
         return 0
     if args.command == "savepoint":
-        print(stack.savepoint())
+        print(operations.savepoint(stack))
         return 0
     if args.command == "rescale":
-        print(stack.rescale(args.parallelism))
+        print(operations.rescale(stack, args.parallelism))
         return 0
     if args.command == "rotate-kafka-credentials":
-        rotated = stack.rotate_kafka_credentials()
+        rotated = operations.rotate_kafka_credentials(stack)
         print(
             f"new Kafka passwords for {', '.join(rotated)} in {KafkaAuthFiles(run_dir).clients_dir}. The runtime takes "
             "its new login when its JVMs start again: `greeter-stack down`, then `greeter-stack up` (the job resumes "
@@ -250,7 +234,7 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         )
         return 0
     if args.command == "upgrade-greeter":
-        print(stack.upgrade_greeter().pid)
+        print(operations.upgrade_greeter(stack).pid)
         return 0
     status = stack.status()
     print(format_status(status))

@@ -19,6 +19,7 @@ from greeter.config.settings import seen_count_ttl
 from greeter.config.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .freeports import free_ports
+from .readiness import port_free
 
 # Versions: stack/jvm/pom.xml carries the same values as defaults; the fetch passes these with -D, so this
 # module wins, and tests/unit/test_stack_fetch.py holds the pom to them.
@@ -40,6 +41,8 @@ MODULE_GREETER_URL = "http://greeter:8000/statefun"
 MODULE_KAFKA_ADDRESS = "kafka:9092"
 
 ENV_PREFIX = "GREETER_STACK_"
+# The greeter's own variable (greeter/config/settings.py), which `up` also takes (`--seen-count-ttl`).
+SEEN_COUNT_TTL_ENV = "GREETER_SEEN_COUNT_TTL"
 
 # How the StateFun job runs: "single", in one JVM (Flink's local mini cluster, started by Flink's own client);
 # "cluster", a JobManager and a TaskManager, as the container and Kubernetes stacks run it.
@@ -66,6 +69,10 @@ class Ports:
     taskmanager_metrics: int = 6126
     taskmanager_rpc: int = 6122
     taskmanager_data: int = 6121
+
+    def in_use(self) -> list[tuple[str, int]]:
+        """The ports a server could not bind on HOST now, each with its name."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if not port_free(HOST, getattr(self, f.name))]
 
     @classmethod
     def free(cls) -> Ports:
@@ -113,12 +120,14 @@ class StackConfig:
     kafka_heap: str = "128m"
     kafka_cleaner_buffer_bytes: int = 16 * 1024 * 1024
     greeter_workers: int = 2
-    seen_count_ttl: str | None = None  # None: GREETER_SEEN_COUNT_TTL passes through from the environment
+    # Seconds before the greeter forgets a user (0: never); None: GREETER_SEEN_COUNT_TTL passes through from the
+    # environment. daemons.env writes it into the greeter's.
+    seen_count_ttl: int | None = None
     partitions: int = 4
     max_message_bytes: int = 1024 * 1024  # a 60 KiB poison record must fit; bounded so one cannot be huge
     start_timeout_s: float = 120.0  # per process; the job takes 12-17 s on this machine
     stop_timeout_s: float = 30.0  # SIGTERM, then SIGKILL; over the greeter's graceful stop (20 s), as compose's
-    # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (stack/tls.py):
+    # Mutual TLS between the runtime and the greeter, with certificates minted into the run folder (certs/tls.py):
     # off by default because everything is on loopback; on, it runs the path a real deployment needs.
     tls: bool = False
     # Kafka's security: "none" (plaintext, loopback only) or "sasl-ssl": SASL_SSL with SCRAM-SHA-512 and an ACL per
@@ -190,7 +199,7 @@ class StackConfig:
 
     @property
     def tls_dir(self) -> Path:
-        """Where `up --tls` mints the certificates (stack/tls.py)."""
+        """Where `up --tls` mints the certificates (certs/tls.py)."""
         return self.run_dir / "tls"
 
     @property
@@ -268,9 +277,9 @@ def _kafka_security(text: str) -> str:
     return text
 
 
-def _seen_count_ttl(text: str) -> str:
-    # The greeter's own parser: the stack passes the value on as the greeter's variable, checked the same way.
-    return str(seen_count_ttl({"GREETER_SEEN_COUNT_TTL": text}))
+def _seen_count_ttl(text: str) -> int:
+    # The greeter's own parser: a value the greeter would refuse is refused here, before anything starts.
+    return seen_count_ttl({SEEN_COUNT_TTL_ENV: text})
 
 
 @dataclass(frozen=True)
@@ -280,6 +289,7 @@ class EnvSetting:
     field: str
     variable: str
     parse: Callable[[str], Any]  # raises ValueError saying what is wrong
+    help: str = ""  # what `greeter-stack --help` says of it before its variable (a port says only its variable)
 
     def read(self, text: str, source: str) -> Any:
         """`text` parsed, or ConfigError naming `source` (the variable or flag) and the value."""
@@ -289,22 +299,43 @@ class EnvSetting:
             raise ConfigError(f"{source}={text!r}: {error}") from None
 
 
-RUN_DIR = EnvSetting("run_dir", ENV_PREFIX + "RUN_DIR", _path)
+def _setting(field: str, parse: Callable[[str], Any], help: str, variable: str | None = None) -> EnvSetting:
+    """The setting of StackConfig's `field`: its variable is GREETER_STACK_<FIELD> unless `variable` is given."""
+    return EnvSetting(field, variable or ENV_PREFIX + field.upper(), parse, help)
+
+
+RUN_DIR = _setting("run_dir", _path, "the one folder for logs, state and PIDs")
 # What `greeter-stack up` takes as flags too. Ports are GREETER_STACK_PORT_<NAME>.
 UP_SETTINGS: tuple[EnvSetting, ...] = (
-    EnvSetting("checkpoint_interval_ms", ENV_PREFIX + "CHECKPOINT_INTERVAL_MS", _count),
-    EnvSetting("heartbeat_interval_ms", ENV_PREFIX + "HEARTBEAT_INTERVAL_MS", _count),
-    EnvSetting("heartbeat_timeout_ms", ENV_PREFIX + "HEARTBEAT_TIMEOUT_MS", _count),
-    EnvSetting("mode", ENV_PREFIX + "MODE", _mode),
-    EnvSetting("parallelism", ENV_PREFIX + "PARALLELISM", _count),
-    EnvSetting("taskmanager_slots", ENV_PREFIX + "TASKMANAGER_SLOTS", _count),
-    EnvSetting("greeter_workers", ENV_PREFIX + "GREETER_WORKERS", _count),
-    EnvSetting("seen_count_ttl", "GREETER_SEEN_COUNT_TTL", _seen_count_ttl),
-    EnvSetting("partitions", ENV_PREFIX + "PARTITIONS", _count),
-    EnvSetting("start_timeout_s", ENV_PREFIX + "START_TIMEOUT_S", float),
-    EnvSetting("stop_timeout_s", ENV_PREFIX + "STOP_TIMEOUT_S", float),
-    EnvSetting("tls", ENV_PREFIX + "TLS", _bool),
-    EnvSetting("kafka_security", ENV_PREFIX + "KAFKA_SECURITY", _kafka_security),
+    _setting(
+        "checkpoint_interval_ms", _count, "Flink checkpoint interval; exactly-once output is committed at this pace"
+    ),
+    _setting("heartbeat_interval_ms", _count, "Flink heartbeat interval"),
+    _setting("heartbeat_timeout_ms", _count, "Flink heartbeat timeout: how fast a dead TaskManager is noticed"),
+    _setting("mode", _mode, "single: the job in one JVM (quick start); cluster: a JobManager and a TaskManager"),
+    _setting("parallelism", _count, "job parallelism: in cluster mode, TaskManagers x slots"),
+    _setting(
+        "taskmanager_slots",
+        _count,
+        "cluster mode: slots per TaskManager (the stack starts parallelism / slots TaskManagers)",
+    ),
+    _setting("greeter_workers", _count, "gunicorn workers of the greeter"),
+    _setting(
+        "seen_count_ttl",
+        _seen_count_ttl,
+        "seconds before the greeter forgets a user; unset = inherit",
+        SEEN_COUNT_TTL_ENV,
+    ),
+    _setting("partitions", _count, "partitions of each topic"),
+    _setting("start_timeout_s", float, "deadline for each process to become ready"),
+    _setting("stop_timeout_s", float, "SIGTERM grace before SIGKILL"),
+    _setting("tls", _bool, "mutual TLS between the runtime and the greeter, with certificates minted into RUN_DIR/tls"),
+    _setting(
+        "kafka_security",
+        _kafka_security,
+        "none: plaintext Kafka; sasl-ssl: SASL_SSL (SCRAM-SHA-512) and an ACL per client, with each client's "
+        "credentials in RUN_DIR/kafka-clients/",
+    ),
 )
 
 

@@ -6,12 +6,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from certs.tls import CertFiles
+
 from . import flink, kafka, procs
-from .config import HOST, StackConfig
+from .config import HOST, SEEN_COUNT_TTL_ENV, StackConfig
 from .fetch import job_jar
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
-from .tls import CertFiles
 
 # The greeter's mutual-TLS variables (greeter/config/settings.py): the stack sets them all or none.
 GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
@@ -77,7 +78,7 @@ def env(config: StackConfig, name: str) -> dict[str, str]:
         values["FLINK_CONF_DIR"] = str(config.conf_dir)  # where Flink's client reads flink-conf.yaml
     if name == "greeter":
         if config.seen_count_ttl is not None:
-            values["GREETER_SEEN_COUNT_TTL"] = config.seen_count_ttl
+            values[SEEN_COUNT_TTL_ENV] = str(config.seen_count_ttl)
         # prometheus multi-process files under the run folder, not in /tmp
         values["PROMETHEUS_MULTIPROC_DIR"] = str(config.run_dir / "greeter-metrics")
         for variable in GREETER_TLS_ENV:  # module.yaml is rendered for config.tls, not for what the shell has

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .config import FLINK_VERSION, KAFKA_VERSION, STATEFUN_VERSION, StackConfig
+from .config import FLINK_VERSION, JOB_JAR_GLOB, KAFKA_VERSION, STATEFUN_VERSION, StackConfig
 
 LIB_FOLDERS = ("flink", "job", "kafka")
 MIN_JAVA = 17
@@ -119,7 +119,7 @@ def fetch(config: StackConfig, *, force: bool = False) -> bool:
 
 def job_jar(config: StackConfig) -> Path:
     """The one statefun-flink-core jar in lib/job; RuntimeError when there is none or more than one."""
-    jars = sorted(config.lib_job.glob("statefun-flink-core-*.jar"))
+    jars = sorted(config.lib_job.glob(JOB_JAR_GLOB))
     if len(jars) != 1:
         raise RuntimeError(
             f"expected one statefun-flink-core jar in {config.lib_job}, found {len(jars)}: run `python -m stack fetch`"

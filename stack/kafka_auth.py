@@ -2,7 +2,7 @@
 that prove it.
 
 The broker speaks SASL_SSL with SCRAM-SHA-512 on the stack's Kafka port, with a certificate minted into the run
-folder (stack/tls.py). KRaft's StandardAuthorizer refuses whatever no ACL allows. Each client is its own principal
+folder (certs/tls.py). KRaft's StandardAuthorizer refuses whatever no ACL allows. Each client is its own principal
 with only what it needs (`ACLS`); `admin`, used only by `up` (readiness, topics, ACLs), and the broker's own
 `controller` login are the super users.
 
@@ -30,13 +30,13 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
+from certs.tls import mint_kafka
 from clitools.kafka_args import STACK_LOGINS
 from clitools.kafka_security import KafkaSecurity, write_secret
 from greeter.config.wiring import DEAD_LETTER_TOPIC, EGRESS_ID, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import StartError
-from .tls import mint_kafka
 
 MECHANISM: Final = "SCRAM-SHA-512"
 SCRAM_ITERATIONS: Final = 4096  # StorageTool's default for --add-scram
@@ -305,7 +305,7 @@ def listener_settings(config: StackConfig) -> list[tuple[str, str, str]]:
          "the broker's own client login"),
         ("listener.name.controller.plain.sasl.jaas.config", controller_login(controller_password),
          "the one controller login, both sides"),
-        ("ssl.keystore.location", str(files.key_store), "minted by stack/tls.py on every up"),
+        ("ssl.keystore.location", str(files.key_store), "minted by certs/tls.py on every up"),
         ("ssl.truststore.location", str(files.ca), "the CA of the key store"),
         *security_settings(),
     ]  # fmt: skip

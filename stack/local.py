@@ -1,29 +1,27 @@
-"""LocalStack: start Kafka, the greeter, Flink and the StateFun job in order, each ready before the next;
-stop them in reverse. The API the CLI and the e2e tests share.
+"""LocalStack, the stack's lifecycle: start Kafka, the greeter, Flink and the StateFun job in order, each ready
+before the next; stop them in reverse; say how they are. What changes a running stack is in stack/operations.py
+(savepoint, rescale, greeter upgrade, Kafka logins); what only tests do to it is in stack/faults.py.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import fields, replace
 from pathlib import Path
 
+from certs.tls import mint
+
 from . import daemons, kafka, kafka_auth, procs
-from .config import HOST, JOB_ENTRY_CLASS, Ports, StackConfig, port_env_var
+from .config import HOST, JOB_ENTRY_CLASS, StackConfig, port_env_var
 from .fetch import check_prerequisites, fetch, is_fresh, job_jar
 from .flinkconf import write_flink_conf
-from .readiness import StartError, port_free, wait_until
+from .readiness import StartError, wait_until
 from .render import write_logging_configs, write_module_yaml
 from .rest import Checkpoint, FlinkRest
-from .savepoints import cancel_with_savepoint
 from .state import StackState, latest_retained_checkpoint, prune_other_jobs, run_lock
 from .status import StackStatus, collect_status
-from .tls import mint
 
 
 def restore_point(path: Path, fresh: bool) -> Path:
@@ -46,11 +44,10 @@ def _stderr(line: str) -> None:
     print(f"[stack] {line}", file=sys.stderr, flush=True)
 
 
-_RETRY = re.compile(r"Retry #\d+")
-
-
 class LocalStack:
-    """One stack in one run folder: `up` in order, `down` in reverse, and the faults the e2e tests inject."""
+    """One stack in one run folder: `up` in order, `down` in reverse, `status`, and the steps that start one daemon
+    or the job, which the operations (stack/operations.py) and the tests' faults (stack/faults.py) take too.
+    """
 
     def __init__(
         self, config: StackConfig, *, stop: threading.Event | None = None, report: Callable[[str], None] = _stderr
@@ -86,6 +83,18 @@ class LocalStack:
     def running(self) -> list[procs.Proc]:
         """The recorded processes still alive."""
         return [p for p in self.state.procs if procs.is_running(p)]
+
+    def reconfigure(self, config: StackConfig) -> None:
+        """Take `config` as the stack's from now on, and record it in the run folder."""
+        self.config = self.state.config = config
+        self.state.save()
+
+    def java(self) -> str:
+        """The java command the daemons run with, checked once (fetching the jars is `up`'s); PrerequisiteError
+        when there is none.
+        """
+        self._java = self._java or check_prerequisites(need_maven=False)
+        return self._java
 
     # ---- up ----
     def up(self, fresh: bool = False, restore_from: Path | None = None) -> None:
@@ -144,12 +153,10 @@ class LocalStack:
         started = [self._spawn(name, daemons.argv(self._java, cfg, name)) for name in daemons.SERVICES]
         for proc in started:
             self._await_daemon(proc)
-        if cfg.mode == "single":
-            self._start_runtime(resume=not fresh, restore_from=restore_from)
-        else:
+        if cfg.mode == "cluster":
             for name in daemons.runtime_names(cfg):
-                self._start_daemon(name)
-            self._submit_job(resume=not fresh, restore_from=restore_from)
+                self.start_daemon(name)
+        self.start_job(resume=not fresh, restore_from=restore_from)
         for extra in cfg.extras:
             self._spawn(extra.name, list(extra.argv))
         self.report(
@@ -167,11 +174,7 @@ class LocalStack:
         self.report(f"wiped the state in {cfg.run_dir}")
 
     def _check_ports(self) -> None:
-        busy = [
-            f"{getattr(self.config.ports, f.name)} ({f.name}, env {port_env_var(f.name)})"
-            for f in fields(Ports)
-            if not port_free(HOST, getattr(self.config.ports, f.name))
-        ]
+        busy = [f"{port} ({name}, env {port_env_var(name)})" for name, port in self.config.ports.in_use()]
         if busy:
             raise StartError(
                 f"ports in use on {HOST}: {'; '.join(busy)}. Another stack or service holds them: "
@@ -187,9 +190,12 @@ class LocalStack:
         self.report(f"started {name} (pid {proc.pid}, log {proc.log})")
         return proc
 
-    def _wait(self, name: str, check: Callable[[], str | None], proc: procs.Proc) -> None:
+    def wait(self, what: str, check: Callable[[], str | None], proc: procs.Proc) -> None:
+        """Poll `check` until it returns None (readiness.wait_until): StartError, naming `what` and `proc`'s log,
+        when the start deadline passes or `proc` dies first; Interrupted when a stop is requested.
+        """
         wait_until(
-            name,
+            what,
             check,
             timeout=self.config.start_timeout_s,
             log=Path(proc.log),
@@ -197,19 +203,23 @@ class LocalStack:
             stop=self.stop_event,
         )
 
-    def _start_daemon(self, name: str) -> None:
-        self._await_daemon(self._spawn(name, daemons.argv(self._java, self.config, name)))
+    def start_daemon(self, name: str, argv: list[str] | None = None) -> procs.Proc:
+        """Start daemon `name` (with `argv`, else its command line for the config) and wait until it serves;
+        its record. StartError when it does not become ready in time.
+        """
+        return self._await_daemon(self._spawn(name, argv or daemons.argv(self.java(), self.config, name)))
 
-    def _await_daemon(self, proc: procs.Proc) -> None:
-        """Wait until the daemon `proc` serves (Kafka: with the stack's topics created)."""
-        self._wait(proc.name, daemons.ready_check(self.config, self.rest, proc.name, proc), proc)
+    def _await_daemon(self, proc: procs.Proc) -> procs.Proc:
+        """Wait until the daemon `proc` serves (Kafka: with the stack's topics created); `proc`."""
+        self.wait(proc.name, daemons.ready_check(self.config, self.rest, proc.name, proc), proc)
         if proc.name == "kafka":
             kafka.ensure_topics(self.config)
-            self._wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
+            self.wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
             if kafka_auth.secured(self.config):
                 kafka.ensure_acls(self.config)
                 self.report(f"Kafka ACLs: {len(kafka_auth.ACLS)} grants for {', '.join(kafka_auth.CLIENTS[1:])}")
         self.report(f"{proc.name} ready")
+        return proc
 
     def _resume_point(self, resume: bool, restore_from: Path | None) -> Path | None:
         if restore_from is not None:
@@ -221,22 +231,29 @@ class LocalStack:
                 self.report(f"removed the checkpoints of {len(pruned)} earlier job(s) in {self.config.checkpoint_dir}")
         return checkpoint
 
-    def _start_runtime(self, resume: bool, restore_from: Path | None = None) -> None:
-        """Single mode: one JVM runs the job from its start, resuming from `restore_from` or else the newest
-        retained checkpoint.
+    def start_job(self, resume: bool, restore_from: Path | None = None) -> None:
+        """Start the job and wait until it runs, resuming from `restore_from`, else (with `resume`) from the newest
+        retained checkpoint: single mode starts the JVM that runs it, cluster mode submits it to the running
+        JobManager. StartError when it does not run in time.
         """
+        if self.config.mode == "single":
+            self._start_runtime(resume, restore_from)
+        else:
+            self._submit_job(resume, restore_from)
+
+    def _start_runtime(self, resume: bool, restore_from: Path | None) -> None:
         checkpoint = self._resume_point(resume, restore_from)
-        proc = self._spawn("runtime", daemons.argv(self._java, self.config, "runtime", checkpoint))
-        self._wait("runtime", daemons.ready_check(self.config, self.rest, "runtime", proc), proc)
-        self._wait("runtime's job", lambda: None if self.rest.job_ids() else "no job listed yet", proc)
+        proc = self._spawn("runtime", daemons.argv(self.java(), self.config, "runtime", checkpoint))
+        self.wait("runtime", daemons.ready_check(self.config, self.rest, "runtime", proc), proc)
+        self.wait("runtime's job", lambda: None if self.rest.job_ids() else "no job listed yet", proc)
         self.state.job_id = self.rest.job_ids()[0]  # its mini cluster runs this one job only
         self.state.save()
         self.report(f"job {self.state.job_id} started" + (f", resuming from {checkpoint}" if checkpoint else ""))
         job_id = self.state.job_id
-        self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), proc)
+        self.wait(f"job {job_id}", lambda: self.rest.job_running(job_id), proc)
         self._job_running()
 
-    def _submit_job(self, resume: bool, restore_from: Path | None = None) -> None:
+    def _submit_job(self, resume: bool, restore_from: Path | None) -> None:
         checkpoint = self._resume_point(resume, restore_from)
         jm = self.state.proc("jobmanager")
         self.state.jar_id = self.rest.upload_jar(job_jar(self.config))
@@ -246,7 +263,7 @@ class LocalStack:
         self.state.save()
         self.report(f"submitted job {self.state.job_id}" + (f", resuming from {checkpoint}" if checkpoint else ""))
         job_id = self.state.job_id
-        self._wait(f"job {job_id}", lambda: self.rest.job_running(job_id), jm)
+        self.wait(f"job {job_id}", lambda: self.rest.job_running(job_id), jm)
         self._job_running()
 
     def _job_running(self) -> None:
@@ -254,127 +271,7 @@ class LocalStack:
         self.state.save()
         self.report("job RUNNING")
 
-    def savepoint(self) -> str:
-        """A savepoint of the running job in the run folder's savepoints/ (the job keeps running); its location."""
-        with run_lock(self.config.run_dir):
-            job_id = self._require_running("no job is running")
-            self.config.savepoint_dir.mkdir(parents=True, exist_ok=True)
-            location = self.rest.savepoint(job_id, self.config.savepoint_dir.resolve().as_uri())
-            self.report(f"savepoint of job {job_id}: {location}")
-            return location
-
-    def rotate_kafka_credentials(self) -> list[str]:
-        """New passwords for the secured broker's client logins (stack/kafka.py rotate_logins); the principals.
-        The runtime's open connections keep their login; its JVMs read the new one when they start again.
-        """
-        with run_lock(self.config.run_dir):
-            if not kafka_auth.secured(self.config):
-                raise NotRunning(
-                    f"no Kafka logins to rotate: the stack in {self.config.run_dir} runs a plaintext broker (start it "
-                    "with `greeter-stack up --fresh --kafka-security sasl-ssl`)"
-                )
-            broker = self.state.proc("kafka") if any(p.name == "kafka" for p in self.state.procs) else None
-            if broker is None or not procs.is_running(broker):
-                raise NotRunning(f"cannot rotate the Kafka logins: the broker of {self.config.run_dir} is not running")
-            return kafka.rotate_logins(self.config)
-
-    def rescale(self, parallelism: int) -> str:
-        """Run the job at `parallelism`: cancel it with a savepoint into savepoints/ (stack/savepoints.py), start or
-        stop TaskManagers to match (cluster mode; single mode restarts its one JVM), and resume the job from that
-        savepoint. Its location. StartError, before anything stops, for a parallelism below 1 or above the job's
-        maximum parallelism; StartError saying how to resume when the job does not start again.
-        """
-        with run_lock(self.config.run_dir):
-            job_id = self._require_running("no job is running")
-            current, maximum = self.rest.parallelism(job_id)
-            if not 1 <= parallelism <= maximum:
-                raise StartError(
-                    f"parallelism {parallelism}: the job can run at 1 to {maximum}, its maximum parallelism (the "
-                    "key groups its state is split into, fixed at its first start); more needs a new job with "
-                    "fresh state"
-                )
-            self._java = self._java or check_prerequisites(need_maven=False)
-            self.report(f"cancelling job {job_id} (parallelism {current}) with a savepoint")
-            server = self.state.proc(daemons.runtime_names(self.config)[0])  # the runtime or the JobManager
-            savepoint = cancel_with_savepoint(
-                self.rest, job_id, self.config.savepoint_dir, lambda: procs.is_running(server), self.report
-            )
-            self.report(f"savepoint {savepoint}")
-            self.state.resume_from = str(savepoint)
-            self.config = self.state.config = replace(self.config, parallelism=parallelism)
-            self.state.save()
-            try:
-                write_flink_conf(self.config, write_module_yaml(self.config))  # parallelism.default, single's slots
-                if self.config.mode == "single":
-                    procs.stop(server, self.config.stop_timeout_s)  # its job is over: it exits
-                    self._start_runtime(resume=True, restore_from=savepoint)
-                else:
-                    self._match_taskmanagers()
-                    self._submit_job(resume=True, restore_from=savepoint)
-            except Exception as error:
-                raise StartError(
-                    f"rescale stopped half way ({error}): the job was cancelled with a savepoint at {savepoint}. "
-                    f"Resume it with `greeter-stack down`, then `greeter-stack up` (it resumes from that savepoint; "
-                    f"or `greeter-stack up --from-savepoint {savepoint}`)"
-                ) from error
-            return str(savepoint)
-
-    def _match_taskmanagers(self) -> None:
-        """Cluster mode: stop the TaskManagers the parallelism no longer needs (last first), start the missing."""
-        wanted = daemons.taskmanager_names(self.config.taskmanagers)
-        for proc in reversed(self.state.procs):
-            if proc.name.startswith(daemons.TASKMANAGER) and proc.name not in wanted:
-                procs.stop(proc, self.config.stop_timeout_s)
-                self.state.procs.remove(proc)
-                self.state.save()
-                self.report(f"stopped {proc.name}")
-        running = {proc.name for proc in self.running()}
-        for name in wanted:
-            if name not in running:
-                self._start_daemon(name)
-
-    def upgrade_greeter(self) -> procs.Proc:
-        """Replace the greeter's gunicorn in place, refusing no request: gunicorn's own upgrade. USR2 makes the
-        master start a new one on the same listening socket, which loads the code and its settings afresh and
-        forks its workers; once they serve, the old master is stopped gracefully: its workers drain, serving the
-        runtime's kept-alive connections until its pool retires them (up to 18 s, greeter/server/bounded_http.py), and
-        exit. The new master is recorded in its place; its environment (the GREETER_* settings) is the old
-        one's, so changing those takes `down` and `up`. The new master's record.
-        """
-        with run_lock(self.config.run_dir):
-            self._require_running("cannot upgrade the greeter")
-            old = self.state.proc("greeter")
-            if not procs.send(old, signal.SIGUSR2, group=False):
-                raise RuntimeError("the greeter is not running")
-            # gunicorn: the new master writes <pid file>.2 until the old one is gone, then renames it.
-            pid_file = self.config.run_dir / "greeter.pid.2"
-            new: list[procs.Proc] = []
-
-            def new_master_serving() -> str | None:
-                pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
-                if not pid or pid == old.pid:
-                    return "no new gunicorn master yet"
-                workers = len(procs.children(pid))
-                if workers < self.config.greeter_workers:
-                    return f"the new master {pid} has {workers} of {self.config.greeter_workers} workers"
-                new[:] = [procs.Proc("greeter", pid, procs.start_ticks(pid) or 0, old.log, old.argv, old.pgid)]
-                return None
-
-            self._wait("the upgraded greeter", new_master_serving, old)
-            self.state.replace(new[0])
-            self.state.save()
-            self.report(
-                f"greeter upgraded: master {new[0].pid} serving; stopping the old master {old.pid} "
-                f"(its workers drain their connections, up to the graceful timeout)"
-            )
-            procs.send(old, signal.SIGTERM, group=False)  # graceful: its workers drain
-            deadline = self.config.stop_timeout_s + 30
-            wait_until("the old greeter master's exit", lambda: None if not procs.is_running(old) else "still up",
-                       timeout=deadline, log=Path(old.log), alive=lambda: True, stop=self.stop_event)  # fmt: skip
-            self._wait("greeter", daemons.ready_check(self.config, self.rest, "greeter", new[0]), new[0])
-            return new[0]
-
-    # ---- down and faults ----
+    # ---- down ----
     def down(self) -> dict[str, str]:
         """Stop every recorded process, last started first, under the run lock; each one's outcome by name."""
         with run_lock(self.config.run_dir):
@@ -386,55 +283,26 @@ class LocalStack:
         results = procs.stop_all(self.state.procs, self.config.stop_timeout_s, report=self.report)
         self.state.procs = []
         self.state.save()
-        busy = [
-            str(getattr(self.config.ports, f.name))
-            for f in fields(Ports)
-            if not port_free(HOST, getattr(self.config.ports, f.name))
-        ]
+        busy = [str(port) for _, port in self.config.ports.in_use()]
         if busy:
             self.report(f"warning: ports still in use after down: {', '.join(busy)}")
         return results
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal one recorded process (and its group): fault injection for tests."""
-        if not procs.send(self.state.proc(name), sig):
-            raise RuntimeError(f"{name} is not running")
-
-    def respawn(self, name: str) -> None:
-        """Start one daemon again (after kill) with its recorded command; waits until it is ready. The
-        single-mode runtime resumes its job from the newest retained checkpoint, as `up` does.
-        """
-        old = self.state.proc(name)
-        procs.stop(old, self.config.stop_timeout_s)
-        if name == "runtime":
-            self._java = self._java or check_prerequisites(need_maven=False)
-            self._start_runtime(resume=True)
-            return
-        proc = self._spawn(name, list(old.argv))
-        self._wait(name, daemons.ready_check(self.config, self.rest, name, proc), proc)
-
     def failure_count(self) -> int:
         """Failures the job has gone through (see FlinkRest.failure_count); RuntimeError before a job is submitted."""
-        return self.rest.failure_count(self._require_job())
-
-    def delivery_retries(self) -> int:
-        """Failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
-        each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the log of the
-        processes that run the tasks (daemons.task_logs) in this run folder, appended across respawns.
-        """
-        logs = [log for log in daemons.task_logs(self.config) if log.exists()]
-        return sum(len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace"))) for log in logs)
+        return self.rest.failure_count(self.require_job())
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The job's latest completed checkpoint, None before the first; RuntimeError before a job is submitted."""
-        return self.rest.latest_checkpoint(self._require_job())
+        return self.rest.latest_checkpoint(self.require_job())
 
-    def _require_job(self) -> str:
+    def require_job(self) -> str:
+        """The submitted job's id; RuntimeError before a job is submitted."""
         if not self.state.job_id:
             raise RuntimeError("no job submitted")
         return self.state.job_id
 
-    def _require_running(self, what: str) -> str:
+    def require_running(self, what: str) -> str:
         """The job's id when every daemon of the stack's mode runs; NotRunning, saying `what` cannot be done, the
         stack's state and what to do, otherwise.
         """

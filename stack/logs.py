@@ -1,12 +1,19 @@
-"""`logs [NAME]`: the run folder's log files, each line prefixed with its process name; -f follows them."""
+"""The run folder's log files: `logs [NAME]` prints them, each line prefixed with its process name, and -f follows
+them; `delivery_retries` counts what the runtime's log says it retried.
+"""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import TextIO
 
+from .config import StackConfig
+from .daemons import task_logs
 from .readiness import tail
+
+_RETRY = re.compile(r"Retry #\d+")
 
 
 def log_files(run_dir: Path, name: str | None = None) -> list[Path]:
@@ -64,3 +71,12 @@ def follow(files: list[Path], out: TextIO, stop: threading.Event, interval: floa
     while not stop.is_set():
         follower.poll(out)
         stop.wait(interval)
+
+
+def delivery_retries(config: StackConfig) -> int:
+    """The failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
+    each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the logs of the processes that
+    run the tasks (daemons.task_logs) in `config`'s run folder, appended across respawns.
+    """
+    logs = [log for log in task_logs(config) if log.exists()]
+    return sum(len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace"))) for log in logs)

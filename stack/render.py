@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from certs.tls import CertFiles
+
 from .config import HOST, MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, StackConfig
 from .kafka_auth import RUNTIME, client_security
-from .tls import CertFiles
 
 ENDPOINT_KIND = "io.statefun.endpoints.v2/http"
 ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
@@ -39,8 +40,8 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     """Add the TLS keys to the endpoint's async transport (StateFun 3.3's NettyRequestReplySpec), making one if
     the endpoint declares none. Text, not YAML: the rendered copy keeps the source's comments and order.
 
-    Used by the local stack (--tls) and by stack/deploy.py for the container stacks (docker-compose.mtls.yml, the
-    Kubernetes mtls overlay).
+    Used by the local stack (--tls) and by deploy_render/manifests.py for the container stacks
+    (docker-compose.mtls.yml, the Kubernetes mtls overlay).
     """
     documents = re.split(r"(?m)^---[ \t]*$", source)
     endpoints = [

@@ -2,7 +2,7 @@
 # Entry point of the secured broker (docker-compose.kafka-sasl.yml), before the image's own (the arguments): on a
 # storage not formatted yet, format it with every client's SCRAM user, which KRaft can only be given at format time
 # or by a super user who already has one. The users and their passwords come from a Java argument file
-# (GREETER_KAFKA_SCRAM_ARGFILE, made by `python -m stack.compose_kafka`), so no password is on a command line,
+# (GREETER_KAFKA_SCRAM_ARGFILE, made by `python -m deploy_render.compose_kafka`), so no password is on a command line,
 # where `ps` shows it. The image's own start then finds the storage formatted and leaves it.
 # StorageTool reads the broker's configuration: written here from the KAFKA_* variables by the image's rule
 # (KAFKA_FOO_BAR=v is foo.bar=v, "___" stands for "-", "__" for "_"), into a file removed after.

@@ -1,10 +1,10 @@
 """docker-compose.kafka-sasl.yml for real, as its header says to run it: the files made by `python -m
-stack.compose_kafka deploy/compose/kafka-auth --world-readable`, then `up --build` of both files. The pipeline is
-exact through the secured broker (the product's generator in its container and on the host, `greeter-consumer
-verify --from-names` on the host, both with the folder's credentials files); the broker holds exactly the ACLs of
-stack/kafka_auth.py; a plaintext client is refused in one line; no password reaches a log or a container's
-command line or environment. Its own project, after test_compose_stack.py's: a broker volume formatted without the
-SCRAM users could not serve it."""
+deploy_render.compose_kafka deploy/compose/kafka-auth --world-readable`, then `up --build` of both files. The
+pipeline is exact through the secured broker (the product's generator in its container and on the host,
+`greeter-consumer verify --from-names` on the host, both with the folder's credentials files); the broker holds
+exactly the ACLs of stack/kafka_auth.py; a plaintext client is refused in one line; no password reaches a log or a
+container's command line or environment. Its own project, after test_compose_stack.py's: a broker volume formatted
+without the SCRAM users could not serve it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from clitools.kafka_security import KafkaSecurity
-from stack.compose_kafka import COMPOSE_KAFKA_AUTH_DIR, ComposeKafkaFiles
+from deploy_render.compose_kafka import COMPOSE_KAFKA_AUTH_DIR, ComposeKafkaFiles
 from stack.config import REPO_ROOT
 from stack.kafka_auth import ADMIN, CONSUMER, GENERATOR, bindings
 from tests.support.net import free_port
@@ -60,7 +60,9 @@ def secured(standin_images: dict[str, str]) -> Iterator[ComposeProject]:
     compose = ComposeProject("greeter-compose-sasl-test", env, ["docker-compose.yml", OVERRIDE])
     compose.run("down", "--volumes", "--remove-orphans")
     # The command the override's header documents, as it says.
-    (command,) = re.findall(r"\.venv/bin/python -m (stack\.compose_kafka [^#\n]+)", (REPO_ROOT / OVERRIDE).read_text())
+    (command,) = re.findall(
+        r"\.venv/bin/python -m (deploy_render\.compose_kafka [^#\n]+)", (REPO_ROOT / OVERRIDE).read_text()
+    )
     subprocess.run([sys.executable, "-m", *command.split()], cwd=REPO_ROOT, check=True, capture_output=True)
     try:
         up = time.monotonic()

@@ -186,7 +186,7 @@ def test_the_mtls_override_comes_up_and_the_greeter_refuses_a_client_without_a_c
 ) -> None:
     assert not TLS_DIR.exists(), f"{TLS_DIR} exists: this test mints its own certificates there"
     subprocess.run(
-        [sys.executable, "-m", "stack.tls", str(TLS_DIR), "--host", "greeter", "--world-readable"],
+        [sys.executable, "-m", "certs.tls", str(TLS_DIR), "--host", "greeter", "--world-readable"],
         check=True,
         capture_output=True,
     )

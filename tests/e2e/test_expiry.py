@@ -22,7 +22,7 @@ TTL_SECONDS = 10
 
 @pytest.fixture(scope="module")
 def ttl_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with running_stack(tmp_path_factory.mktemp("ttl-stack-run"), "ttl stack", seen_count_ttl=str(TTL_SECONDS)) as local:
+    with running_stack(tmp_path_factory.mktemp("ttl-stack-run"), "ttl stack", seen_count_ttl=TTL_SECONDS) as local:
         yield local
 
 

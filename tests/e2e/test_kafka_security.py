@@ -31,11 +31,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
+from certs.tls import mint_kafka
 from clitools.kafka_security import KafkaSecurity
 from stack.config import REPO_ROOT, Ports, port_env_var
 from stack.kafka_auth import ADMIN, CLIENTS, CONSUMER, GENERATOR, MONITOR, RUNTIME, KafkaAuthFiles, client_flags
 from stack.local import LocalStack
-from stack.tls import mint_kafka
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from certs.tls import CertFiles
 from stack.local import LocalStack
-from stack.tls import CertFiles
 from tests.support.stacks import running_stack
 
 from .kafka_io import produce, read_greetings, requests, unique_names

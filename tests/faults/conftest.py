@@ -19,7 +19,7 @@ from tests.support.stacks import running_stack, stack_config
 from .schedule import Scenario
 
 
-def fault_config(run_dir: Path, seen_count_ttl: str | None = "0") -> StackConfig:
+def fault_config(run_dir: Path, seen_count_ttl: int | None = 0) -> StackConfig:
     """For a test that starts and restarts its stack itself, in the mode `fault_stack` runs."""
     return stack_config(run_dir, seen_count_ttl=seen_count_ttl, mode="cluster")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from stack import procs
 from stack.config import Ports, StackConfig
+from stack.faults import kill, respawn
 from stack.local import LocalStack
 from tests.support.waiting import wait_for
 
@@ -40,15 +41,15 @@ SPOILED_REQUESTS = 10
 def _outage(stack: LocalStack, name: str) -> None:
     """kill -9 a daemon's process group, keep it down OUTAGE_S, start it again."""
     old = stack.state.proc(name)
-    stack.kill(name)
+    kill(stack, name)
     wait_for(f"{name} to exit", lambda: not procs.group_members(old.pid), 20)
     time.sleep(OUTAGE_S)
-    stack.respawn(name)
+    respawn(stack, name)
 
 
 def _kill_taskmanager(stack: LocalStack) -> None:
-    stack.kill("taskmanager")
-    stack.respawn("taskmanager")
+    kill(stack, "taskmanager")
+    respawn(stack, "taskmanager")
 
 
 def _kill_worker(stack: LocalStack) -> None:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if rounds < 2 * args.faults + 1:
         parser.error(f"--messages / --names = {rounds} rounds: at least {2 * args.faults + 1} are needed")
     run_dir = Path(tempfile.mkdtemp(prefix="greeter-soak-"))
-    config = StackConfig(run_dir=run_dir / "run", ports=Ports.free(), seen_count_ttl="0", mode="cluster")
+    config = StackConfig(run_dir=run_dir / "run", ports=Ports.free(), seen_count_ttl=0, mode="cluster")
     with FaultProxy(config.ports.greeter) as proxy:
         stack = LocalStack(dataclasses.replace(config, endpoint_port=proxy.port), report=print)
         try:

@@ -18,6 +18,7 @@ import pytest
 
 from stack import procs
 from stack.config import HOST
+from stack.faults import kill, respawn
 from stack.local import LocalStack
 from stack.readiness import port_free
 from tests.support.waiting import wait_for
@@ -60,7 +61,7 @@ def greeter_outage(stack: LocalStack, run: Scenario, down_s: float) -> int:
     run.ready_to_strike()
     run.produce_until(2 * ROUNDS // 3)
     # The rest is produced while the greeter is down (Kafka takes it; the runtime cannot deliver it).
-    fault = run.strike(f"kill -9 greeter (group), {down_s:.0f} s down", lambda: stack.kill("greeter"))
+    fault = run.strike(f"kill -9 greeter (group), {down_s:.0f} s down", lambda: kill(stack, "greeter"))
     old = stack.state.proc("greeter")
     wait_for("the greeter's processes to exit", lambda: not procs.group_members(old.pid), 10)
     # The kernel frees the listener as the last holder exits; an orphaned worker would hold it for good.
@@ -71,7 +72,7 @@ def greeter_outage(stack: LocalStack, run: Scenario, down_s: float) -> int:
     )
     run.produce_until(ROUNDS)
     time.sleep(max(0.0, fault.at + down_s - time.monotonic()))
-    stack.respawn("greeter")
+    respawn(stack, "greeter")
     assert stack.state.proc("greeter").pid != old.pid
     return fault.failures_before
 

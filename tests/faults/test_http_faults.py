@@ -14,6 +14,7 @@ import pytest
 
 from stack.config import Ports
 from stack.local import LocalStack
+from stack.logs import delivery_retries
 from tests.support.stacks import running_stack
 from tests.support.waiting import wait_for
 
@@ -34,7 +35,7 @@ def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, FaultProxy]]:
     with (
         FaultProxy(ports.greeter) as proxy,
         running_stack(
-            tmp_path / "run", "fault stack", ports=ports, seen_count_ttl="0", endpoint_port=proxy.port
+            tmp_path / "run", "fault stack", ports=ports, seen_count_ttl=0, endpoint_port=proxy.port
         ) as stack,
     ):
         yield stack, proxy
@@ -69,13 +70,13 @@ def test_http_faults_are_retried_without_loss(
     retries: dict[str, int] = {}
     for label, arm in arms:
         run.ready_to_strike()
-        retries_before = stack.delivery_retries()
+        retries_before = delivery_retries(stack.config)
         fault = run.strike(label, arm)
         run.produce_until(run.next_round + per_fault - 1)  # the requests the fault spoils
         wait_for(f"the proxy to spend its fault ({label})", lambda: not plan.armed, 120)
         run.produce_until(run.next_round + 1)
         run.await_recovery(fault)
-        retries[label] = stack.delivery_retries() - retries_before
+        retries[label] = delivery_retries(stack.config) - retries_before
     assert run.next_round <= ROUNDS - ROUNDS // 3
     run.produce_until(ROUNDS)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from stack.faults import kill, respawn, resubmit
 from stack.local import LocalStack
 from tests.support.waiting import wait_for
 
@@ -31,15 +32,13 @@ def test_jobmanager_killed_job_resumed_from_checkpoint(
     run.ready_to_strike()
     old_job = fault_stack.job_id
     run.produce_until(2 * ROUNDS // 3)
-    fault = run.strike("kill -9 jobmanager", lambda: fault_stack.kill("jobmanager"))
+    fault = run.strike("kill -9 jobmanager", lambda: kill(fault_stack, "jobmanager"))
     run.produce_until(ROUNDS)  # Kafka takes it while there is no job
-    fault_stack.respawn("jobmanager")
+    respawn(fault_stack, "jobmanager")
     # The surviving TaskManager registers with the new JobManager once its old tasks are cancelled.
     wait_for("the TaskManager to offer its slots to the new JobManager", lambda: slots_free(fault_stack), 120, 1)
-    # LocalStack has no public resubmit; this is exactly what `up` does after `down` (resume from the newest
-    # retained checkpoint of any earlier job in the run folder).
-    fault_stack._submit_job(resume=True)
-    new_job = fault_stack.job_id
+    # What `up` does after `down`: resume from the newest retained checkpoint of any earlier job in the run folder.
+    new_job = resubmit(fault_stack)
     assert new_job and new_job != old_job
     restored = fault_stack.rest.get(f"/jobs/{new_job}/checkpoints")["latest"]["restored"]
     assert restored is not None, "the resubmitted job did not restore from a checkpoint"

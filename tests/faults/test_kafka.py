@@ -13,6 +13,7 @@ import pytest
 
 from stack import procs
 from stack.config import HOST
+from stack.faults import kill, respawn
 from stack.local import LocalStack
 from stack.readiness import port_free
 from tests.support.waiting import wait_for
@@ -31,11 +32,11 @@ def test_kafka_broker_killed(fault_stack: LocalStack, scenario: Callable[[str], 
     run.ready_to_strike()
     run.produce_until(2 * ROUNDS // 3)
     old = fault_stack.state.proc("kafka")
-    fault = run.strike(f"kill -9 kafka, {DOWN_S} s down", lambda: fault_stack.kill("kafka"))
+    fault = run.strike(f"kill -9 kafka, {DOWN_S} s down", lambda: kill(fault_stack, "kafka"))
     wait_for("the broker to exit", lambda: not procs.is_running(old), 10)
     assert port_free(HOST, fault_stack.config.ports.kafka), "the broker's port still answers after kill -9"
     time.sleep(DOWN_S)
-    fault_stack.respawn("kafka")
+    respawn(fault_stack, "kafka")
     assert fault_stack.state.proc("kafka").pid != old.pid
     run.produce_until(ROUNDS)
     run.await_recovery(fault, deadline_s=300)

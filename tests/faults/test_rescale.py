@@ -17,6 +17,8 @@ import pytest
 
 from stack import daemons, procs
 from stack.local import LocalStack
+from stack.logs import delivery_retries
+from stack.operations import rescale, upgrade_greeter
 from tests.support.stacks import running_stack
 from tests.support.waiting import wait_for
 
@@ -91,7 +93,7 @@ def rescaled_under_steady_load(stack: LocalStack, label: str, steps: tuple[int, 
         run.ready_to_strike()
         for step, parallelism in enumerate(steps, start=1):
             with steady_load(run, FIRST_ROUNDS + ROUNDS_PER_STEP * step):
-                fault = run.strike(f"rescale to {parallelism}", timed(lambda p=parallelism: stack.rescale(p), took))
+                fault = run.strike(f"rescale to {parallelism}", timed(lambda p=parallelism: rescale(stack, p), took))
                 assert_runs_on(stack, parallelism)
             stalls.append(longest_stall(run, fault, run.await_recovery(fault)))
             run.ready_to_strike()
@@ -122,13 +124,13 @@ def test_the_greeter_upgraded_under_steady_load_fails_no_delivery(fault_stack: L
     with run:
         run.produce_until(rounds // 6)
         run.ready_to_strike()
-        retries_before = fault_stack.delivery_retries()
+        retries_before = delivery_retries(fault_stack.config)
         took: list[float] = []
         with steady_load(run, 5 * rounds // 6):
-            fault = run.strike("upgrade-greeter", timed(fault_stack.upgrade_greeter, took))
+            fault = run.strike("upgrade-greeter", timed(lambda: upgrade_greeter(fault_stack), took))
         stall = longest_stall(run, fault, run.await_recovery(fault))
         run.produce_until(rounds)
-        failed_deliveries = fault_stack.delivery_retries() - retries_before
+        failed_deliveries = delivery_retries(fault_stack.config) - retries_before
         report, result = run.finish(
             expect_failure=False, upgrade_s=took, longest_stall_s=stall, failed_deliveries=failed_deliveries
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from stack.faults import kill, respawn
 from stack.local import LocalStack
 from tests.support.stacks import running_stack
 
@@ -32,8 +33,8 @@ def single_stack(tmp_path: Path) -> Iterator[LocalStack]:
 
 
 def kill_runtime(stack: LocalStack) -> None:
-    stack.kill("runtime")  # SIGKILL: the mini cluster, its job and the egress's open transaction go at once
-    stack.respawn("runtime")  # resumes from the newest retained checkpoint, as `up` does
+    kill(stack, "runtime")  # SIGKILL: the mini cluster, its job and the egress's open transaction go at once
+    respawn(stack, "runtime")  # resumes from the newest retained checkpoint, as `up` does
 
 
 @pytest.mark.timeout(600)

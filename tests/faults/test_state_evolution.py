@@ -14,6 +14,7 @@ import pytest
 from stack import daemons, procs
 from stack.config import HOST, REPO_ROOT
 from stack.local import LocalStack
+from stack.logs import delivery_retries
 from stack.readiness import wait_until
 from tests.support.waiting import wait_for
 
@@ -85,7 +86,7 @@ def test_a_new_field_in_the_state_across_a_restore_and_back(tmp_path: Path, stac
     verdict = consumer_verdict(["--bootstrap-servers", bootstrap], settle_s)
     assert verdict.returncode == 0, f"greeter-consumer verify failed:\n{verdict.stdout}{verdict.stderr}"
     assert evolved.failure_count() == 0, "no call failed: the job never restarted"
-    assert evolved.delivery_retries() == 0, "the runtime retried no call to either greeter"
+    assert delivery_retries(evolved.config) == 0, "the runtime retried no call to either greeter"
     print(f"[state evolution] restored checkpoint {restored.get('id')}; every name 1..{3 * STEP}", flush=True)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stack.faults import kill, respawn
 from stack.local import LocalStack
 from tests.support.stacks import running_stack
 
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.e2e
 
 
 def kill_taskmanager(stack: LocalStack) -> None:
-    stack.kill("taskmanager")  # SIGKILL to its process group
-    stack.respawn("taskmanager")  # a session cluster restarts the job once a TaskManager registers again
+    kill(stack, "taskmanager")  # SIGKILL to its process group
+    respawn(stack, "taskmanager")  # a session cluster restarts the job once a TaskManager registers again
 
 
 def killed_once(stack: LocalStack, run: Scenario) -> None:

@@ -37,10 +37,10 @@ def _report(line: str) -> None:
 @pytest.mark.timeout(600)
 def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Path, stacks: list[LocalStack]) -> None:
     names = unique_names(NAMES)
-    after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, "0", "3600", names)
+    after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, 0, 3600, names)
     settle_s = 3 * after.config.checkpoint_interval_ms / 1000
     bootstrap = after.config.bootstrap_servers
-    assert after.rest.job(after._require_job())["state"] == "RUNNING"
+    assert after.rest.job(after.require_job())["state"] == "RUNNING"
 
     produce(bootstrap, "names", requests(names, HALF))
     records = read(bootstrap, "greetings", {n.encode() for n in names}, NAMES * ROUNDS, 180, settle_s)
@@ -73,7 +73,7 @@ def test_ttl_switched_on_across_a_restart_restores_and_counts_anew(tmp_path: Pat
 @pytest.mark.timeout(900)
 def test_ttl_switched_off_again_brings_back_the_counts_from_before(tmp_path: Path, stacks: list[LocalStack]) -> None:
     names = unique_names(NAMES)
-    with_ttl, _, _ = _restart_with_ttl(tmp_path, stacks, "0", "3600", names)
+    with_ttl, _, _ = _restart_with_ttl(tmp_path, stacks, 0, 3600, names)
     config = with_ttl.config
     settle_s = 3 * config.checkpoint_interval_ms / 1000
     produce(config.bootstrap_servers, "names", requests(names, HALF))  # 1..HALF afresh under `seen_count_ttl`
@@ -82,7 +82,7 @@ def test_ttl_switched_off_again_brings_back_the_counts_from_before(tmp_path: Pat
     assert len(read(config.bootstrap_servers, "greetings", keys, 2 * NAMES * HALF, 180, settle_s)) == 2 * NAMES * HALF
     with_ttl.down()
 
-    without = LocalStack(dataclasses.replace(config, seen_count_ttl="0"), report=_report)
+    without = LocalStack(dataclasses.replace(config, seen_count_ttl=0), report=_report)
     stacks.append(without)
     without.up()
     produce(config.bootstrap_servers, "names", requests(names, HALF))
@@ -100,7 +100,7 @@ def test_ttl_switched_off_again_brings_back_the_counts_from_before(tmp_path: Pat
 @pytest.mark.timeout(600)
 def test_ttl_duration_changed_across_a_restart_keeps_every_count(tmp_path: Path, stacks: list[LocalStack]) -> None:
     names = unique_names(NAMES)
-    after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, "3600", "7200", names)
+    after, resume_s, restored = _restart_with_ttl(tmp_path, stacks, 3600, 7200, names)
     settle_s = 3 * after.config.checkpoint_interval_ms / 1000
     bootstrap = after.config.bootstrap_servers
     produce(bootstrap, "names", requests(names, HALF))
@@ -111,7 +111,7 @@ def test_ttl_duration_changed_across_a_restart_keeps_every_count(tmp_path: Path,
 
 
 def _restart_with_ttl(
-    tmp_path: Path, stacks: list[LocalStack], before_ttl: str, after_ttl: str, names: list[str]
+    tmp_path: Path, stacks: list[LocalStack], before_ttl: int, after_ttl: int, names: list[str]
 ) -> tuple[LocalStack, float, dict[str, Any]]:
     """Up with `before_ttl`, every name greeted 1..HALF, a checkpoint after it, down; then up (not fresh: from the
     retained checkpoint) with `after_ttl`. The new stack, its `up` in seconds and the checkpoint it restored."""

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from statefun.request_reply_pb2 import FromFunction
 
+from certs.tls import CertFiles
 from greeter.protocol.messages import build_request, kafka_records, typed_value
 from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
-from stack.tls import CertFiles
 from tests.http.test_tls import TlsServer, tls_env, wait_ready
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port

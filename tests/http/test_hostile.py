@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from statefun.request_reply_pb2 import FromFunction
 
+from certs.tls import CertFiles, mint
 from greeter.protocol.messages import build_request, kafka_records, typed_value
-from stack.tls import CertFiles, mint
 from tests.http.hostile import (
     SEEN_COUNT,
     GoodClient,

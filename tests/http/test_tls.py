@@ -1,7 +1,7 @@
 """greeter-serve with mutual TLS on (GREETER_TLS_*): only clients with a certificate from our CA are served.
 
 Every test runs twice: with the local stack's certificates (`greeter-stack up --tls`) and with the compose stack's
-(`python -m stack.tls deploy/compose/tls --host greeter --world-readable`, docker-compose.mtls.yml), where the
+(`python -m certs.tls deploy/compose/tls --host greeter --world-readable`, docker-compose.mtls.yml), where the
 container health check must be served too."""
 
 import http.client
@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from certs.tls import CertFiles, mint
 from greeter.protocol.harness import RuntimeHarness
 from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
-from stack.tls import CertFiles, mint
 from tests.protocol.messages import greet, greetings
 from tests.support.net import free_port
 from tests.support.processes import popen_logged, stop_process
@@ -31,7 +31,7 @@ from tests.support.processes import popen_logged, stop_process
 SERVE = Path(sys.executable).with_name("greeter-serve")
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_MTLS = ROOT / "docker-compose.mtls.yml"
-LOCAL, COMPOSE = "greeter-stack up --tls", "python -m stack.tls"
+LOCAL, COMPOSE = "greeter-stack up --tls", "python -m certs.tls"
 
 
 @dataclass
@@ -81,10 +81,10 @@ def wait_ready(server: TlsServer, deadline_s: float = 20) -> None:
 
 def compose_certs(directory: Path) -> CertFiles:
     """The command docker-compose.mtls.yml names, as a user runs it."""
-    (command,) = re.findall(r"python -m stack\.tls ([^#\n]+)", COMPOSE_MTLS.read_text())
+    (command,) = re.findall(r"python -m certs\.tls ([^#\n]+)", COMPOSE_MTLS.read_text())
     _folder, *options = shlex.split(command)
     subprocess.run(
-        [sys.executable, "-m", "stack.tls", str(directory), *options], cwd=ROOT, check=True, capture_output=True
+        [sys.executable, "-m", "certs.tls", str(directory), *options], cwd=ROOT, check=True, capture_output=True
     )
     return CertFiles(directory)
 

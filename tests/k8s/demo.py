@@ -21,9 +21,9 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer
 
+from deploy_render.manifests import FLINK_CONF, K8sVariant, render_k8s_flink_conf
 from stack import procs
 from stack.config import REPO_ROOT, StackConfig
-from stack.deploy import FLINK_CONF, K8sVariant, render_k8s_flink_conf
 from stack.rest import FlinkRest, RestError
 from tests.support.net import free_port
 
@@ -44,8 +44,9 @@ COMPONENT_GREETER_TAG: Final = 'newTag: "1.0.0"'
 @dataclass(frozen=True)
 class UserSettings:
     """What the user's kustomization changes, as the README and docs/operations.md tell them to: the greeter's tag in
-    their copy of components/registry, Flink's parallelism (a flink-conf.yaml rendered by stack/deploy.py and the
-    workers' replicas, "Changing Flink's parallelism"), and Flink's Kubernetes high availability (the component)."""
+    their copy of components/registry, Flink's parallelism (a flink-conf.yaml rendered by deploy_render/manifests.py
+    and the workers' replicas, "Changing Flink's parallelism"), and Flink's Kubernetes high availability (the
+    component)."""
 
     greeter_tag: str = GREETER_TAG
     parallelism: int | None = None  # None: the base's
@@ -78,8 +79,8 @@ def write_kustomization(folder: Path, kafka_port: int, settings: UserSettings = 
         components.append(os.path.relpath(K8S / "components" / "high-availability", folder))
     parallelism = ""
     if settings.parallelism is not None:
-        # Step 1 of docs/operations.md: the variant's flink-conf.yaml rendered by stack/deploy.py's own function
-        # (as `python -m stack.deploy` renders overlays/prod's), the workers' replicas set to the same number.
+        # Step 1 of docs/operations.md: the variant's flink-conf.yaml rendered by deploy_render's own function (as
+        # `python -m deploy_render` renders overlays/prod's), the workers' replicas set to the same number.
         variant = K8sVariant(dataclasses.replace(StackConfig(), parallelism=settings.parallelism), tls=False)
         (folder / FLINK_CONF).write_text(render_k8s_flink_conf(variant))
         parallelism = f"""\

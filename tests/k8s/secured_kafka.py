@@ -22,8 +22,9 @@ from typing import Final
 # re-exported by confluent_kafka.admin without __all__
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
+from certs.tls import mint_kafka
 from clitools.kafka_security import KafkaSecurity, write_secret
-from stack import deploy
+from deploy_render import manifests
 from stack.kafka_auth import (
     ACLS,
     ADMIN,
@@ -39,7 +40,6 @@ from stack.kafka_auth import (
     Grant,
     bindings,
 )
-from stack.tls import mint_kafka
 
 from .demo import K8S, write_registry_component
 
@@ -158,7 +158,7 @@ def write_kustomization(folder: Path, kafka_port: int) -> SecuredKafka:
             write_secret(folder / f"{principal}.jaas", security.jaas_file_text())
         if "client.properties" in keys:
             # As the README's recipe writes it: the CA where the pods mount the greeter-kafka-ca ConfigMap.
-            client = security.librdkafka() | {"ssl.ca.location": str(deploy.KAFKA_CA_FILE)}
+            client = security.librdkafka() | {"ssl.ca.location": str(manifests.KAFKA_CA_FILE)}
             write_secret(folder / f"{principal}.properties", "".join(f"{k}={v}\n" for k, v in client.items()))
         files = "".join(f"      - {key}={principal}.{key.split('.')[1]}\n" for key in keys)
         # The consumer's Secret and the CA keep their names: `kubectl run` names them (README), not a manifest.
@@ -176,7 +176,7 @@ resources:
   - {os.path.relpath(OVERLAY, folder)}
 components:
   - {registry}
-  - {os.path.relpath(K8S / deploy.KAFKA_SASL_COMPONENT, folder)}
+  - {os.path.relpath(K8S / manifests.KAFKA_SASL_COMPONENT, folder)}
 secretGenerator:
   - name: kafka-broker
     files:
@@ -225,11 +225,11 @@ def consumer_overrides(name: str, image: str, args: Sequence[str]) -> str:
                                     "configMapKeyRef": {"name": "greeter-kafka", "key": "GREETER_BOOTSTRAP_SERVERS"}
                                 },
                             },
-                            {"name": "GREETER_KAFKA_CLIENT_CONFIG", "value": str(deploy.KAFKA_CLIENT_CONFIG)},
+                            {"name": "GREETER_KAFKA_CLIENT_CONFIG", "value": str(manifests.KAFKA_CLIENT_CONFIG)},
                         ],
                         "volumeMounts": [
-                            {"name": "login", "mountPath": str(deploy.KAFKA_LOGIN_DIR)},
-                            {"name": "ca", "mountPath": str(deploy.KAFKA_CA_DIR)},
+                            {"name": "login", "mountPath": str(manifests.KAFKA_LOGIN_DIR)},
+                            {"name": "ca", "mountPath": str(manifests.KAFKA_CA_DIR)},
                         ],
                     }
                 ],

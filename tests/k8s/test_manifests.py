@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from stack.deploy import K8S_STORAGE, K8S_VARIANTS
+from deploy_render.manifests import K8S_STORAGE, K8S_VARIANTS
 from tests.e2e.kafka_io import produce, read
 from tests.e2e.test_dead_letters import one_letter_per_poison_record, poison_corpus
 

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
+from deploy_render.manifests import COMPOSE_FLINK_CONF, render_compose_flink_conf
 from stack.config import TOPICS, StackConfig
-from stack.deploy import COMPOSE_FLINK_CONF, render_compose_flink_conf
 from stack.kafka import broker_settings, heap_options
 from tests.static.flink_paths import local_folders, not_absolute
 
@@ -86,7 +86,7 @@ def test_only_the_flink_ui_and_kafkas_outside_listener_are_published(compose: di
 
 
 def test_flink_conf_is_rendered_from_the_local_stacks_settings() -> None:
-    assert COMPOSE_FLINK_CONF.read_text() == render_compose_flink_conf(), "run: .venv/bin/python -m stack.deploy"
+    assert COMPOSE_FLINK_CONF.read_text() == render_compose_flink_conf(), "run: .venv/bin/python -m deploy_render"
     conf = dict(
         line.split(": ", 1) for line in render_compose_flink_conf().splitlines() if line and not line.startswith("#")
     )

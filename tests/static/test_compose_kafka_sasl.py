@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from clitools.kafka_security import SECRET_KEYS
-from stack.compose_kafka import COMPOSE_KAFKA_AUTH_DIR, CONTAINER_DIR, IN_CONTAINER, ComposeKafkaFiles, main
-from stack.deploy import (
+from deploy_render.compose_kafka import COMPOSE_KAFKA_AUTH_DIR, CONTAINER_DIR, IN_CONTAINER, ComposeKafkaFiles, main
+from deploy_render.manifests import (
     COMPOSE_FLINK_CONF_KAFKA_SASL,
     COMPOSE_KAFKA_TOOLS,
     COMPOSE_MODULE_KAFKA_SASL,
@@ -95,7 +95,7 @@ def test_the_merged_stack_and_the_override_validate_against_the_compose_specific
 
 
 def test_the_rendered_files_are_current() -> None:
-    assert COMPOSE_MODULE_KAFKA_SASL.read_text() == render_compose_module_kafka_sasl(), "run: python -m stack.deploy"
+    assert COMPOSE_MODULE_KAFKA_SASL.read_text() == render_compose_module_kafka_sasl(), "run: python -m deploy_render"
     assert COMPOSE_FLINK_CONF_KAFKA_SASL.read_text() == render_compose_flink_conf_kafka_sasl()
     assert COMPOSE_KAFKA_TOOLS.read_text() == render_compose_kafka_tools()
 
@@ -201,7 +201,7 @@ def test_the_rendered_module_is_module_yaml_with_the_client_settings_and_no_secr
 
 def test_the_acl_job_grants_the_local_stacks_list_as_admin(merged: dict[str, Any]) -> None:
     job = merged["services"]["kafka-acls"]
-    assert job["command"][:3] == ["python", "-m", "stack.kafka_acls"]  # ACLS of stack/kafka_auth.py
+    assert job["command"][:3] == ["python", "-m", "deploy_render.kafka_acls"]  # ACLS of stack/kafka_auth.py
     assert job["image"] == merged["services"]["greeter"]["image"], "the greeter image, which has the stack package"
     assert job["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert merged["services"]["consumer"]["depends_on"]["kafka-acls"] == {"condition": "service_completed_successfully"}
@@ -223,9 +223,9 @@ def test_the_files_stay_out_of_git_and_the_image_build() -> None:
 def test_the_documented_command_makes_what_the_override_mounts(
     override: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (command,) = re.findall(r"python -m stack\.compose_kafka ([^#\n]+)", OVERRIDE.read_text())
+    (command,) = re.findall(r"python -m deploy_render\.compose_kafka ([^#\n]+)", OVERRIDE.read_text())
     readme = (ROOT / "README.md").read_text()
-    assert f"python -m stack.compose_kafka {command.strip()}" in readme and UP in readme
+    assert f"python -m deploy_render.compose_kafka {command.strip()}" in readme and UP in readme
     argv = shlex.split(command)
     assert argv[0] == str(COMPOSE_KAFKA_AUTH_DIR.relative_to(ROOT))
     assert "--world-readable" in argv, "every image runs as another user than the files' owner"

@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 import yaml
 
+from certs.tls import CertFiles, main
+from deploy_render.manifests import COMPOSE_MODULE_MTLS, COMPOSE_TLS_DIR, RUNTIME_TLS_DIR, render_compose_module_mtls
 from greeter.config.settings import Settings
 from greeter.web.app import create_app
-from stack.deploy import COMPOSE_MODULE_MTLS, COMPOSE_TLS_DIR, RUNTIME_TLS_DIR, render_compose_module_mtls
-from stack.tls import CertFiles, main
 
 from .compose_files import ROOT, SCHEMA, assert_read_only_bind_of, merge, mounts, volume_target
 
@@ -143,9 +143,9 @@ def test_the_certificates_stay_out_of_git_and_the_image_build() -> None:
 def test_the_documented_command_mints_what_the_override_mounts(
     override: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (command,) = re.findall(r"python -m stack\.tls ([^#\n]+)", OVERRIDE.read_text())
+    (command,) = re.findall(r"python -m certs\.tls ([^#\n]+)", OVERRIDE.read_text())
     readme = (ROOT / "README.md").read_text()
-    assert f"python -m stack.tls {command.strip()}" in readme and UP in readme
+    assert f"python -m certs.tls {command.strip()}" in readme and UP in readme
     argv = shlex.split(command)
     assert argv[0] == str(COMPOSE_TLS_DIR.relative_to(ROOT))
     assert main([str(tmp_path / "tls"), *argv[1:]]) == 0
@@ -160,7 +160,7 @@ def test_the_documented_command_mints_what_the_override_mounts(
 
 
 def test_the_rendered_module_is_current() -> None:
-    assert COMPOSE_MODULE_MTLS.read_text() == render_compose_module_mtls(), "run: .venv/bin/python -m stack.deploy"
+    assert COMPOSE_MODULE_MTLS.read_text() == render_compose_module_mtls(), "run: .venv/bin/python -m deploy_render"
 
 
 def test_the_rendered_module_is_module_yaml_with_https_and_the_tls_files_only(merged: dict[str, Any]) -> None:

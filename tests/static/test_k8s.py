@@ -18,12 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from greeter.config.settings import Settings, load_settings
-from greeter.server.serve import gunicorn_options
-from greeter.web.app import create_app
-from stack import deploy
-from stack.config import TOPICS, StackConfig
-from stack.deploy import (
+from certs.tls import CertFiles
+from deploy_render import manifests
+from deploy_render.manifests import (
     K8S_COMPONENTS,
     K8S_DIR,
     K8S_STORAGE,
@@ -33,7 +30,10 @@ from stack.deploy import (
     render_k8s_module_yaml,
     rendered_files,
 )
-from stack.tls import CertFiles
+from greeter.config.settings import Settings, load_settings
+from greeter.server.serve import gunicorn_options
+from greeter.web.app import create_app
+from stack.config import TOPICS, StackConfig
 from tests.static.flink_paths import local_folders, not_absolute
 from tests.static.quantity import canonical, quantity
 
@@ -198,17 +198,17 @@ def test_renders_and_validates_against_the_kubernetes_schemas_strictly(name: str
 
 def test_the_committed_rendered_files_are_current() -> None:
     result = deploy_command("--check")
-    assert result.returncode == 0, f"stale, run .venv/bin/python -m stack.deploy:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, f"stale, run .venv/bin/python -m deploy_render:\n{result.stdout}{result.stderr}"
     assert result.stdout == ""
 
 
 def deploy_command(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "stack.deploy", *args]
+    command = [sys.executable, "-m", "deploy_render", *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
 
 
 def deploy_folder_state() -> dict[str, tuple[int, bytes]]:
-    """Every file under deploy/ (where stack.deploy writes), with its modification time and bytes."""
+    """Every file under deploy/ (where deploy_render writes), with its modification time and bytes."""
     return {
         str(path): (path.stat().st_mtime_ns, path.read_bytes())
         for path in (ROOT / "deploy").rglob("*")
@@ -225,7 +225,7 @@ def test_help_and_check_write_nothing(flag: str) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
     else:
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith("usage: python -m stack.deploy")
+        assert result.stdout.startswith("usage: python -m deploy_render")
         assert "--check" in result.stdout
 
 
@@ -236,7 +236,7 @@ def test_check_names_each_file_that_differs_and_exits_1(tmp_path: Path, capsys: 
         copy = tmp_path / path.relative_to(ROOT)
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(text, encoding="utf-8")
-    assert deploy.main(["--check"], root=tmp_path) == 0
+    assert manifests.main(["--check"], root=tmp_path) == 0
     assert capsys.readouterr().out == ""
 
     altered = tmp_path / "deploy" / "k8s" / "base" / "flink-conf.yaml"
@@ -244,15 +244,15 @@ def test_check_names_each_file_that_differs_and_exits_1(tmp_path: Path, capsys: 
     missing = tmp_path / "deploy" / "compose" / "module.mtls.yaml"
     missing.unlink()
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    assert deploy.main(["--check"], root=tmp_path) == 1
+    assert manifests.main(["--check"], root=tmp_path) == 1
     assert capsys.readouterr().out.splitlines() == [
         "deploy/compose/module.mtls.yaml",
         "deploy/k8s/base/flink-conf.yaml",
     ]
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
-    assert deploy.main([], root=tmp_path) == 0  # no argument: write them, as before
-    assert deploy.main(["--check"], root=tmp_path) == 0
+    assert manifests.main([], root=tmp_path) == 0  # no argument: write them, as before
+    assert manifests.main(["--check"], root=tmp_path) == 0
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -1030,7 +1030,7 @@ def sasl_demo(tmp_path: Path) -> tuple[dict[str, Any], ...]:
         "resources:\n"
         f"  - {os.path.relpath(K8S_DIR / 'overlays' / 'demo', folder)}\n"
         "components:\n"
-        f"  - {os.path.relpath(K8S_DIR / deploy.KAFKA_SASL_COMPONENT, folder)}\n"
+        f"  - {os.path.relpath(K8S_DIR / manifests.KAFKA_SASL_COMPONENT, folder)}\n"
     )
     return render_path(folder)
 
@@ -1048,14 +1048,14 @@ def secret_of(mounted: dict[Path, dict[str, Any]], path: Path) -> str:
 
 
 def assert_ca_mounted(mounted: dict[Path, dict[str, Any]]) -> None:
-    volume = mounted[deploy.KAFKA_CA_FILE.parent]
+    volume = mounted[manifests.KAFKA_CA_FILE.parent]
     assert volume["configMap"] == {"name": "greeter-kafka-ca", "optional": True}
 
 
 def test_kafka_sasl_module_yaml_carries_the_security_properties_and_no_secret() -> None:
     from clitools.kafka_security import SECRET_KEYS
 
-    expected = deploy.k8s_kafka_security()
+    expected = manifests.k8s_kafka_security()
     assert expected["security.protocol"] == "SASL_SSL" and expected["sasl.mechanism"] == "SCRAM-SHA-512"
     docs = module(SASL)
     for kind in ("io.statefun.kafka.v1/ingress", "io.statefun.kafka.v1/egress"):
@@ -1075,11 +1075,11 @@ def test_kafka_sasl_module_yaml_carries_the_security_properties_and_no_secret() 
 def test_kafka_sasl_settings_are_checked_when_rendered(tmp_path: Path) -> None:
     settings = tmp_path / "kafka-security.properties"
     settings.write_text("security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n")
-    assert deploy.k8s_kafka_security(settings) == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert manifests.k8s_kafka_security(settings) == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
     for wrong in ("sasl.mechanism=AWS_MSK_IAM\n", "ssl.ca.location=/elsewhere/ca.pem\n", "sasl.password=x\n"):
         settings.write_text(wrong)
-        with pytest.raises(deploy.RenderError):
-            deploy.k8s_kafka_security(settings)
+        with pytest.raises(manifests.RenderError):
+            manifests.k8s_kafka_security(settings)
 
 
 def test_kafka_sasl_runtime_login_in_flink_conf_is_the_mounted_runtime_secret() -> None:
@@ -1093,11 +1093,11 @@ def test_kafka_sasl_runtime_login_in_flink_conf_is_the_mounted_runtime_secret() 
     assert secret_of(mounted, jaas) == "greeter-kafka-runtime" and jaas.name == "client.jaas"
     truststore = module(SASL)["io.statefun.kafka.v1/egress"]["properties"]
     location = Path(next(item["ssl.truststore.location"] for item in truststore if "ssl.truststore.location" in item))
-    assert location == deploy.KAFKA_CA_FILE
+    assert location == manifests.KAFKA_CA_FILE
     assert_ca_mounted(mounted)
     # The master runs no Kafka client: no login in its JVM, its container mounts none (its init container does).
     assert "env.java.opts.jobmanager" not in runtime_conf(SASL, "statefun-master")
-    assert deploy.KAFKA_LOGIN_DIR not in pod_mounts(
+    assert manifests.KAFKA_LOGIN_DIR not in pod_mounts(
         pod_spec(SASL, "statefun-master"), container(SASL, "statefun-master")
     )
     for name in VARIANTS:
@@ -1112,9 +1112,9 @@ def assert_kafka_cli_login(spec: dict[str, Any], each: dict[str, Any], principal
     assert '${GREETER_KAFKA_COMMAND_CONFIG:+--command-config "$GREETER_KAFKA_COMMAND_CONFIG"}' in " ".join(each["args"])
     config = Path(variables["GREETER_KAFKA_COMMAND_CONFIG"])
     assert mounted[config.parent]["configMap"]["name"].startswith("greeter-kafka-cli-")
-    assert config.name == deploy.KAFKA_CLI_PROPERTIES
+    assert config.name == manifests.KAFKA_CLI_PROPERTIES
     jaas = Path(variables["KAFKA_OPTS"].removeprefix("-Djava.security.auth.login.config="))
-    assert secret_of(mounted, jaas) == f"greeter-kafka-{principal}" and jaas == deploy.KAFKA_JAAS
+    assert secret_of(mounted, jaas) == f"greeter-kafka-{principal}" and jaas == manifests.KAFKA_JAAS
     assert_ca_mounted(mounted)
     # The Kafka CLI runs as its image's user: the Secret's files readable through the pod's fsGroup.
     assert spec["securityContext"]["fsGroup"] and mounted[jaas.parent]["secret"]["defaultMode"] == 0o440
@@ -1136,7 +1136,7 @@ def test_kafka_sasl_every_client_logs_in_as_its_own_principal_from_its_secret(tm
     client_config = Path(env(producer)[CLIENT_CONFIG_ENV])
     mounted = pod_mounts(generator, producer)
     assert secret_of(mounted, client_config) == "greeter-kafka-generator"
-    assert client_config == deploy.KAFKA_CLIENT_CONFIG
+    assert client_config == manifests.KAFKA_CLIENT_CONFIG
     assert_ca_mounted(mounted)
     # The generator waits only for the topic it writes: its principal may describe no other.
     assert re.search(r"for topic in ([\w -]+);", generator["initContainers"][0]["args"][0])[1] == "names"  # type: ignore[index]

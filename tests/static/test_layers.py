@@ -5,6 +5,7 @@ layer. A module may import its own unit and units on lower layers only, so no ar
 """
 
 import ast
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: dict[str, int] = {
     "protos": 0,
     "clitools": 0,
+    "certs": 0,
     "greeter.config": 1,
     "greeter.protocol": 1,
     "greeter.function": 2,
@@ -26,9 +28,12 @@ LAYERS: dict[str, int] = {
     "stack": 4,
     "greeter.app": 5,
     "greeter.dispatch": 5,
+    "deploy_render": 5,
     "bench": 5,
 }
-PACKAGES = sorted({unit.split(".")[0] for unit in LAYERS})
+# The product's packages as the build knows them (the wheel's), and the benchmarks.
+_BUILD = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+PACKAGES = sorted({*_BUILD["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"], "bench"})
 
 
 def unit_of(module: str) -> str | None:
@@ -54,6 +59,10 @@ def imports(path: Path) -> Iterator[str]:
             yield node.module
         elif isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
+
+
+def test_every_package_of_the_build_has_a_layer() -> None:
+    assert {unit.split(".")[0] for unit in LAYERS} == set(PACKAGES)
 
 
 def test_every_unit_of_the_product_has_a_layer() -> None:

@@ -15,7 +15,7 @@ from stack.local import LocalStack
 def stack_config(run_dir: Path, **settings: Any) -> StackConfig:
     """StackConfig's defaults with `settings` over them, on free ports unless given, and expiry off unless given:
     the developer's shell (GREETER_SEEN_COUNT_TTL) never decides what a test sees."""
-    return StackConfig(run_dir=run_dir, **{"ports": Ports.free(), "seen_count_ttl": "0", **settings})
+    return StackConfig(run_dir=run_dir, **{"ports": Ports.free(), "seen_count_ttl": 0, **settings})
 
 
 @contextmanager

@@ -1,6 +1,7 @@
-"""python -m stack.compose_kafka (the secured compose broker's files) and python -m stack.kafka_acls (its ACL job),
-without a broker: each login is its own principal's with one password everywhere it appears, the modes are as
-asked, a folder of other files is refused, and the ACL job grants exactly stack/kafka_auth.ACLS."""
+"""python -m deploy_render.compose_kafka (the secured compose broker's files) and python -m
+deploy_render.kafka_acls (its ACL job), without a broker: each login is its own principal's with one password
+everywhere it appears, the modes are as asked, a folder of other files is refused, and the ACL job grants exactly
+stack/kafka_auth.ACLS."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Any, ClassVar
 import pytest
 
 from clitools.kafka_security import KafkaSecurity
-from stack import kafka_acls
-from stack.compose_kafka import CLIENT_FILES, LOGINS, ComposeKafkaFiles, main, make
+from deploy_render import kafka_acls
+from deploy_render.compose_kafka import CLIENT_FILES, LOGINS, ComposeKafkaFiles, main, make
 from stack.kafka_auth import ADMIN, CONTROLLER, MECHANISM, PROTOCOL, RUNTIME, bindings
 
 

@@ -5,7 +5,7 @@ The help pages are the real parsers' output (every subcommand's too). What count
   tried in turn, a CAPITALS placeholder filled with a value its option takes);
 - a backticked command: one that starts with a known program, or flags of the page's own tool (`--mode single`;
   a lone `--flag` is a mention, and must be one of the tool's options);
-- a known program named in running text and followed by a flag (`python -m stack.tls DIR --host NAME`), up to the
+- a known program named in running text and followed by a flag (`python -m certs.tls DIR --host NAME`), up to the
   end of its clause;
 - `e.g. VALUE` in an option's help (the option with VALUE) or after `--option (e.g. VALUE)`, and `e.g. -X K=V`;
 - `--generator-args='...'` and `--consumer-args='...'`: the inner string split as greeter-stack splits it, and
@@ -33,12 +33,13 @@ from unittest import mock
 
 import pytest
 
+from certs import tls
 from consumer import arguments as consumer_arguments
 from consumer.cli import command_line
+from deploy_render import compose_kafka, kafka_acls, manifests
 from generator import cli as generator_cli
 from greeter.server import serve
 from stack import cli as stack_cli
-from stack import compose_kafka, deploy, kafka_acls, tls
 from stack.config import from_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,11 +131,11 @@ TOOLS = (
         consumer_arguments.build_parser,
         parse_consumer,
     ),
-    Tool(("greeter-serve", "python -m greeter.server.serve"), "greeter.server.serve", serve._parser),
-    Tool(("python -m stack.tls",), "stack.tls", tls._parser),
-    Tool(("python -m stack.deploy",), "stack.deploy", deploy._parser),
-    Tool(("python -m stack.compose_kafka",), "stack.compose_kafka", compose_kafka._parser),
-    Tool(("python -m stack.kafka_acls",), "stack.kafka_acls", kafka_acls._parser),
+    Tool(("greeter-serve",), "greeter.server.serve", serve._parser),
+    Tool(("python -m certs.tls",), "certs.tls", tls._parser),
+    Tool(("python -m deploy_render",), "deploy_render.manifests", manifests._parser),
+    Tool(("python -m deploy_render.compose_kafka",), "deploy_render.compose_kafka", compose_kafka._parser),
+    Tool(("python -m deploy_render.kafka_acls",), "deploy_render.kafka_acls", kafka_acls._parser),
     Tool(("scripts/soak", "python -m tests.faults.soak"), "tests.faults.soak", main_of("tests.faults.soak")),
     Tool(("scripts/bench-endpoint", "python -m bench.endpoint"), "bench.endpoint", main_of("bench.endpoint")),
     Tool(("scripts/bench-limits", "python -m bench.limits"), "bench.limits", main_of("bench.limits")),
@@ -166,7 +167,7 @@ NO_HELP_OF_THEIR_OWN = {
     "consumer.cli": "tells the Kafka flags that may come before a subcommand, and the aliases (add_help=False)",
     "bench.peers.walkthrough_app": "the walkthrough's code as written: a --port flag, no help text",
 }
-# Longest first, so `python -m stack.tls` is not read as `python -m stack` and `.tls`.
+# Longest first, so `python -m certs.tls` is not read as `python -m stack` and `.tls`.
 _PROGRAM = "|".join(re.escape(name) for name in sorted(BY_NAME, key=len, reverse=True))
 
 

@@ -46,7 +46,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert config.checkpoint_interval_ms == 500
     assert config.ports.kafka == 19092
     assert config.ports.greeter == 8000
-    assert config.seen_count_ttl == "60"
+    assert config.seen_count_ttl == 60
 
 
 def test_empty_variables_mean_default() -> None:
@@ -72,7 +72,7 @@ def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
 
 def test_json_round_trip(tmp_path: Path) -> None:
     config = StackConfig(
-        run_dir=tmp_path, ports=Ports.free(), extras=(Extra("gen", ("a", "b")),), seen_count_ttl="5", mode="cluster"
+        run_dir=tmp_path, ports=Ports.free(), extras=(Extra("gen", ("a", "b")),), seen_count_ttl=5, mode="cluster"
     )
     assert StackConfig.from_json(config.to_json()) == config
 

@@ -28,8 +28,8 @@ def test_a_missing_venv_is_named(tmp_path: Path) -> None:
         daemons.argv("java", StackConfig(venv_bin=tmp_path), "greeter")
 
 
-@pytest.mark.parametrize(("ttl", "expected"), [(None, "inherited"), ("60", "60")])
-def test_the_ttl_passes_through(monkeypatch: pytest.MonkeyPatch, ttl: str | None, expected: str) -> None:
+@pytest.mark.parametrize(("ttl", "expected"), [(None, "inherited"), (60, "60")])
+def test_the_ttl_passes_through(monkeypatch: pytest.MonkeyPatch, ttl: int | None, expected: str) -> None:
     monkeypatch.setenv("GREETER_SEEN_COUNT_TTL", "inherited")
     assert daemons.env(StackConfig(seen_count_ttl=ttl), "greeter")["GREETER_SEEN_COUNT_TTL"] == expected
 

@@ -13,6 +13,7 @@ import pytest
 from stack import daemons, procs
 from stack.config import StackConfig
 from stack.local import LocalStack
+from stack.operations import rescale
 from stack.readiness import StartError
 from stack.rest import FlinkRest, TaskManager
 from stack.state import StackState
@@ -42,7 +43,7 @@ def test_a_parallelism_the_job_cannot_take_is_refused_before_anything_stops(tmp_
     stack.state = StackState(stack.config, up, job_id=JOB)
     stack.rest = JobOnlyRest()
     with pytest.raises(StartError, match=rf"parallelism {parallelism}: the job can run at 1 to 128"):
-        stack.rescale(parallelism)
+        rescale(stack, parallelism)
     assert stack.config.parallelism == 1
 
 

@@ -1,4 +1,4 @@
-"""stack/tls.py: the throwaway CA and certificates, in the formats StateFun's async transport reads."""
+"""certs/tls.py: the throwaway CA and certificates, in the formats StateFun's async transport reads."""
 
 import datetime
 import ipaddress
@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from stack.tls import VALIDITY, CertFiles, mint
+from certs.tls import VALIDITY, CertFiles, mint
 
 
 @pytest.fixture(scope="module")

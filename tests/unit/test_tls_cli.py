@@ -1,4 +1,4 @@
-"""`python -m stack.tls`: certificates for the container stacks (compose: --host greeter --world-readable), in the
+"""`python -m certs.tls`: certificates for the container stacks (compose: --host greeter --world-readable), in the
 layout and formats the local stack's --tls uses, accepted by the greeter's settings and the runtime-side client."""
 
 import datetime
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from certs.tls import CertFiles, main, mint
 from greeter.config.settings import TlsFiles, load_settings
-from stack.tls import CertFiles, main, mint
 
 COMPOSE_ARGS = ["--host", "greeter", "--world-readable"]
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from certs.tls import CertFiles, mint
 from greeter.config.settings import SettingsError, TlsFiles, load_settings
 from greeter.server.serve import gunicorn_options
-from stack.tls import CertFiles, mint
 
 
 @pytest.fixture(scope="module")

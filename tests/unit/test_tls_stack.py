@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 import yaml
 
+from certs.tls import CertFiles
 from stack.cli import _config, _parser
 from stack.config import REPO_ROOT, ConfigError, StackConfig, from_env
 from stack.daemons import env
 from stack.render import RenderError, render_module_yaml, write_module_yaml
-from stack.tls import CertFiles
 
 SOURCE = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8")
 TLS_KEYS = ("trust_cacerts", "client_cert", "client_key", "client_key_password")

@@ -1,10 +1,10 @@
 """The compose stack's secured Kafka (docker-compose.kafka-sasl.yml): the same broker and logins as
 `greeter-stack up --kafka-security sasl-ssl` (stack/kafka_auth.py), as files for containers.
 
-`python -m stack.compose_kafka deploy/compose/kafka-auth --world-readable` makes them, never committed (the folder
-is gitignored): the broker's CA and PEM key store for `kafka` (and localhost, the published port), the broker's
-JAAS file (its own SCRAM login, the controller's PLAIN login, and the admin login of its health check), a Java
-argument file that creates the SCRAM users when the storage is formatted (the passwords never on a command line),
+`python -m deploy_render.compose_kafka deploy/compose/kafka-auth --world-readable` makes them, never committed
+(the folder is gitignored): the broker's CA and PEM key store for `kafka` (and localhost, the published port), the
+broker's JAAS file (its own SCRAM login, the controller's PLAIN login, and the admin login of its health check), a
+Java argument file that creates the SCRAM users when the storage is formatted (the passwords never on a command line),
 the JAAS files of the topics job (admin) and of the runtime, and a credentials file (`--kafka-client-config`) for
 the ACL job (admin), the generator and the consumer. The credentials files name no CA: each container is given its
 mounted copy with `--ssl-ca` (GREETER_KAFKA_SSL_CA), and a client on the host the folder's own `ca.pem`.
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+from certs.tls import mint_kafka
 from clitools.kafka_security import KafkaSecurity, write_secret
-
-from .config import REPO_ROOT
-from .kafka import STORAGE_TOOL, java_argfile_text
-from .kafka_auth import (
+from stack.config import REPO_ROOT
+from stack.kafka import STORAGE_TOOL, java_argfile_text
+from stack.kafka_auth import (
     ADMIN,
     CONSUMER,
     GENERATOR,
@@ -37,7 +37,6 @@ from .kafka_auth import (
     new_password,
     scram_users_arguments,
 )
-from .tls import mint_kafka
 
 COMPOSE_KAFKA_AUTH_DIR: Final = REPO_ROOT / "deploy" / "compose" / "kafka-auth"
 # Where every container finds the files it is given, each bind-mounted on its own.
@@ -134,10 +133,10 @@ def make(directory: Path, *, world_readable: bool = False) -> ComposeKafkaFiles:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m stack.compose_kafka",
+        prog="python -m deploy_render.compose_kafka",
         description="Make the files docker-compose.kafka-sasl.yml mounts: the broker's certificate and key store, "
         "new passwords for every login (admin, runtime, generator, consumer) in JAAS, credentials and SCRAM files. "
-        "For the compose stack: python -m stack.compose_kafka deploy/compose/kafka-auth --world-readable",
+        "For the compose stack: python -m deploy_render.compose_kafka deploy/compose/kafka-auth --world-readable",
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="created if missing; earlier files replaced")
     parser.add_argument(
@@ -150,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m stack.compose_kafka DIR`: make the files, print their paths; refuses a folder holding others."""
+    """`python -m deploy_render.compose_kafka DIR`: make the files and print their paths; refuses a folder holding
+    others. Returns the exit code.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     directory: Path = args.directory

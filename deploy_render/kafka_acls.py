@@ -1,5 +1,5 @@
-"""`python -m stack.kafka_acls`: create every client's ACLs (stack/kafka_auth.ACLS) on a secured broker, logged in
-as its admin super user with the greeter CLIs' Kafka flags. Idempotent: an ACL that exists is left as it is.
+"""`python -m deploy_render.kafka_acls`: create every client's ACLs (stack/kafka_auth.ACLS) on a secured broker,
+logged in as its admin super user with the greeter CLIs' Kafka flags. Idempotent: an ACL that exists is left as it is.
 
 The compose stack's one-shot `kafka-acls` job (docker-compose.kafka-sasl.yml) runs it from the greeter image, so
 the grants come from the same list as the local stack's (`greeter-stack up`), never retyped.
@@ -16,14 +16,13 @@ from confluent_kafka.admin import AdminClient
 
 from clitools.kafka_args import add_kafka_arguments, kafka_config
 from clitools.kafka_security import AccessWatch, KafkaAccessRefused, KafkaSecurityError
-
-from .kafka import create_acls
-from .kafka_auth import ACLS
+from stack.kafka import create_acls
+from stack.kafka_auth import ACLS
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m stack.kafka_acls",
+        prog="python -m deploy_render.kafka_acls",
         description="Create every greeter client's ACLs on a secured Kafka, as a super user (e.g. "
         "--kafka-client-config admin.properties).",
     )

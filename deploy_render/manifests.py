@@ -1,9 +1,9 @@
 """Renders the container stacks' runtime configuration from the same settings as the local stack.
 
-`python -m stack.deploy` rewrites deploy/compose/flink-conf.yaml, deploy/compose/log4j-console.properties (the
+`python -m deploy_render` rewrites deploy/compose/flink-conf.yaml, deploy/compose/log4j-console.properties (the
 local stack's Flink logging), deploy/compose/module.mtls.yaml (what docker-compose.mtls.yml mounts) and the
 Kubernetes files that kustomize turns into ConfigMaps (deploy/k8s/*/flink-conf.yaml, deploy/k8s/*/module.yaml);
-`python -m stack.deploy --check` writes nothing and exits 1 naming each file that differs from what it renders,
+`python -m deploy_render --check` writes nothing and exits 1 naming each file that differs from what it renders,
 which tests/static runs, so the stacks cannot drift.
 """
 
@@ -16,25 +16,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from certs.tls import CertFiles
+from clitools.kafka_args import BOOTSTRAP_ENV
 from clitools.kafka_security import KafkaSecurityError, java_client_properties
-
-from .compose_kafka import IN_CONTAINER
-from .config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
-from .flinkconf import OFFICIAL, pipeline_entries, render
-from .kafka_auth import MECHANISM, PROTOCOL, jaas_option
-from .render import FLINK_LOG4J, RenderError, with_kafka_properties, with_tls_transport
-from .tls import CertFiles
+from deploy_render.compose_kafka import IN_CONTAINER
+from stack.config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
+from stack.flinkconf import OFFICIAL, pipeline_entries, render
+from stack.kafka_auth import MECHANISM, PROTOCOL, jaas_option
+from stack.render import FLINK_LOG4J, RenderError, with_kafka_properties, with_tls_transport
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
 COMPOSE_FLINK_CONF = COMPOSE_DIR / "flink-conf.yaml"
 COMPOSE_FLINK_LOG4J = COMPOSE_DIR / "log4j-console.properties"
-# The compose stack's mutual TLS (docker-compose.mtls.yml): the module it mounts, and where `python -m stack.tls`
+# The compose stack's mutual TLS (docker-compose.mtls.yml): the module it mounts, and where `python -m certs.tls`
 # writes the certificates it mounts (gitignored).
 COMPOSE_MODULE_MTLS = COMPOSE_DIR / "module.mtls.yaml"
 COMPOSE_TLS_DIR = COMPOSE_DIR / "tls"
 # The compose stack's secured Kafka (docker-compose.kafka-sasl.yml): the runtime's module and flink-conf, and the
 # Java tools' client settings (the topics job, the broker's health check); their logins are in JAAS files that
-# `python -m stack.compose_kafka` makes (stack/compose_kafka.py).
+# `python -m deploy_render.compose_kafka` makes (deploy_render/compose_kafka.py).
 COMPOSE_MODULE_KAFKA_SASL = COMPOSE_DIR / "module.kafka-sasl.yaml"
 COMPOSE_FLINK_CONF_KAFKA_SASL = COMPOSE_DIR / "flink-conf.kafka-sasl.yaml"
 COMPOSE_KAFKA_TOOLS = COMPOSE_DIR / "kafka-tools.properties"
@@ -43,12 +43,11 @@ K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 # The one Kafka setting of the Kubernetes stack: the generator and topics Jobs read it as a ConfigMap, and
 # module.yaml is rendered with it (StateFun 3.3.0 resolves no placeholders in module.yaml).
 K8S_KAFKA_ENV = K8S_DIR / "base" / "kafka.env"
-K8S_BOOTSTRAP_VARIABLE = "GREETER_BOOTSTRAP_SERVERS"
 # The names module.yaml and the manifests share.
 K8S_MASTER_SERVICE = "statefun-master"
 GREETER_URL_TLS = MODULE_GREETER_URL.replace("http://", "https://", 1)
 # Where both container stacks mount the runtime's certificate files (ca.pem, runtime.pem, runtime-key.pem:
-# stack/tls.py's names): the k8s mtls overlay from the statefun-tls Secret, docker-compose.mtls.yml from
+# certs/tls.py's names): the k8s mtls overlay from the statefun-tls Secret, docker-compose.mtls.yml from
 # deploy/compose/tls/.
 RUNTIME_TLS_DIR = Path("/etc/statefun/tls")
 
@@ -176,7 +175,7 @@ _K8S_OVERRIDES = {
 
 def render_compose_flink_conf() -> str:
     """deploy/compose/flink-conf.yaml: the shared pipeline entries plus the container ones."""
-    header = "Rendered by stack/deploy.py (`python -m stack.deploy`) from the settings the local stack uses."
+    header = "Rendered by `python -m deploy_render` from the settings the local stack uses."
     return render(pipeline_entries(StackConfig()) + container_entries(), header)
 
 
@@ -185,7 +184,7 @@ def render_compose_flink_log4j() -> str:
     config dumps at WARN), in place of the image's, which logs every transactional producer's config.
     """
     body = FLINK_LOG4J.split("\n", 1)[1]  # after the local stack's own header line
-    header = "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the local stack's (stack/render.py).\n"
+    header = "# Rendered by `python -m deploy_render` from the local stack's (stack/render.py).\n"
     return header + body
 
 
@@ -200,7 +199,7 @@ def render_compose_module_kafka_sasl(source: str | None = None) -> str:
     """The repository's module.yaml with the secured Kafka's client settings on its ingress and egress."""
     source = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8") if source is None else source
     header = (
-        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml, for the secured\n"
+        "# Rendered by `python -m deploy_render` from the repository's module.yaml, for the secured\n"
         "# Kafka of docker-compose.kafka-sasl.yml: SASL_SSL with SCRAM and the CA it mounts. No secret: the runtime's\n"
         "# login is in the JAAS file that env.java.opts.taskmanager names. Edit module.yaml, then render again.\n"
     )
@@ -210,11 +209,11 @@ def render_compose_module_kafka_sasl(source: str | None = None) -> str:
 def render_compose_flink_conf_kafka_sasl() -> str:
     """deploy/compose/flink-conf.yaml with the TaskManagers' JAAS file (their Kafka clients' login)."""
     header = (
-        "Rendered by stack/deploy.py (`python -m stack.deploy`) for docker-compose.kafka-sasl.yml: flink-conf.yaml "
+        "Rendered by `python -m deploy_render` for docker-compose.kafka-sasl.yml: flink-conf.yaml "
         "and the runtime's Kafka login."
     )
     jaas = jaas_option(IN_CONTAINER.runtime_jaas)
-    why = "the runtime's Kafka login (stack/compose_kafka.py): only the TaskManagers run Kafka clients"
+    why = "the runtime's Kafka login (deploy_render/compose_kafka.py): only the TaskManagers run Kafka clients"
     return render(
         [*pipeline_entries(StackConfig()), *container_entries(), ("env.java.opts.taskmanager", jaas, why)], header
     )
@@ -225,7 +224,7 @@ def render_compose_kafka_tools() -> str:
     KAFKA_OPTS names.
     """
     lines = [
-        "# Rendered by stack/deploy.py (`python -m stack.deploy`): the Kafka tools' client settings in the secured",
+        "# Rendered by `python -m deploy_render`: the Kafka tools' client settings in the secured",
         "# compose stack (docker-compose.kafka-sasl.yml). No secret: the login is in the JAAS file KAFKA_OPTS names.",
     ]
     lines += [f"{key}={value}" for key, value in compose_kafka_client_properties().items()]
@@ -245,9 +244,9 @@ def render_compose_module_mtls(source: str | None = None) -> str:
     """The repository's module.yaml (whose hosts are the compose services') with mutual TLS."""
     source = (REPO_ROOT / "module.yaml").read_text(encoding="utf-8") if source is None else source
     header = (
-        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml, with mutual TLS:\n"
+        "# Rendered by `python -m deploy_render` from the repository's module.yaml, with mutual TLS:\n"
         f"# https:// and the runtime's certificate files in {RUNTIME_TLS_DIR}, where docker-compose.mtls.yml mounts\n"
-        "# them from deploy/compose/tls/ (minted by `python -m stack.tls`). Edit module.yaml, then render again.\n"
+        "# them from deploy/compose/tls/ (minted by `python -m certs.tls`). Edit module.yaml, then render again.\n"
     )
     return header + with_container_tls(source)
 
@@ -255,7 +254,7 @@ def render_compose_module_mtls(source: str | None = None) -> str:
 def render_k8s_flink_conf(variant: K8sVariant) -> str:
     """A kustomization's flink-conf.yaml: the pipeline entries with the Kubernetes overrides, then k8s_entries."""
     header = (
-        "Rendered by stack/deploy.py (`python -m stack.deploy`) from the settings the local stack uses; "
+        "Rendered by `python -m deploy_render` from the settings the local stack uses; "
         "kustomize makes it the statefun-flink-conf ConfigMap."
     )
     shared = []
@@ -301,7 +300,7 @@ def render_k8s_kafka_cli_properties(settings: Path = KAFKA_SECURITY_SETTINGS) ->
     file that KAFKA_OPTS names).
     """
     header = (
-        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from kafka-security.properties; kustomize makes it\n"
+        "# Rendered by `python -m deploy_render` from kafka-security.properties; kustomize makes it\n"
         "# the greeter-kafka-cli ConfigMap: kafka-topics.sh --command-config, its login from KAFKA_OPTS' JAAS file.\n"
     )
     return header + "".join(f"{key}={value}\n" for key, value in k8s_kafka_security(settings).items())
@@ -311,9 +310,9 @@ def k8s_bootstrap_servers(env_file: Path = K8S_KAFKA_ENV) -> str:
     """The Kafka bootstrap servers of the Kubernetes stack, from its one setting."""
     for line in env_file.read_text(encoding="utf-8").splitlines():
         name, sep, value = line.strip().partition("=")
-        if sep and name == K8S_BOOTSTRAP_VARIABLE and value.strip():
+        if sep and name == BOOTSTRAP_ENV and value.strip():
             return value.strip()
-    raise RenderError(f"{env_file}: no {K8S_BOOTSTRAP_VARIABLE}=host:port line")
+    raise RenderError(f"{env_file}: no {BOOTSTRAP_ENV}=host:port line")
 
 
 def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, bootstrap: str | None = None) -> str:
@@ -322,18 +321,20 @@ def render_k8s_module_yaml(variant: K8sVariant, source: str | None = None, boots
     bootstrap = k8s_bootstrap_servers() if bootstrap is None else bootstrap
     for expected in (MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS):
         if expected not in source:
-            raise RenderError(f"module.yaml does not contain {expected!r}: update stack/config.py and stack/deploy.py")
+            raise RenderError(
+                f"module.yaml does not contain {expected!r}: update stack/config.py and deploy_render/manifests.py"
+            )
     rendered = source.replace(MODULE_KAFKA_ADDRESS, bootstrap)
     what = "Kafka from deploy/k8s/base/kafka.env"
     if variant.kafka_sasl:
-        why = "Rendered by stack/deploy.py from kafka-security.properties: no secret (the login is client.jaas)."
+        why = "Rendered by deploy_render from kafka-security.properties: no secret (the login is client.jaas)."
         rendered = with_kafka_properties(rendered, k8s_kafka_security(), why)
         what += f"; its security from {KAFKA_SASL_COMPONENT}/kafka-security.properties"
     if variant.tls:
         rendered = with_container_tls(rendered)
         what += f"; mutual TLS with the runtime's certificate files from the statefun-tls Secret in {RUNTIME_TLS_DIR}"
     header = (
-        "# Rendered by stack/deploy.py (`python -m stack.deploy`) from the repository's module.yaml: "
+        "# Rendered by `python -m deploy_render` from the repository's module.yaml: "
         f"{what}.\n# Edit those, then render again; kustomize makes this the statefun-module ConfigMap.\n"
     )
     return header + rendered
@@ -360,7 +361,7 @@ def rendered_files() -> dict[Path, str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m stack.deploy",
+        prog="python -m deploy_render",
         description="Render the container stacks' runtime configuration (deploy/compose, deploy/k8s) from the "
         "settings the local stack uses, and write every rendered file.",
     )
@@ -384,14 +385,14 @@ def stale_files(root: Path = REPO_ROOT) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
-    """`python -m stack.deploy [--check]`: write every rendered file under `root`, or with --check only compare."""
+    """`python -m deploy_render [--check]`: write every rendered file under `root`, or with --check only compare."""
     args = _parser().parse_args(argv)
     if args.check:
         stale = stale_files(root)
         for path in stale:
             print(path.relative_to(root))
         if stale:
-            print(f"{len(stale)} rendered file(s) differ: run python -m stack.deploy", file=sys.stderr)
+            print(f"{len(stale)} rendered file(s) differ: run python -m deploy_render", file=sys.stderr)
         return 1 if stale else 0
     for path, text in rendered_files().items():
         target = root / path.relative_to(REPO_ROOT)
@@ -399,7 +400,3 @@ def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
         target.write_text(text, encoding="utf-8")
         print(f"wrote {target.relative_to(root)}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
-"""Throwaway mutual-TLS material: a CA, the greeter's server certificate and the runtime's client certificate,
-minted into the run folder on every `up --tls` and never committed.
+"""Throwaway TLS material: a CA, the greeter's server certificate and the runtime's client certificate,
+minted into the run folder on every `up --tls` and never committed, and the broker's for a secured Kafka.
 
-`python -m stack.tls DIR --host greeter --world-readable` mints the same files for the compose stack's mutual TLS
+`python -m certs.tls DIR --host greeter --world-readable` mints the same files for the compose stack's mutual TLS
 (docker-compose.mtls.yml mounts them from deploy/compose/tls/); see main() and the README's "Mutual TLS".
 
 The runtime's async transport (StateFun 3.3, Netty 4.1 with the JDK's TLS) reads PEM certificates and an
@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .config import HOST
-
 # Re-minted on every `up`; a month outlives any local run, and a leaked file expires on its own.
 VALIDITY = datetime.timedelta(days=30)
+# Every server certificate is also for the loopback address, where the local stack binds (and a container's
+# health check calls).
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
 # Certificates start a little in the past: a clock a few minutes behind would otherwise reject a fresh one.
 BACKDATE = datetime.timedelta(hours=1)
 
@@ -166,7 +167,7 @@ def server_names(hosts: Iterable[str] = ()) -> list[x509.GeneralName]:
     (the local stack, and the in-container health check), then each of `hosts`, an IP address or a DNS name (e.g.
     `greeter` in compose).
     """
-    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+    names: list[x509.GeneralName] = [x509.IPAddress(LOOPBACK), x509.DNSName("localhost")]
     for host in hosts:
         try:
             name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
@@ -249,11 +250,11 @@ def mint_kafka(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m stack.tls",
+        prog="python -m certs.tls",
         description=(
             "Mint a throwaway CA, the greeter's certificate (127.0.0.1, localhost and each --host) and the "
             "runtime's client certificate into DIR: ca.pem, greeter.pem, greeter-key.pem, runtime.pem, "
-            "runtime-key.pem. For the compose stack: python -m stack.tls deploy/compose/tls --host greeter "
+            "runtime-key.pem. For the compose stack: python -m certs.tls deploy/compose/tls --host greeter "
             "--world-readable"
         ),
     )
@@ -278,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m stack.tls`: mint into DIR and print the files' paths; refuses a folder holding other files."""
+    """`python -m certs.tls`: mint into DIR and print the files' paths; refuses a folder holding other files."""
     parser = _parser()
     args = parser.parse_args(argv)
     directory: Path = args.directory
