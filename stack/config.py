@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from greeter.config.settings import seen_count_ttl
+from greeter.config.settings import SEEN_COUNT_TTL_VARIABLE, seen_count_ttl
 from greeter.config.wiring import DEAD_LETTER_TOPIC, GREETINGS_TOPIC, NAMES_TOPIC
 
 from .freeports import free_ports
@@ -41,8 +41,8 @@ MODULE_GREETER_URL = "http://greeter:8000/statefun"
 MODULE_KAFKA_ADDRESS = "kafka:9092"
 
 ENV_PREFIX = "GREETER_STACK_"
-# The greeter's own variable (greeter/config/settings.py), which `up` also takes (`--seen-count-ttl`).
-SEEN_COUNT_TTL_ENV = "GREETER_SEEN_COUNT_TTL"
+# The greeter's own variable, which `up` also takes (`--seen-count-ttl`).
+SEEN_COUNT_TTL_ENV = SEEN_COUNT_TTL_VARIABLE
 
 # How the StateFun job runs: "single", in one JVM (Flink's local mini cluster, started by Flink's own client);
 # "cluster", a JobManager and a TaskManager, as the container and Kubernetes stacks run it.

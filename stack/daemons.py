@@ -7,15 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from certs.tls import CertFiles
+from greeter.config.settings import TLS_VARIABLES, TlsFiles, tls_environment
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
 
 from . import flink, kafka, procs
 from .config import HOST, SEEN_COUNT_TTL_ENV, StackConfig
 from .fetch import job_jar
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
-
-# The greeter's mutual-TLS variables (greeter/config/settings.py): the stack sets them all or none.
-GREETER_TLS_ENV = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
 
 SERVICES = ("kafka", "greeter")
 """Started first, in this order: the greeter comes before the job, which calls it; `down` stops in reverse."""
@@ -80,14 +79,12 @@ def env(config: StackConfig, name: str) -> dict[str, str]:
         if config.seen_count_ttl is not None:
             values[SEEN_COUNT_TTL_ENV] = str(config.seen_count_ttl)
         # prometheus multi-process files under the run folder, not in /tmp
-        values["PROMETHEUS_MULTIPROC_DIR"] = str(config.run_dir / "greeter-metrics")
-        for variable in GREETER_TLS_ENV:  # module.yaml is rendered for config.tls, not for what the shell has
+        values[MULTIPROC_DIR_VARIABLE] = str(config.run_dir / "greeter-metrics")
+        for variable in TLS_VARIABLES:  # module.yaml is rendered for config.tls, not for what the shell has
             values.pop(variable, None)
         if config.tls:
             files = CertFiles(config.tls_dir)
-            values["GREETER_TLS_CERT"] = str(files.server_cert)
-            values["GREETER_TLS_KEY"] = str(files.server_key)
-            values["GREETER_TLS_CA"] = str(files.ca)
+            values |= tls_environment(TlsFiles(files.server_cert, files.server_key, files.ca))
     return values
 
 

@@ -84,12 +84,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_TLS_VARIABLES = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")
+# The variables another program sets to configure a greeter it starts (the local stack): named here only.
+SEEN_COUNT_TTL_VARIABLE = "GREETER_SEEN_COUNT_TTL"
+TLS_VARIABLES = ("GREETER_TLS_CERT", "GREETER_TLS_KEY", "GREETER_TLS_CA")  # TlsFiles' cert, key, ca
+
+
+def tls_environment(files: TlsFiles) -> dict[str, str]:
+    """The GREETER_TLS_* variables that make a greeter serve mutual TLS with `files`."""
+    return dict(zip(TLS_VARIABLES, (str(files.cert), str(files.key), str(files.ca)), strict=True))
 
 
 def _tls(env: Mapping[str, str]) -> TlsFiles | None:
     """All three files or none: a greeter with half a TLS set-up would serve plain HTTP or no one."""
-    values = {name: env.get(name, "").strip() for name in _TLS_VARIABLES}
+    values = {name: env.get(name, "").strip() for name in TLS_VARIABLES}
     missing = [name for name, value in values.items() if not value]
     if len(missing) == len(values):
         return None
@@ -105,13 +112,13 @@ def _tls(env: Mapping[str, str]) -> TlsFiles | None:
     try:
         context.load_cert_chain(files.cert, files.key)
     except (ssl.SSLError, OSError) as error:
-        raise SettingsError(f"GREETER_TLS_CERT and GREETER_TLS_KEY do not load as a PEM pair: {error}") from None
+        cert, key, _ = TLS_VARIABLES
+        raise SettingsError(f"{cert} and {key} do not load as a PEM pair: {error}") from None
     try:
         context.load_verify_locations(cafile=files.ca)
     except (ssl.SSLError, OSError) as error:
-        raise SettingsError(
-            f"GREETER_TLS_CA={values['GREETER_TLS_CA']!r} is not a PEM CA certificate: {error}"
-        ) from None
+        ca = TLS_VARIABLES[2]
+        raise SettingsError(f"{ca}={values[ca]!r} is not a PEM CA certificate: {error}") from None
     return files
 
 
@@ -122,7 +129,7 @@ def max_name_length(env: Mapping[str, str] | None = None) -> int:
 
 def seen_count_ttl(env: Mapping[str, str] | None = None) -> int:
     """GREETER_SEEN_COUNT_TTL alone: the local stack checks the value it passes on to the greeter."""
-    return _int(os.environ if env is None else env, "GREETER_SEEN_COUNT_TTL", Settings.seen_count_ttl_seconds, 0)
+    return _int(os.environ if env is None else env, SEEN_COUNT_TTL_VARIABLE, Settings.seen_count_ttl_seconds, 0)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
