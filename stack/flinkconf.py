@@ -47,7 +47,7 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
          "a 304 MB heap with the memory below: the image's 4g is for bigger state (BENCHMARKS.md: every JVM sized)"),
         ("taskmanager.memory.managed.size", "128m",
          "RocksDB's cache and write buffers for this small state: a mini cluster's default, in both modes; the "
-         "cluster's 40 % took 435 MB"),
+         "cluster's 40 % is far more (BENCHMARKS.md: every JVM sized)"),
         ("taskmanager.memory.network.min", NETWORK_MEMORY,
          "network buffers are allocated and touched at start: 64 MB by default, this job's graph needs a few MB"),
         ("taskmanager.memory.network.max", NETWORK_MEMORY, "see taskmanager.memory.network.min"),
