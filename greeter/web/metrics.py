@@ -3,14 +3,16 @@
 Under gunicorn every worker is its own process: greeter-serve sets MULTIPROC_DIR_VARIABLE, so
 prometheus_client writes each value to a shared mmap file and /metrics sums them over workers.
 
-Every value write in that mode checks the process id, takes a lock and packs into the mmap (about 1 us
-each, four per request: 9 % of a worker's CPU under one-message requests). So the per-request values
-(both histograms and greeter_missing_state_replies) are counted in plain Python and written to
-prometheus_client in one `inc(n)` per bucket: every FLUSH_SECONDS by a daemon thread started in the worker
-on its first request, before this process builds a /metrics exposition, and at worker exit (gunicorn's
-worker_exit hook calls flush_all). A scrape sees another worker's requests at most FLUSH_SECONDS late; a
-worker killed without a graceful exit (SIGKILL) loses at most its last FLUSH_SECONDS. The rare rejected
-and dead-letter counters are written directly.
+Every value write in that mode checks the process id, takes a lock and packs into the mmap, four writes per
+request: more than the bulk writes below cost (BENCHMARKS.md, "The metrics written in bulk"). So the
+per-request values (both histograms and greeter_missing_state_replies) are counted in plain Python and
+written to prometheus_client in one `inc(n)` per bucket: every FLUSH_SECONDS by a daemon thread started in
+the worker on its first request, before this process builds a /metrics exposition, and at worker exit
+(gunicorn's worker_exit hook calls flush_all). A scrape sees another worker's requests at most FLUSH_SECONDS
+late; a worker killed without a graceful exit (SIGKILL) loses at most its last FLUSH_SECONDS. The rare
+rejected and dead-letter counters are written directly. Histogram has no public bulk write: _Pending is the
+one place that writes its values (tests/unit/test_dependency_adapters.py holds it to prometheus_client's
+version).
 """
 
 import logging
