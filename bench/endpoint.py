@@ -283,6 +283,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="wrk runs per point, interleaved across servers")
     parser.add_argument("--port", type=int, default=18080, help="first of six consecutive ports")
     parser.add_argument("--baseline", metavar="REV", help="also measure the greeter at this git revision")
+    parser.add_argument(
+        "--greeters-only", action="store_true", help="over HTTP, only the greeter and its baseline (a before/after)"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     bodies = write_bodies(RESULTS)
@@ -292,7 +295,16 @@ def main() -> int:
             "machine": f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().release}",
             "baseline": args.baseline,
             "in_process": in_process(in_process_targets(baseline), bodies, 2.0, args.repeat),
-            "http": measure_http(servers(args.port, baseline), bodies, args.seconds, args.repeat),
+            "http": measure_http(
+                [
+                    s
+                    for s in servers(args.port, baseline)
+                    if not args.greeters_only or s.name.startswith("greeter (") or s.name.startswith("greeter at")
+                ],
+                bodies,
+                args.seconds,
+                args.repeat,
+            ),
         }
     out = RESULTS / f"endpoint-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
