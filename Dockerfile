@@ -39,7 +39,7 @@ EXPOSE 8000
 # No HEALTHCHECK: the generator and the consumer run from this image too and serve nothing; the compose file
 # gives the greeter service its probe of /healthz (Kubernetes: the Deployment's probes).
 
-# gunicorn's graceful stop: SIGTERM lets in-flight batches finish (GREETER_GRACEFUL_TIMEOUT, 20 s);
+# gunicorn's graceful stop: on SIGTERM the workers drain their connections (GREETER_GRACEFUL_TIMEOUT, 20 s);
 # give the container longer than that before SIGKILL (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 CMD ["greeter-serve"]

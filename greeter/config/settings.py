@@ -61,7 +61,7 @@ class Settings:
     max_header_bytes: int = 65536
     # A worker silent this long is stuck: gunicorn restarts it and the runtime retries its batch.
     timeout_seconds: int = 30
-    # On SIGTERM, batches in flight finish (milliseconds each) before the worker exits.
+    # On SIGTERM a worker drains its connections for this long less 1 s (greeter/server/bounded_http.py), then exits.
     graceful_timeout_seconds: int = 20
 
     @property
