@@ -21,7 +21,7 @@ from clitools.kafka_args import BOOTSTRAP_ENV
 from clitools.kafka_security import KafkaSecurityError, java_client_properties
 from deploy_render.compose_kafka import IN_CONTAINER
 from stack.config import MODULE_GREETER_URL, MODULE_KAFKA_ADDRESS, REPO_ROOT, StackConfig
-from stack.flinkconf import OFFICIAL, pipeline_entries, render
+from stack.flinkconf import OFFICIAL, REPORTER_PREFIX, pipeline_entries, render
 from stack.kafka_auth import MECHANISM, PROTOCOL, jaas_option
 from stack.render import FLINK_LOG4J, RenderError, with_kafka_properties, with_tls_transport
 
@@ -117,6 +117,8 @@ K8S_COMPONENTS = ("components/registry", "components/high-availability", KAFKA_S
 # "," and ":" before reading any part, so each must be a plain absolute path: the official image's
 # `file:///local/state/recovery` is read as the relative folder `file` plus `///local/state/recovery`, and the
 # TaskManager dies creating `file/localState_...` (tests/static/flink_paths.py).
+FLINK_PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+CONTAINER_PROMETHEUS_PORT = 9249
 PLAIN_PATH = "a plain path: Flink splits this option on ',' and ':', so a file:// URI would become the folder `file`"
 
 
@@ -127,6 +129,10 @@ def image_entries() -> list[tuple[str, str, str]]:
         ("state.backend.rocksdb.localdir", "/local/state/rocksdb", f"{OFFICIAL}; {PLAIN_PATH}"),
         ("taskmanager.state.local.root-dirs", "/local/state/recovery",
          f"the {OFFICIAL}'s folder; {PLAIN_PATH} (the image's own `file:///local/state/recovery` does that)"),
+        (f"{REPORTER_PREFIX}.factory.class", FLINK_PROMETHEUS_FACTORY,
+         "Flink's Prometheus reporter, from the image's plugins/metrics-prometheus: every JobManager and TaskManager"),
+        (f"{REPORTER_PREFIX}.port", str(CONTAINER_PROMETHEUS_PORT),
+         "Prometheus scrapes each container or pod here (its own network namespace: every interface is fine)"),
     ]  # fmt: skip
 
 

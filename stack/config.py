@@ -69,6 +69,10 @@ class Ports:
     taskmanager_metrics: int = 6126
     taskmanager_rpc: int = 6122
     taskmanager_data: int = 6121
+    # Flink's Prometheus reporter: the JobManager's (in single mode, the one runtime JVM's); TaskManager N serves
+    # on prometheus_taskmanager + N - 1.
+    prometheus: int = 9249
+    prometheus_taskmanager: int = 9250
 
     def in_use(self) -> list[tuple[str, int]]:
         """The ports a server could not bind on HOST now, each with its name."""

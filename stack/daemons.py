@@ -13,6 +13,7 @@ from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
 from . import flink, kafka, procs
 from .config import HOST, SEEN_COUNT_TTL_ENV, StackConfig
 from .fetch import job_jar
+from .metrics_plugin import plugins_dir
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
 
@@ -43,11 +44,6 @@ def task_logs(config: StackConfig) -> list[Path]:
     return [config.log_file(name) for name in taskmanager_names(config.taskmanagers)]
 
 
-def _taskmanager_index(name: str) -> int:
-    """1 for `taskmanager`, N for `taskmanager-N`."""
-    return int(name.rpartition("-")[2]) if name != TASKMANAGER else 1
-
-
 def argv(java: str, config: StackConfig, name: str, restore_from: Path | None = None) -> list[str]:
     """The command line of daemon `name`. For a cluster JVM it runs BashJavaUtils first, which reads the
     rendered flink-conf.yaml. The single-mode runtime runs the job itself: `restore_from` is the checkpoint it
@@ -75,6 +71,8 @@ def env(config: StackConfig, name: str) -> dict[str, str]:
     values = dict(os.environ)
     if name == "runtime":
         values["FLINK_CONF_DIR"] = str(config.conf_dir)  # where Flink's client reads flink-conf.yaml
+    if name in runtime_names(config) and name != "runtime":  # the single-mode JVM has it on its classpath
+        values["FLINK_PLUGINS_DIR"] = str(plugins_dir(config.jvm_dir))  # the Prometheus reporter
     if name == "greeter":
         if config.seen_count_ttl is not None:
             values[SEEN_COUNT_TTL_ENV] = str(config.seen_count_ttl)
@@ -100,7 +98,7 @@ def ready_check(config: StackConfig, rest: FlinkRest, name: str, proc: procs.Pro
         return lambda: _jobmanager_is_ours(config, rest)
 
     # Started one after another: the Nth is ready once N TaskManagers and their slots are registered.
-    index = _taskmanager_index(name)
+    index = flink.taskmanager_index(name)
     slots = min(index * config.taskmanager_slots, config.parallelism)
 
     def taskmanager() -> str | None:

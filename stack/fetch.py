@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from .config import FLINK_VERSION, JOB_JAR_GLOB, KAFKA_VERSION, STATEFUN_VERSION, StackConfig
+from .metrics_plugin import fetch_plugin
 
 LIB_FOLDERS = ("flink", "job", "kafka")
 MIN_JAVA = 17
@@ -98,7 +99,15 @@ def is_fresh(jvm_dir: Path) -> bool:
 
 
 def fetch(config: StackConfig, *, force: bool = False) -> bool:
-    """Resolve the jars unless the stamp says they are current; True if Maven ran."""
+    """Resolve the jars unless the stamp says they are current, then the metrics plugin (stack/metrics_plugin.py)
+    unless it is; True if either was made.
+    """
+    resolved = _resolve_jars(config, force=force)
+    made_plugin = fetch_plugin(config.jvm_dir, config.lib_flink, force=force)
+    return resolved or made_plugin
+
+
+def _resolve_jars(config: StackConfig, *, force: bool) -> bool:
     if not force and is_fresh(config.jvm_dir):
         return False
     check_prerequisites(need_maven=True)

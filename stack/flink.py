@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import JOB_ENTRY_CLASS, StackConfig
-from .flinkconf import setting
+from .flinkconf import REPORTER_PREFIX, setting
+from .metrics_plugin import PLUGIN_NAME, plugins_dir
 
 JOBMANAGER_CLASS = "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"
 CLIENT_CLASS = "org.apache.flink.client.cli.CliFrontend"  # what bin/flink runs
@@ -111,6 +112,8 @@ def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> l
         ports = {
             key: 0 for key in ("metrics.internal.query-service.port", "taskmanager.rpc.port", "taskmanager.data.port")
         }
+    if name != "jobmanager":  # Prometheus scrapes a fixed address per TaskManager
+        ports[f"{REPORTER_PREFIX}.port"] = prometheus_port(config, name)
     return [
         java,
         *params.jvm_flags,
@@ -128,6 +131,20 @@ def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> l
     ]
 
 
+def prometheus_port(config: StackConfig, name: str) -> int:
+    """Where JVM `name` serves its Prometheus metrics: the runtime and the JobManager on `prometheus`, TaskManager N
+    (`taskmanager`, `taskmanager-N`) on `prometheus_taskmanager` + N - 1.
+    """
+    if name in ("runtime", "jobmanager"):
+        return config.ports.prometheus
+    return config.ports.prometheus_taskmanager + taskmanager_index(name) - 1
+
+
+def taskmanager_index(name: str) -> int:
+    """1 for `taskmanager`, N for `taskmanager-N`."""
+    return 1 if name == "taskmanager" else int(name.rpartition("-")[2])
+
+
 def single_argv(java: str, config: StackConfig, job_jar: Path, restore_from: Path | None) -> list[str]:
     """The single-mode JVM: Flink's client runs the job on a local mini cluster in its own process, reading the
     flink-conf.yaml in FLINK_CONF_DIR (daemons.env sets it) and serving the REST API and web UI on its port. It
@@ -142,7 +159,8 @@ def single_argv(java: str, config: StackConfig, job_jar: Path, restore_from: Pat
         *java_opts(config, "client"),
         *_logging(config, "runtime"),
         "-classpath",
-        classpath(config),
+        # Flink's mini cluster loads metric reporters from the classpath only (it passes no plugin manager).
+        f"{classpath(config)}:{plugins_dir(config.jvm_dir) / PLUGIN_NAME / '*'}",
         CLIENT_CLASS,
         "run",
         "--target",

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from .config import HOST, StackConfig
 from .kafka_auth import runtime_jvm_options
+from .metrics_plugin import LOOPBACK_FACTORY
+
+# The Prometheus reporter's settings: metrics.reporter.<name>.*, the name Flink's docs use.
+REPORTER_PREFIX = "metrics.reporter.prom"
 
 # (key, value, why). The official image's flink-conf.yaml (apache/flink-statefun tools/docker), kept as is
 # except for the folders, which live under the run folder.
@@ -64,6 +68,8 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
          "how long the REST API serves a cached view of a job (Flink's 3 s): `up` saw a running job 3 s late"),
         ("web.exception-history-size", "1000",
          "the job's failure count is this history's length (the default keeps 16); numRestarts stayed 0"),
+        ("metrics.job.status.enable", "STATE",
+         "a 0/1 gauge per job state (runningState, restartingState, ...): what the job-down alert reads"),
     ]  # fmt: skip
 
 
@@ -92,6 +98,11 @@ def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, 
         ("rest.port", str(p.flink_rest), "pinned"),
         ("rest.bind-port", str(p.flink_rest), "pinned"),
         # metrics.internal.query-service.port differs per JVM: passed as -D by stack/flink.py.
+        (f"{REPORTER_PREFIX}.factory.class", LOOPBACK_FACTORY,
+         "Flink's Prometheus reporter on loopback only (stack/metrics_plugin.py): Flink's own binds every interface"),
+        (f"{REPORTER_PREFIX}.host", HOST, "loopback only"),
+        (f"{REPORTER_PREFIX}.port", str(p.prometheus),
+         "pinned; each TaskManager's is passed as -D by stack/flink.py"),
         ("io.tmp.dirs", str(work / "tmp"), "under the run folder"),
         ("web.tmpdir", str(work / "web-tmp"), "under the run folder"),
         ("web.upload.dir", str(work / "web-upload"), "under the run folder"),

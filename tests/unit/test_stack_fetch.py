@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stack import config as stack_config
+from stack import metrics_plugin
 from stack.config import JVM_DIR, StackConfig
 from stack.fetch import (
     LIB_FOLDERS,
@@ -87,6 +88,13 @@ def _fake_jvm_dir(tmp_path: Path) -> Path:
         (jvm / "lib" / name).mkdir(parents=True)
         (jvm / "lib" / name / f"{name}.jar").write_bytes(b"PK")
     (jvm / "pom.xml").write_text("<project/>")
+    (jvm / "reporter" / "src").mkdir(parents=True)
+    (jvm / "reporter" / "src" / "Factory.java").write_text("class Factory {}")
+    plugin = metrics_plugin.plugins_dir(jvm) / metrics_plugin.PLUGIN_NAME
+    plugin.mkdir(parents=True)
+    for jar in (metrics_plugin.REPORTER_JAR, metrics_plugin.LOOPBACK_JAR):
+        (plugin / jar).write_bytes(b"PK")
+    metrics_plugin.stamp_file(jvm).write_text(metrics_plugin.fingerprint(jvm))
     return jvm
 
 
@@ -97,6 +105,17 @@ def test_the_stamp_skips_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert is_fresh(jvm)
     monkeypatch.setenv("PATH", "")  # Maven would not even be found
     assert fetch(StackConfig(jvm_dir=jvm)) is False
+
+
+def test_the_metrics_plugin_is_made_again_when_the_reporter_source_changes_or_a_jar_is_gone(tmp_path: Path) -> None:
+    jvm = _fake_jvm_dir(tmp_path)
+    assert metrics_plugin.is_fresh(jvm)
+    (jvm / "reporter" / "src" / "Factory.java").write_text("class Factory { int changed; }")
+    assert not metrics_plugin.is_fresh(jvm)
+    metrics_plugin.stamp_file(jvm).write_text(metrics_plugin.fingerprint(jvm))
+    assert metrics_plugin.is_fresh(jvm)
+    os.remove(metrics_plugin.plugins_dir(jvm) / metrics_plugin.PLUGIN_NAME / metrics_plugin.LOOPBACK_JAR)
+    assert not metrics_plugin.is_fresh(jvm)
 
 
 def test_a_changed_pom_or_an_empty_folder_is_stale(tmp_path: Path) -> None:

@@ -39,7 +39,11 @@ def test_argv(tmp_path: Path, role: str, main_class: str) -> None:
     assert any(part.endswith(main_class) for part in command)
     assert command[command.index("--configDir") + 1] == str(tmp_path / "conf")
     metrics = ports.jobmanager_metrics if role == "jobmanager" else ports.taskmanager_metrics
-    assert command[-2:] == ["-D", f"metrics.internal.query-service.port={metrics}"]
+    dynamic = [command[i + 1] for i, part in enumerate(command) if part == "-D"]
+    assert f"metrics.internal.query-service.port={metrics}" in dynamic
+    # The JobManager's reporter port is flink-conf's; each TaskManager's is its own.
+    reporter = [entry for entry in dynamic if entry.startswith("metrics.reporter.prom.port=")]
+    assert reporter == ([] if role == "jobmanager" else [f"metrics.reporter.prom.port={ports.prometheus_taskmanager}"])
     assert f"-Dlog.file={tmp_path / (role + '.log')}" in command
 
 
@@ -52,6 +56,8 @@ def test_further_taskmanagers_log_apart_and_take_free_ports(tmp_path: Path) -> N
     dynamic = {command[i + 1] for i, part in enumerate(command) if part == "-D"}
     for key in ("taskmanager.rpc.port", "taskmanager.data.port", "metrics.internal.query-service.port"):
         assert f"{key}=0" in dynamic
+    # Prometheus needs a fixed address per TaskManager: the third serves two above the first.
+    assert f"metrics.reporter.prom.port={config.ports.prometheus_taskmanager + 2}" in dynamic
 
 
 def test_java_options_from_the_flink_conf_overrides_reach_each_jvm_as_flinks_scripts_pass_them(tmp_path: Path) -> None:
