@@ -228,3 +228,37 @@ def no_alert_fires(prometheus: PrometheusClient, window_s: float) -> dict[str, f
             pending.setdefault(alert["labels"]["alertname"], round(elapsed))
         time.sleep(1)
     return pending
+
+
+def _values(prometheus: PrometheusClient, title: str, ref: str) -> list[float]:
+    return [s.value for s in panel_series(prometheus, title)[ref]]
+
+
+def wait_for_throughput(monitored: Monitored) -> None:
+    """Wait until the dashboard's names in, messages handled and records out are each near the generator's rate."""
+    prometheus = monitored.prometheus
+
+    def near_the_rate(ref: str) -> Callable[[], bool]:
+        return lambda: sum(_values(prometheus, "Throughput: names in, greetings out", ref)) >= 0.8 * RATE
+
+    for ref, what in (("A", "names in"), ("B", "messages handled"), ("C", "records out")):
+        wait_for(f"the dashboard's {what} to reach 80 % of the generator's {RATE}/s", near_the_rate(ref), 60)
+
+
+def reads_the_load(monitored: Monitored, jvms: int, dead_letters: int) -> None:
+    """What an operator reads on the dashboard while the load runs, held to what the test did: names in, handled
+    and out near the generator's rate, the job running, every target up, one memory and GC line per Flink JVM,
+    and the dead letters sent."""
+    prometheus = monitored.prometheus
+    wait_for_throughput(monitored)
+    assert _values(prometheus, "Job state", "A") == [1.0], "the job is running"
+    targets = sum(len(urls) for urls in scrape_targets(monitored.stack.config).values())
+    assert _values(prometheus, "Scrape targets up", "A") == [1.0] * targets, "every target is up"
+    for title in ("JVM heap used", "GC time"):
+        lines = panel_series(prometheus, title)["A"]
+        assert len(lines) == jvms, f"{title}: one line per Flink JVM, got {[s.labels for s in lines]}"
+    wait_for(
+        f"the dashboard to count the {dead_letters} dead letters sent",
+        lambda: sum(_values(prometheus, "Dead letters since the greeter started", "A")) >= dead_letters,
+        30,
+    )
