@@ -13,6 +13,7 @@ from typing import Final
 
 from stack.config import REPO_ROOT
 from stack.flink import JAVA17_OPTS
+from stack.metrics_plugin import PLUGIN_NAME, REPORTER_JAR
 from stack.render import FLINK_LOG4J, KAFKA_LOG4J
 
 from .engine import docker
@@ -97,6 +98,10 @@ def _extras(name: str, context: Path) -> None:
         (context / "conf").mkdir()
         (context / "conf" / "log4j-console.properties").write_text(FLINK_LOG4J)
         (context / "java17.opts").write_text("".join(f"{option}\n" for option in JAVA17_OPTS))
+        # The public image's plugins/metrics-prometheus: Flink's own reporter only (the local stack's loopback
+        # factory beside it is for processes on the host).
+        (context / "plugins" / PLUGIN_NAME).mkdir(parents=True)
+        shutil.copy2(LIB / "plugins" / PLUGIN_NAME / REPORTER_JAR, context / "plugins" / PLUGIN_NAME / REPORTER_JAR)
 
 
 def build_standins() -> Mapping[str, str]:
