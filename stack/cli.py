@@ -1,5 +1,5 @@
 """greeter-stack / python -m stack: the local stack without Docker (fetch | up | down | savepoint | rescale |
-rotate-kafka-credentials | upgrade-greeter | status | logs | watch).
+rotate-kafka-credentials | upgrade-greeter | status | logs | watch | prometheus-config).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .fetch import PrerequisiteError, fetch
 from .kafka_auth import KafkaAuthFiles, client_flags
 from .local import LocalStack
 from .logs import follow, log_files, print_logs
+from .monitoring import prometheus_config
 from .readiness import Interrupted, StartError
 from .status import format_status
 from .supervise import watch
@@ -130,6 +131,21 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     logs.add_argument(
         "-f", "--follow", action="store_true", help="then keep printing what is appended, like tail -f, until Ctrl-C"
     )
+    prometheus = sub.add_parser(
+        "prometheus-config",
+        help="print a prometheus.yml that scrapes this stack's greeter and Flink JVMs on their ports",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    prometheus.add_argument("--scrape-interval", default="5s", help="how often Prometheus scrapes each target")
+    prometheus.add_argument("--evaluation-interval", default="5s", help="how often Prometheus evaluates the rules")
+    prometheus.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a rule file for Prometheus to load (repeatable), e.g. deploy/monitoring/alerts.yml",
+    )
     return parser
 
 
@@ -235,6 +251,9 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         return 0
     if args.command == "upgrade-greeter":
         print(operations.upgrade_greeter(stack).pid)
+        return 0
+    if args.command == "prometheus-config":
+        print(prometheus_config(stack.config, args.scrape_interval, args.evaluation_interval, args.rules), end="")
         return 0
     status = stack.status()
     print(format_status(status))

@@ -1,0 +1,178 @@
+"""What the live monitoring tests share: a local stack with a real Prometheus scraping it every second (the
+configuration `greeter-stack prometheus-config` prints for it), the generator's load, and reading the dashboard's
+panels and the alerts from that Prometheus.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.config import REPO_ROOT
+from stack.local import LocalStack
+from stack.monitoring import scrape_targets
+from tests.e2e.kafka_io import produce
+from tests.e2e.test_dead_letters import poison_corpus
+from tests.support.dashboard import PanelQuery, load_dashboard, queries
+from tests.support.processes import popen_logged, stop_process
+from tests.support.prometheus import PrometheusClient, Series, running_prometheus
+from tests.support.stacks import running_stack
+from tests.support.waiting import wait_for
+
+ALERTS = REPO_ROOT / "deploy" / "monitoring" / "alerts.yml"
+SCRAPE_INTERVAL = "1s"
+# The load of the issue: 200 names/s over 50 names.
+RATE, NAMES = 200, 50
+
+
+@dataclass(frozen=True)
+class Monitored:
+    """A running stack and the Prometheus that scrapes it."""
+
+    stack: LocalStack
+    prometheus: PrometheusClient
+    folder: Path
+
+
+def prometheus_yml(run_dir: Path, rules: tuple[Path, ...]) -> str:
+    """What `greeter-stack prometheus-config` prints for the stack of `run_dir`, scraping and evaluating every 1 s."""
+    argv = [
+        str(REPO_ROOT / ".venv" / "bin" / "greeter-stack"),
+        "--run-dir",
+        str(run_dir),
+        "prometheus-config",
+        f"--scrape-interval={SCRAPE_INTERVAL}",
+        f"--evaluation-interval={SCRAPE_INTERVAL}",
+        *(f"--rules={path}" for path in rules),
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+@contextmanager
+def monitored_stack(folder: Path, label: str, rules: tuple[Path, ...] = (), **settings: object) -> Iterator[Monitored]:
+    """A fresh stack of `settings` and a Prometheus scraping each of its processes, every target up; both stopped
+    by PID whatever happens."""
+    with running_stack(folder / "run", label, **settings) as stack:
+        config = prometheus_yml(stack.config.run_dir, rules)
+        with running_prometheus(config, folder / "prometheus") as prometheus:
+            expected = {url for urls in scrape_targets(stack.config).values() for url in urls}
+            wait_for(
+                f"Prometheus to scrape every target of the stack ({', '.join(sorted(expected))})",
+                lambda: {t["labels"]["instance"] for t in prometheus.targets() if t["health"] == "up"} == expected,
+                30,
+            )
+            yield Monitored(stack, prometheus, folder)
+
+
+@contextmanager
+def load(monitored: Monitored, rate: int = RATE, names: int = NAMES) -> Iterator[None]:
+    """greeter-generator into the stack's `names` at `rate`/s over `names` names, stopped by its PID at the end."""
+    argv = [
+        str(Path(sys.executable).parent / "greeter-generator"),
+        f"--bootstrap-servers={monitored.stack.config.bootstrap_servers}",
+        f"--rate={rate}",
+        f"--names={names}",
+        f"--seed={uuid.uuid4().int % 1_000_000}",  # names of their own: tests sharing a stack do not mix
+        "--no-progress",
+    ]
+    generator = popen_logged(argv, monitored.folder / f"generator-{time.monotonic_ns()}.log", os.environ)
+    try:
+        yield
+    finally:
+        stop_process(generator, 30)
+
+
+def send_poison(monitored: Monitored) -> int:
+    """One record of each dead-letter reason into `names` (tests/e2e/test_dead_letters.py's corpus); their count."""
+    corpus = poison_corpus(uuid.uuid4().hex[:8])
+    return produce(monitored.stack.config.bootstrap_servers, "names", [(k, v) for k, (v, _) in corpus.items()])
+
+
+def send_refused_request(monitored: Monitored) -> None:
+    """A body that is no ToFunction to the greeter's /statefun: answered 400, counted as refused."""
+    request = urllib.request.Request(f"{monitored.stack.config.greeter_url}/statefun", data=b"not a ToFunction")
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as error:
+        error.close()
+        assert error.code == 400, f"the greeter answered {error.code} to a body that is no ToFunction"
+    else:
+        raise AssertionError("the greeter answered 200 to a body that is no ToFunction")
+
+
+def evaluate(prometheus: PrometheusClient, query: PanelQuery) -> list[Series]:
+    """The panel query's series now."""
+    return prometheus.query(query.expr)
+
+
+def panels_without_data(prometheus: PrometheusClient) -> list[str]:
+    """Each dashboard query that returns no series with a value a panel can draw, named by panel and query."""
+    empty = []
+    for query in queries(load_dashboard()):
+        series = evaluate(prometheus, query)
+        if not any(s.has_data for s in series):
+            empty.append(f"{query} -> {[s.value for s in series] or 'no series'}")
+    return empty
+
+
+def wait_for_every_panel(prometheus: PrometheusClient, deadline_s: float) -> float:
+    """Wait until every query of the dashboard returns data; the seconds it took. Fails naming each panel and
+    query still empty at the deadline."""
+    start = time.monotonic()
+    while True:
+        empty = panels_without_data(prometheus)
+        if not empty:
+            return time.monotonic() - start
+        if time.monotonic() - start > deadline_s:
+            raise AssertionError(f"panels with no data after {deadline_s:.0f} s:\n" + "\n".join(empty))
+        time.sleep(1)
+
+
+def panel_series(prometheus: PrometheusClient, title: str) -> dict[str, list[Series]]:
+    """Each query of panel `title` (by refId) and its series now."""
+    found = {q.ref: evaluate(prometheus, q) for q in queries(load_dashboard()) if q.panel == title}
+    assert found, f"no panel titled {title!r} in the dashboard"
+    return found
+
+
+def seconds_until(what: str, check: Callable[[], bool], since: float, deadline_s: float) -> float:
+    """Wait until `check()` holds (polling every 0.5 s); the seconds from `since` (time.monotonic()) to then."""
+    wait_for(what, check, deadline_s - (time.monotonic() - since), every=0.5)
+    return time.monotonic() - since
+
+
+def _values(prometheus: PrometheusClient, title: str, ref: str) -> list[float]:
+    return [s.value for s in panel_series(prometheus, title)[ref]]
+
+
+def reads_the_load(monitored: Monitored, jvms: int, dead_letters: int) -> None:
+    """What an operator reads on the dashboard while the load runs, held to what the test did: names in, handled
+    and out near the generator's rate, the job running, every target up, one memory and GC line per Flink JVM,
+    and the dead letters sent."""
+    prometheus = monitored.prometheus
+
+    def near_the_rate(ref: str) -> Callable[[], bool]:
+        return lambda: sum(_values(prometheus, "Throughput: names in, greetings out", ref)) >= 0.8 * RATE
+
+    for ref, what in (("A", "names in"), ("B", "messages handled"), ("C", "records out")):
+        wait_for(f"the dashboard's {what} to reach 80 % of the generator's {RATE}/s", near_the_rate(ref), 60)
+    assert _values(prometheus, "Job state", "A") == [1.0], "the job is running"
+    targets = sum(len(urls) for urls in scrape_targets(monitored.stack.config).values())
+    assert _values(prometheus, "Scrape targets up", "A") == [1.0] * targets, "every target is up"
+    for title in ("JVM heap used", "GC time"):
+        lines = panel_series(prometheus, title)["A"]
+        assert len(lines) == jvms, f"{title}: one line per Flink JVM, got {[s.labels for s in lines]}"
+    wait_for(
+        f"the dashboard to count the {dead_letters} dead letters sent",
+        lambda: sum(_values(prometheus, "Dead letters since the greeter started", "A")) >= dead_letters,
+        30,
+    )

@@ -1,0 +1,37 @@
+"""The cluster-mode stack (a JobManager and a TaskManager, each with its own reporter port, the topology of the
+container stacks) scraped by a real Prometheus every second: every panel of the dashboard shows data under load,
+one memory and GC line per JVM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .live import (
+    Monitored,
+    load,
+    monitored_stack,
+    reads_the_load,
+    send_poison,
+    send_refused_request,
+    wait_for_every_panel,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
+    with monitored_stack(tmp_path_factory.mktemp("monitoring-cluster"), "monitoring cluster", mode="cluster") as stack:
+        yield stack
+
+
+@pytest.mark.timeout(300)
+def test_every_panel_shows_data_under_load(monitored: Monitored) -> None:
+    with load(monitored):
+        poison = send_poison(monitored)
+        send_refused_request(monitored)
+        took = wait_for_every_panel(monitored.prometheus, 120)
+        print(f"\n[monitoring] cluster mode: every panel had data {took:.0f} s after the load started", flush=True)
+        reads_the_load(monitored, jvms=2, dead_letters=poison)
