@@ -14,13 +14,16 @@ Usage: scripts/bench-tuning [--variants default,okhttp] [--names 100,10000] [--m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -31,7 +34,9 @@ import yaml
 
 from bench import load
 from bench.pipeline import RESULTS, cli, names_list, say, targets
-from stack.config import MODES, Ports, StackConfig
+from stack.config import HOST, MODES, Ports, StackConfig
+from stack.daemons import runtime_names
+from stack.flink import prometheus_port
 from stack.local import LocalStack
 from stack.logs import delivery_retries
 from stack.render import ENDPOINT_KIND
@@ -101,6 +106,9 @@ VARIANTS = (
     # memory spread over them (the container images preload jemalloc instead, as the Flink image does).
     Variant("kafka-sasl-ssl", "Kafka over SASL_SSL (SCRAM-SHA-512), an ACL per client (--kafka-security sasl-ssl)",
             config={"kafka_security": "sasl-ssl"}),
+    # Every other variant's JVMs serve Flink's Prometheus reporter and are scraped every second while they run.
+    Variant("no-runtime-metrics", "Flink's Prometheus reporter off (--no-runtime-metrics), so nothing scraped",
+            config={"runtime_metrics": False}),
     Variant("malloc-arena-2", "MALLOC_ARENA_MAX=2 for every process (glibc's default: up to 8 arenas per core)",
             environment={"MALLOC_ARENA_MAX": "2"}),
     # Every JVM as it was sized before BENCHMARKS.md's "Every JVM sized for this job": Flink's and Kafka's
@@ -165,10 +173,11 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
         base = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), module_yaml=module, mode=args.mode)
         config = replace(base, **variant.config)
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
-        with stack_environment(variant.environment):
+        with stack_environment(variant.environment), contextlib.ExitStack() as scraping:
             try:
                 started = time.monotonic()
                 stack.up(fresh=True)
+                scraper = scraping.enter_context(RuntimeMetricsScraper(config, SCRAPE_INTERVAL_S))
                 result: dict[str, Any] = {"up_seconds": round(time.monotonic() - started, 1)}
                 result["ran_with"] = ran_with(config) | {"MALLOC_ARENA_MAX": inherited(stack, "MALLOC_ARENA_MAX")}
                 settle_s = 3 * config.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
@@ -182,10 +191,50 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
                 result["latency"] = load.latency(target, pool, args.rate, args.latency_seconds)
                 result["job_failures"] = stack.failure_count()
                 result["failed_deliveries"] = delivery_retries(stack.config)
+                result["runtime_metrics_scrapes"] = {"served": scraper.scrapes, "failed": scraper.failures}
             finally:
+                scraping.close()
                 stack.down()
     say(f"[tuning] {variant.name}: {json.dumps(brief(result))}")
     return result
+
+
+# Prometheus scrapes every 15 s by default; every second is the harsher load the monitoring tests put on it.
+SCRAPE_INTERVAL_S = 1.0
+
+
+class RuntimeMetricsScraper:
+    """While the stack runs, GET every Flink JVM's Prometheus endpoint each `interval` seconds, as Prometheus
+    would, so the reporter's cost includes serving it; a no-op when the stack runs without the reporter."""
+
+    def __init__(self, config: StackConfig, interval: float) -> None:
+        self.urls = [f"http://{HOST}:{prometheus_port(config, name)}/metrics" for name in runtime_names(config)]
+        self.enabled = config.runtime_metrics
+        self.interval = interval
+        self.scrapes = 0
+        self.failures = 0  # a JVM that did not answer: the table's figures then lack part of the cost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runtime-metrics-scraper", daemon=True)
+
+    def __enter__(self) -> RuntimeMetricsScraper:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for url in self.urls:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        response.read()
+                    self.scrapes += 1
+                except OSError:
+                    self.failures += 1
 
 
 def ran_with(config: StackConfig) -> dict[str, Any]:
@@ -207,6 +256,7 @@ def ran_with(config: StackConfig) -> dict[str, Any]:
         "producer": {key: str(value) for key, value in _properties(egress).items()},
         "consumer": {key: str(value) for key, value in _properties(ingress).items()},
         "mode": config.mode,
+        "prometheus_reporter": flink.get("metrics.reporter.prom.factory.class"),
         "kafka_heap": config.kafka_heap,
         "runtime_heap": config.runtime_heap,
         "greeter_workers": config.greeter_workers,

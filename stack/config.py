@@ -137,6 +137,9 @@ class StackConfig:
     # Kafka's security: "none" (plaintext, loopback only) or "sasl-ssl": SASL_SSL with SCRAM-SHA-512 and an ACL per
     # client (stack/kafka_auth.py), with the credentials in the run folder.
     kafka_security: str = "none"
+    # Flink's Prometheus reporter on every JVM (ports.prometheus, prometheus_taskmanager): its cost is in
+    # BENCHMARKS.md ("The runtime's metrics").
+    runtime_metrics: bool = True
     # The port module.yaml sends the runtime to: the greeter's, unless something sits in between (the fault
     # tests' HTTP proxy). None: the greeter's.
     endpoint_port: int | None = None
@@ -333,6 +336,12 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
     _setting("partitions", _count, "partitions of each topic"),
     _setting("start_timeout_s", float, "deadline for each process to become ready"),
     _setting("stop_timeout_s", float, "SIGTERM grace before SIGKILL"),
+    _setting(
+        "runtime_metrics",
+        _bool,
+        "Flink's Prometheus reporter on each JVM: the runtime or JobManager on port PROMETHEUS, TaskManager N on "
+        "PROMETHEUS_TASKMANAGER + N - 1",
+    ),
     _setting("tls", _bool, "mutual TLS between the runtime and the greeter, with certificates minted into RUN_DIR/tls"),
     _setting(
         "kafka_security",

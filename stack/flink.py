@@ -112,7 +112,7 @@ def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> l
         ports = {
             key: 0 for key in ("metrics.internal.query-service.port", "taskmanager.rpc.port", "taskmanager.data.port")
         }
-    if name != "jobmanager":  # Prometheus scrapes a fixed address per TaskManager
+    if name != "jobmanager" and config.runtime_metrics:  # Prometheus scrapes a fixed address per TaskManager
         ports[f"{REPORTER_PREFIX}.port"] = prometheus_port(config, name)
     return [
         java,

@@ -98,15 +98,17 @@ def local_entries(config: StackConfig, module_url: str) -> list[tuple[str, str, 
         ("rest.port", str(p.flink_rest), "pinned"),
         ("rest.bind-port", str(p.flink_rest), "pinned"),
         # metrics.internal.query-service.port differs per JVM: passed as -D by stack/flink.py.
-        (f"{REPORTER_PREFIX}.factory.class", LOOPBACK_FACTORY,
-         "Flink's Prometheus reporter on loopback only (stack/metrics_plugin.py): Flink's own binds every interface"),
-        (f"{REPORTER_PREFIX}.host", HOST, "loopback only"),
-        (f"{REPORTER_PREFIX}.port", str(p.prometheus),
-         "pinned; each TaskManager's is passed as -D by stack/flink.py"),
         ("io.tmp.dirs", str(work / "tmp"), "under the run folder"),
         ("web.tmpdir", str(work / "web-tmp"), "under the run folder"),
         ("web.upload.dir", str(work / "web-upload"), "under the run folder"),
     ]  # fmt: skip
+    if config.runtime_metrics:
+        entries += [
+            (f"{REPORTER_PREFIX}.factory.class", LOOPBACK_FACTORY,
+             "Flink's Prometheus reporter on loopback only (stack/metrics_plugin.py): Flink's binds every interface"),
+            (f"{REPORTER_PREFIX}.host", HOST, "loopback only"),
+            (f"{REPORTER_PREFIX}.port", str(p.prometheus), "pinned; each TaskManager gets its own by -D"),
+        ]  # fmt: skip
     jaas = runtime_jvm_options(config)
     if jaas:
         why = "the secured Kafka's login (stack/kafka_auth.py): only the JVMs that run Kafka clients"

@@ -5,8 +5,8 @@ contract: `greeter.app:app` serves /statefun under any WSGI server, and a test c
 route (greeter/server/asgi.py) is the fast path greeter-serve's worker takes: the SDK's handle_async on the worker's
 running loop, no thread hop. `StatefunEndpoint` is what they share: the checks made before a body is read
 (`refusal_before_body`: 405, 413 by the declared length, 400 for a length that is not a number), the 413 for a
-body that grew past the limit, and the answer to a body (200 with the reply, or a 4xx naming what was wrong),
-each counted in the metrics. The adapters only move bytes.
+body that grew past the limit, and the answer to a body (200 with the reply, a 4xx naming what was wrong, or a
+500 when the function raised), each counted in the metrics. The adapters only move bytes.
 """
 
 import logging
@@ -48,7 +48,7 @@ def _plain(status: int, reason: str, text: str, close: bool = False) -> Answer:
 
 
 class StatefunEndpoint:
-    """POST /statefun: a body in, an Answer out (200, or a 4xx naming the fault), counted in the metrics."""
+    """POST /statefun: a body in, an Answer out (200, a 4xx naming the fault, or 500), counted in the metrics."""
 
     def __init__(self, dispatcher: Dispatcher, metrics: GreeterMetrics, max_bytes: int) -> None:
         self._dispatcher = dispatcher
@@ -88,6 +88,8 @@ class StatefunEndpoint:
             reply = self._dispatcher.handle(body)
         except (InvalidRequest, UnknownFunction) as error:
             return self._refusal(error)
+        except Exception:
+            return self._failed()
         return self._served(reply, started)
 
     async def answer_async(self, body: bytes) -> Answer:
@@ -97,6 +99,8 @@ class StatefunEndpoint:
             reply = await self._dispatcher.handle_async(body)
         except (InvalidRequest, UnknownFunction) as error:
             return self._refusal(error)
+        except Exception:
+            return self._failed()
         return self._served(reply, started)
 
     def _refusal(self, error: InvalidRequest | UnknownFunction) -> Answer:
@@ -105,6 +109,16 @@ class StatefunEndpoint:
             return self.refused(_plain(404, "Not Found", str(error)))
         log.warning("refused a request", extra={"reason": str(error)})
         return self.refused(_plain(400, "Bad Request", str(error)))
+
+    def _failed(self) -> Answer:
+        """500 for a request the function raised on (called in the except block: the traceback is logged), counted
+        in greeter_failed_requests. Answered here rather than by the server, so both routes answer and count it
+        alike; the body names no detail of the error.
+        """
+        log.exception("request failed")
+        answer = _plain(500, "Internal Server Error", "the function failed: see the greeter's log")
+        self._metrics.failed.labels(status=str(answer.status)).inc()
+        return answer
 
     def _served(self, reply: Reply, started: float) -> Answer:
         self._metrics.answered(reply.invocations, time.perf_counter() - started)

@@ -10,9 +10,13 @@ written to prometheus_client in one `inc(n)` per bucket: every FLUSH_SECONDS by 
 the worker on its first request, before this process builds a /metrics exposition, and at worker exit
 (gunicorn's worker_exit hook calls flush_all). A scrape sees another worker's requests at most FLUSH_SECONDS
 late; a worker killed without a graceful exit (SIGKILL) loses at most its last FLUSH_SECONDS. The rare
-rejected and dead-letter counters are written directly. Histogram has no public bulk write: _Pending is the
-one place that writes its values (tests/unit/test_dependency_adapters.py holds it to prometheus_client's
+rejected, failed and dead-letter counters are written directly. Histogram has no public bulk write: _Pending is
+the one place that writes its values (tests/unit/test_dependency_adapters.py holds it to prometheus_client's
 version).
+
+Those three counters are labelled, and each label value they can take starts at 0: a series that first appears
+at 1 has no earlier sample, so Prometheus's rate() and increase() would not count the first refusal, failure or
+dead letter, and the alert rules (deploy/monitoring/alerts.yml) would miss it.
 """
 
 import logging
@@ -31,6 +35,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from protos.generated.greeter_pb2 import DeadLetterReason
+
 log = logging.getLogger("greeter.web.metrics")
 
 # prometheus_client's variable (read by the library itself): the directory its multi-process mode writes to.
@@ -39,6 +45,12 @@ MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Messages per request: 1 with many keys or a trickle, hundreds on a backlog with few keys.
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# The label values the counters start at 0 with: every status StatefunEndpoint refuses or fails a request with
+# (tests/protocol/test_endpoint.py holds the endpoint to them), every reason a record is dead-lettered for.
+REFUSED_STATUSES = ("400", "404", "405", "413")
+FAILED_STATUSES = ("500",)
+DEAD_LETTER_REASONS = tuple(name for name, number in DeadLetterReason.items() if number)  # 0 is UNSPECIFIED
 
 # How often pending observations are written to prometheus_client; read at every wait (tests change it).
 FLUSH_SECONDS = 0.25
@@ -91,12 +103,25 @@ class GreeterMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.failed = Counter(
+            "greeter_failed_requests",
+            "Requests to /statefun answered with a 5xx (the function raised), by status.",
+            ["status"],
+            registry=self.registry,
+        )
         self.dead_letters = Counter(
             "greeter_dead_letters",
             "Records sent to the dead-letter topic.",
             ["reason"],
             registry=self.registry,
         )
+        for counter, values in (
+            (self.rejected, REFUSED_STATUSES),
+            (self.failed, FAILED_STATUSES),
+            (self.dead_letters, DEAD_LETTER_REASONS),
+        ):
+            for value in values:
+                counter.labels(value)  # the series, at 0 (see the module's docstring)
         self.state_requests = Counter(
             "greeter_missing_state_replies",
             "Batches answered with a request for state the runtime did not send.",

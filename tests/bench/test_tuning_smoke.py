@@ -14,7 +14,14 @@ from bench import tuning
 
 pytestmark = pytest.mark.e2e
 
-VARIANTS = ("okhttp", "heap-state", "producer-defaults", "pool-size-16", "consumer-fetch-batching")
+VARIANTS = (
+    "okhttp",
+    "heap-state",
+    "producer-defaults",
+    "pool-size-16",
+    "consumer-fetch-batching",
+    "no-runtime-metrics",
+)
 SMOKE = ["--variants", ",".join(VARIANTS), "--names", "10,1000", "--messages", "1000", "--warmup", "0"]
 SMOKE += ["--repeat", "1", "--rate", "200", "--latency-seconds", "2"]
 
@@ -57,3 +64,11 @@ def test_variants_start_real_jobs_and_greet_every_record_exactly_once(tmp_path: 
     assert ran["okhttp"]["producer"] == {"linger.ms": "20", "batch.size": "262144"}
     assert {r["state.backend"] for name, r in ran.items() if name != "heap-state"} == {"rocksdb"}
     assert {r["greeter_worker_class"] for r in ran.values()} == {"greeter.server.worker.GreeterWorker"}
+    # The reporter ran, and was scraped every second from the JobManager and the TaskManager, in every variant but
+    # the one that switches it off.
+    scrapes = {name: result["variants"][name]["rounds"][0]["runtime_metrics_scrapes"] for name in VARIANTS}
+    assert ran["no-runtime-metrics"]["prometheus_reporter"] is None
+    assert scrapes["no-runtime-metrics"] == {"served": 0, "failed": 0}
+    for name in VARIANTS[:-1]:
+        assert ran[name]["prometheus_reporter"] == "local.greeter.metrics.LoopbackPrometheusReporterFactory"
+        assert scrapes[name]["served"] >= 2 and scrapes[name]["failed"] == 0, (name, scrapes[name])

@@ -8,17 +8,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
+from greeter.function.types import SEEN_COUNT_TYPE
 from greeter.protocol.harness import RuntimeHarness
-from greeter.protocol.messages import build_request
+from greeter.protocol.messages import build_request, typed_value
 from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
+from protos.generated.greeter_pb2 import SeenCount
+from stack.config import REPO_ROOT
 from tests.protocol.messages import greet, greetings
+from tests.support.failing import BUG
 from tests.support.net import free_port, wait_for_http
 from tests.support.processes import popen_logged, stop_process
 
@@ -44,11 +48,12 @@ class Server:
             connection.close()
 
 
-def start(tmp_path: Path, workers: int = 2, **env: str) -> Server:
+def start(tmp_path: Path, workers: int = 2, serve: Sequence[str] = (str(SERVE),), **env: str) -> Server:
+    """greeter-serve (or `serve`, a command taking its flags) on a free port, its metrics under `tmp_path`."""
     port = free_port()
     log = tmp_path / "greeter.log"
     process = popen_logged(
-        [str(SERVE), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+        [*serve, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
         log,
         {**os.environ, MULTIPROC_DIR_VARIABLE: str(tmp_path / "metrics"), **env},
     )
@@ -111,6 +116,32 @@ def test_bad_bodies_get_4xx_never_500(server: Server) -> None:
     assert server.post(b"\xff" * 100)[0] == 400
     assert server.post(b"")[0] == 400
     assert server.post(build_request("example/nobody", "x", []))[0] == 404
+
+
+def test_a_function_that_raises_is_answered_500_and_counted(tmp_path: Path) -> None:
+    # A release with a bug (tests/support/failing.py), served as greeter-serve serves the greeter: the 500 goes out
+    # on the worker's ASGI route, and /metrics counts it.
+    server = start(
+        tmp_path, workers=1, serve=[sys.executable, "-m", "tests.support.failing"], PYTHONPATH=str(REPO_ROOT)
+    )
+    try:
+        runtime = RuntimeHarness(send=lambda body: server.post(body)[2], function_type="example/greeter")
+        assert greetings(runtime.invoke("Ada", [greet("Ada")])) == [("Ada", "Welcome Ada")]
+        returning = build_request(
+            "example/greeter",
+            "Ada",
+            [greet("Ada")],
+            {"seen_count": typed_value(SEEN_COUNT_TYPE.typename, SeenCount(seen=1).SerializeToString())},
+        )
+        assert server.post(returning) == (
+            500,
+            "text/plain; charset=utf-8",
+            b"the function failed: see the greeter's log\n",
+        )
+        assert 'greeter_failed_requests_total{status="500"} 1.0' in scrape(server)
+    finally:
+        stop(server)
+    assert BUG in server.log.read_text()  # with its traceback, in the greeter's log
 
 
 def scrape(server: Server) -> str:
