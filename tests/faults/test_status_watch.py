@@ -76,16 +76,20 @@ class Tmux:
 
 @contextmanager
 def tmux_server() -> Iterator[Tmux]:
-    """Our tmux, stopped at the end by its own socket, then by PID whatever of it (the server, the view) is left."""
+    """Our tmux, stopped at the end by its own socket, then by PID whatever of it (the server, the view) is left;
+    its socket file removed (tmux leaves it behind).
+    """
     found = shutil.which("tmux")
     assert found, "tmux not found: scripts/setup installs it (Debian's tmux) when it runs as root with apt-get"
     tmux = Tmux(found)
     pids: list[int] = []
+    socket = None
     try:
         yield tmux
     finally:
         try:
             pids = [int(tmux.value("pid")), int(tmux.value("pane_pid"))]
+            socket = Path(tmux.value("socket_path"))
             tmux("kill-server")
         except subprocess.CalledProcessError:
             pass  # no server (it never started) or it is gone
@@ -94,6 +98,8 @@ def tmux_server() -> Iterator[Tmux]:
                 wait_for(f"tmux's process {pid} to exit", lambda pid=pid: not _alive(pid), 10)
             except AssertionError:
                 os.kill(pid, signal.SIGKILL)
+        if socket is not None:
+            socket.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
