@@ -32,6 +32,9 @@ ALERTS = REPO_ROOT / "deploy" / "monitoring" / "alerts.yml"
 SCRAPE_INTERVAL = "1s"
 # The load of the issue: 200 names/s over 50 names.
 RATE, NAMES = 200, 50
+# An alert fires within its `for:` and this: a scrape and an evaluation (1 s each), a rate window's second sample,
+# and what the fault takes to show (a lost TaskManager is noticed at the 5 s heartbeat timeout).
+FIRE_MARGIN_S = 30
 
 
 @dataclass(frozen=True)
@@ -144,35 +147,84 @@ def panel_series(prometheus: PrometheusClient, title: str) -> dict[str, list[Ser
     return found
 
 
-def seconds_until(what: str, check: Callable[[], bool], since: float, deadline_s: float) -> float:
-    """Wait until `check()` holds (polling every 0.5 s); the seconds from `since` (time.monotonic()) to then."""
-    wait_for(what, check, deadline_s - (time.monotonic() - since), every=0.5)
-    return time.monotonic() - since
+def alert_durations(prometheus: PrometheusClient) -> dict[str, float]:
+    """Each alerting rule Prometheus loaded, by name, and its `for:` in seconds."""
+    durations = {rule["name"]: float(rule["duration"]) for rule in prometheus.rules()}
+    assert durations, f"Prometheus loaded no alerting rule from {ALERTS}"
+    return durations
 
 
-def _values(prometheus: PrometheusClient, title: str, ref: str) -> list[float]:
-    return [s.value for s in panel_series(prometheus, title)[ref]]
+def _alerts_now(prometheus: PrometheusClient) -> str:
+    return ", ".join(sorted(f"{a['labels']['alertname']} ({a['state']})" for a in prometheus.alerts())) or "none"
 
 
-def reads_the_load(monitored: Monitored, jvms: int, dead_letters: int) -> None:
-    """What an operator reads on the dashboard while the load runs, held to what the test did: names in, handled
-    and out near the generator's rate, the job running, every target up, one memory and GC line per Flink JVM,
-    and the dead letters sent."""
+def seconds_until_each(
+    prometheus: PrometheusClient, names: tuple[str, ...], firing: bool, since: float, deadline_s: float
+) -> dict[str, float]:
+    """Seconds from `since` (time.monotonic()) until each alert of `names` fires (`firing`) or stops firing (not
+    `firing`: resolved), polling every 0.5 s; AssertionError naming the alerts still waited for at the deadline."""
+    seen: dict[str, float] = {}
+    while True:
+        now = prometheus.firing()
+        for name in names:
+            if name not in seen and (name in now) == firing:
+                seen[name] = time.monotonic() - since
+        if len(seen) == len(names):
+            return seen
+        if time.monotonic() - since > deadline_s:
+            waited = sorted(set(names) - set(seen))
+            raise AssertionError(
+                f"{', '.join(waited)} {'did not fire' if firing else 'still firing'} {deadline_s:.0f} s on; "
+                f"alerts now: {_alerts_now(prometheus)}"
+            )
+        time.sleep(0.5)
+
+
+def fire_and_resolve(
+    monitored: Monitored,
+    names: tuple[str, ...],
+    fault: Callable[[], None],
+    repair: Callable[[], None],
+    resolve_within_s: float,
+    resolving: tuple[str, ...] | None = None,
+) -> None:
+    """Strike `fault`, wait until every alert of `names` fires, `repair`, wait until those of `resolving` (all by
+    default) stop firing; the seconds to fire (from the fault) and to resolve (from the end of the repair) printed.
+    Each must fire within its `for:` plus FIRE_MARGIN_S and resolve within `resolve_within_s`, or it fails naming
+    the alert."""
     prometheus = monitored.prometheus
-
-    def near_the_rate(ref: str) -> Callable[[], bool]:
-        return lambda: sum(_values(prometheus, "Throughput: names in, greetings out", ref)) >= 0.8 * RATE
-
-    for ref, what in (("A", "names in"), ("B", "messages handled"), ("C", "records out")):
-        wait_for(f"the dashboard's {what} to reach 80 % of the generator's {RATE}/s", near_the_rate(ref), 60)
-    assert _values(prometheus, "Job state", "A") == [1.0], "the job is running"
-    targets = sum(len(urls) for urls in scrape_targets(monitored.stack.config).values())
-    assert _values(prometheus, "Scrape targets up", "A") == [1.0] * targets, "every target is up"
-    for title in ("JVM heap used", "GC time"):
-        lines = panel_series(prometheus, title)["A"]
-        assert len(lines) == jvms, f"{title}: one line per Flink JVM, got {[s.labels for s in lines]}"
-    wait_for(
-        f"the dashboard to count the {dead_letters} dead letters sent",
-        lambda: sum(_values(prometheus, "Dead letters since the greeter started", "A")) >= dead_letters,
-        30,
+    durations = alert_durations(prometheus)
+    assert set(names) <= set(durations), f"no rule for {sorted(set(names) - set(durations))} in {ALERTS}"
+    wait_for(f"{', '.join(names)} not to be firing before the fault", lambda: not prometheus.firing() & set(names), 120)
+    struck = time.monotonic()
+    fault()
+    fired = seconds_until_each(prometheus, names, True, struck, max(durations[n] for n in names) + FIRE_MARGIN_S)
+    repair()
+    repaired = time.monotonic()
+    resolved = seconds_until_each(
+        prometheus, names if resolving is None else resolving, False, repaired, resolve_within_s
     )
+    for name in names:
+        after = f"resolved {resolved[name]:.1f} s after the repair" if name in resolved else "left to resolve itself"
+        print(
+            f"\n[alert] {name}: fired {fired[name]:.1f} s after the fault (for: {durations[name]:.0f} s, bound "
+            f"{durations[name] + FIRE_MARGIN_S:.0f} s), {after}",
+            flush=True,
+        )
+        assert fired[name] <= durations[name] + FIRE_MARGIN_S, f"{name} fired {fired[name]:.0f} s after the fault"
+
+
+def no_alert_fires(prometheus: PrometheusClient, window_s: float) -> dict[str, float]:
+    """Watch the alerts for `window_s` seconds (the one fixed wait of these tests: nothing may happen in it) and fail
+    at the first that fires, naming it; the alerts that went pending meanwhile without firing, each with the second
+    of the window it was first seen pending."""
+    pending: dict[str, float] = {}
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < window_s:
+        alerts = prometheus.alerts()
+        fired = sorted(a["labels"]["alertname"] for a in alerts if a["state"] == "firing")
+        assert not fired, f"{', '.join(fired)} fired {elapsed:.0f} s into the idle window: {alerts}"
+        for alert in alerts:
+            pending.setdefault(alert["labels"]["alertname"], round(elapsed))
+        time.sleep(1)
+    return pending

@@ -87,6 +87,19 @@ def test_each_pod_that_serves_metrics_is_in_exactly_one_job(name: str, jobs: dic
     assert not kept_by(jobs["greeter"], unannotated)
 
 
+def test_the_scrape_interval_is_the_one_the_dashboards_datasource_assumes() -> None:
+    # Grafana's $__rate_interval spans at least four of the datasource's timeInterval: scraped less often, the
+    # dashboard's rates come out empty.
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    datasources = ROOT / "deploy" / "monitoring" / "grafana" / "provisioning" / "datasources"
+    intervals = {
+        source["jsonData"]["timeInterval"]
+        for path in sorted(datasources.glob("*.y*ml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+    }
+    assert intervals == {config["global"]["scrape_interval"]}
+
+
 def test_the_greeters_scheme_and_path_come_from_its_annotations(jobs: dict[str, dict[str, Any]]) -> None:
     """With overlays/mtls the greeter serves /metrics over HTTPS only: the job takes the scheme from the pod."""
     rules = {rule.get("target_label"): rule for rule in jobs["greeter"]["relabel_configs"]}
