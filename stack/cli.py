@@ -5,6 +5,7 @@ rotate-kafka-credentials | upgrade-greeter | status | logs | watch | prometheus-
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -20,11 +21,12 @@ from . import operations
 from .config import RUN_DIR, UP_SETTINGS, ConfigError, EnvSetting, Extra, Ports, StackConfig, from_env, port_env_var
 from .fetch import PrerequisiteError, fetch
 from .kafka_auth import KafkaAuthFiles, client_flags
+from .live import watch_status
 from .local import LocalStack
 from .logs import follow, log_files, print_logs
 from .monitoring import prometheus_config
 from .readiness import Interrupted, StartError
-from .status import format_status
+from .status import format_status, read_status
 from .supervise import watch
 
 
@@ -38,6 +40,16 @@ def _flag_type(setting: EnvSetting, flag: str) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0")
+    return value
 
 
 def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
@@ -120,7 +132,20 @@ def _parser(defaults: StackConfig) -> argparse.ArgumentParser:
     watch_parser.add_argument(
         "--while-pid", type=int, metavar="PID", help="also stop everything once this process (a consumer) has exited"
     )
-    sub.add_parser("status", help="processes, job, last checkpoint, ingress lag")
+    status = sub.add_parser("status", help="processes, job, last checkpoint, ingress lag")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live view until Ctrl-C, refreshed every --interval: processes and their memory, job, restarts, "
+        "names/s in, greetings/s out, lag, checkpoint age, the greeter's p50/p99; one line per refresh when stdout "
+        "is not a terminal",
+    )
+    status.add_argument(
+        "--interval",
+        type=_seconds,
+        metavar="S",
+        help="with --watch: seconds between refreshes (default: 1)",
+    )
     logs = sub.add_parser("logs", help="print (or -f follow) the log files, prefixed by process")
     logs.add_argument(
         "name", nargs="?", help="one process (kafka, greeter, runtime or jobmanager and taskmanager, ...)"
@@ -176,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"greeter-stack: {error}", file=sys.stderr)
         return 2
-    args = _parser(defaults).parse_args(argv)
+    parser = _parser(defaults)
+    args = parser.parse_args(argv)
+    watching = args.command == "status" and args.watch
+    if args.command == "status" and args.interval is not None and not watching:
+        parser.error("status: --interval needs --watch")
     try:
         # The first Ctrl-C/SIGTERM asks for a clean stop (waits end, `down` runs); a second one forces.
         with stop_on_signals(StopFlag()) as stop:
@@ -184,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = _run(args, defaults, stop.event)
             except Interrupted:
                 code = 1
-            return stop.exit_code if stop.exit_code is not None else code
+            # Ctrl-C is how `status --watch` ends, not an interruption of it.
+            return stop.exit_code if stop.exit_code is not None and not watching else code
     except ForcedExit as forced:
         return forced.exit_code
     except (ConfigError, PrerequisiteError, StartError, RuntimeError, KeyError, OSError) as error:
@@ -219,6 +249,8 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
         if args.follow:
             follow(files, sys.stdout, stop)
         return 0
+    if args.command == "status" and args.watch:  # also before an `up`, and on after a `down`
+        return watch_status(lambda: read_status(run_dir), run_dir, stop, sys.stdout, args.interval or 1.0)
     if not (run_dir / "stack.json").exists():
         if args.command == "down":
             print(f"no stack recorded in {run_dir}: nothing to stop", file=sys.stderr)

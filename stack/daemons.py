@@ -37,11 +37,14 @@ def names(config: StackConfig) -> tuple[str, ...]:
     return SERVICES + runtime_names(config)
 
 
+def task_processes(config: StackConfig) -> tuple[str, ...]:
+    """The processes that run the job's tasks: the single-mode runtime, or the cluster's TaskManagers."""
+    return ("runtime",) if config.mode == "single" else taskmanager_names(config.taskmanagers)
+
+
 def task_logs(config: StackConfig) -> list[Path]:
     """The logs of the processes that run the job's tasks (and log the runtime's delivery retries)."""
-    if config.mode == "single":
-        return [config.log_file("runtime")]
-    return [config.log_file(name) for name in taskmanager_names(config.taskmanagers)]
+    return [config.log_file(name) for name in task_processes(config)]
 
 
 def argv(java: str, config: StackConfig, name: str, restore_from: Path | None = None) -> list[str]:

@@ -113,6 +113,18 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in listed if (fields := _stat_fields(int(child))) and fields[0] not in ("Z", "X")]
 
 
+def rss_bytes(proc: Proc) -> int:
+    """The resident memory of the process's group (a gunicorn master and its workers; a JVM alone), summed over its
+    members' VmRSS: 0 when it has none left.
+    """
+    total_kb = 0
+    for pid in group_members(proc.pgid):
+        with contextlib.suppress(OSError):  # a member may exit between the scan and the read
+            status = Path(f"/proc/{pid}/status").read_text()
+            total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total_kb * 1024
+
+
 def _impostor(proc: Proc) -> bool:
     """Another process holds the PID now: the group with that id (if any) is not ours either.
     While a group of ours has members, the kernel gives no new process its id.

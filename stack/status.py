@@ -1,12 +1,19 @@
-"""What `status` shows: each process, the job, its last checkpoint and the ingress lag."""
+"""What `status` shows: each process, the job, its last checkpoint and the ingress lag; and, for `status --watch`,
+each process's memory and the counters it turns into rates and the greeter's latency (stack/metrics.py).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import daemons, kafka, procs
+from certs.tls import CertFiles
+
+from . import daemons, flink, kafka, procs
+from .config import HOST, StackConfig
 from .kafka import Lag
+from .metrics import SCRAPE_ERRORS, SCRAPE_TIMEOUT_S, Buckets, Counts, counts, latency_buckets, scrape
 from .rest import Checkpoint, FlinkRest, TaskManager
 from .state import StackState
 
@@ -19,6 +26,7 @@ class ProcStatus:
     pid: int
     up: bool
     log: str
+    rss_bytes: int | None = None  # its process group's resident memory; None when it is not running
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class StackStatus:
     notes: list[str]
     parallelism: tuple[int, int] | None = None  # the job's, and its maximum
     taskmanagers: tuple[TaskManager, ...] = ()
+    counts: Counts | None = None  # records in and out; None: no task JVM answered
+    latency: Buckets | None = None  # the greeter's; None: it did not answer, or has no histogram yet
 
     @property
     def healthy(self) -> bool:
@@ -52,7 +62,11 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
             f"a rescale stopped half way: the job was cancelled with a savepoint at {state.resume_from}; "
             "`greeter-stack down`, then `greeter-stack up` resumes from it"
         )
-    proc_status = [ProcStatus(p.name, p.pid, procs.is_running(p), p.log) for p in state.procs]
+    proc_status = []
+    for p in state.procs:
+        up = procs.is_running(p)
+        proc_status.append(ProcStatus(p.name, p.pid, up, p.log, procs.rss_bytes(p) if up else None))
+    running = {p.name for p in proc_status if p.up}
     job_state = failures = checkpoint = lag = parallelism = None
     taskmanagers: tuple[TaskManager, ...] = ()
     if state.job_id:
@@ -85,7 +99,43 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
         notes,
         parallelism,
         taskmanagers,
+        _counts(state.config, running, notes),
+        _latency(state.config, running, notes),
     )
+
+
+def read_status(run_dir: Path) -> StackStatus | None:
+    """The status of the stack recorded in `run_dir`, stack.json read afresh (a rescale, a greeter upgrade or an `up`
+    may have recorded other processes since), with Flink's REST API given as long as a scrape; None when no stack
+    is recorded there.
+    """
+    state = StackState.load(run_dir)
+    return None if state is None else collect_status(state, FlinkRest(state.config.rest_url, SCRAPE_TIMEOUT_S))
+
+
+def _counts(config: StackConfig, running: set[str], notes: list[str]) -> Counts | None:
+    """The records in and out, from the reporter of each running task JVM (a stopped one's row says so)."""
+    texts = []
+    for name in daemons.task_processes(config):
+        if name in running:
+            url = f"http://{HOST}:{flink.prometheus_port(config, name)}/metrics"
+            try:
+                texts.append(scrape(url))
+            except SCRAPE_ERRORS as error:
+                notes.append(f"{name}'s metrics at {url}: {error}")
+    return counts(texts) if texts else None
+
+
+def _latency(config: StackConfig, running: set[str], notes: list[str]) -> Buckets | None:
+    """The greeter's latency histogram from its GET /metrics (with --tls, as the runtime calls it)."""
+    if "greeter" not in running:
+        return None
+    url = f"{config.greeter_url}/metrics"
+    try:
+        return latency_buckets(scrape(url, CertFiles(config.tls_dir).client_context() if config.tls else None))
+    except SCRAPE_ERRORS as error:
+        notes.append(f"the greeter's metrics at {url}: {error}")
+        return None
 
 
 def format_status(status: StackStatus, now_ms: float | None = None) -> str:

@@ -25,6 +25,8 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
+from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -34,6 +36,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from protos.generated.greeter_pb2 import DeadLetterReason
 
@@ -54,6 +58,7 @@ DEAD_LETTER_REASONS = tuple(name for name, number in DeadLetterReason.items() if
 
 # How often pending observations are written to prometheus_client; read at every wait (tests change it).
 FLUSH_SECONDS = 0.25
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class _Pending:
@@ -177,8 +182,11 @@ class GreeterMetrics:
         if os.environ.get(MULTIPROC_DIR_VARIABLE):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(ServerMemory(master=os.getppid()))  # this worker's parent: gunicorn's master
             return generate_latest(registry)
-        return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        registry.register(ServerMemory(master=None))
+        return generate_latest(self.registry) + generate_latest(registry)
 
     def forget_parent(self) -> None:
         """Start with nothing pending and a fresh lock; called in a forked child.
@@ -189,6 +197,48 @@ class GreeterMetrics:
         self._batch_size = _Pending(self.batch_size)
         self._latency = _Pending(self.latency)
         self._state_requests = 0
+
+
+class ServerMemory(Collector):
+    """The resident memory of the server's processes, read from /proc at each scrape. Under gunicorn, `master` is
+    its master process: it and its workers (its children). Without (`master` None): this process alone.
+    prometheus_client's own process metrics are off in its multi-process mode (they would be one worker's).
+    """
+
+    def __init__(self, master: int | None) -> None:
+        self.master = master
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One gauge per process, labelled with its role and PID."""
+        family = GaugeMetricFamily(
+            "greeter_process_resident_memory_bytes",
+            "Resident memory of each greeter process (gunicorn's master and its workers).",
+            labels=["role", "pid"],
+        )
+        for role, pid in self.processes():
+            rss = _resident_bytes(pid)
+            if rss is not None:  # gone since it was listed
+                family.add_metric([role, str(pid)], rss)
+        yield family
+
+    def processes(self) -> list[tuple[str, int]]:
+        """(role, PID) of each process: the master and each of its children as a worker, or this one alone."""
+        if self.master is None:
+            return [("server", os.getpid())]
+        children = Path(f"/proc/{self.master}/task/{self.master}/children")
+        try:
+            workers = [int(pid) for pid in children.read_text().split()]
+        except OSError:  # no /proc (not Linux): the master alone
+            workers = []
+        return [("master", self.master), *(("worker", pid) for pid in workers)]
+
+
+def _resident_bytes(pid: int) -> int | None:
+    try:
+        resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * _PAGE_SIZE
 
 
 # Every GreeterMetrics of this process (tests build several apps), flushed by one thread.

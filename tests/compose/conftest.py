@@ -36,6 +36,7 @@ def project(standin_images: dict[str, str]) -> Iterator[ComposeProject]:
         **standin_images,
         "KAFKA_HOST_PORT": str(free_port()),
         "FLINK_UI_HOST_PORT": str(free_port()),
+        "PROMETHEUS_HOST_PORT": str(free_port()),  # the monitoring profile's, started by its test
         "GREETER_RATE": "50",
         "GREETER_NAMES": "20",
     }

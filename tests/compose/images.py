@@ -13,6 +13,7 @@ from typing import Final
 
 from stack.config import REPO_ROOT
 from stack.flink import JAVA17_OPTS
+from stack.metrics_plugin import PLUGIN_NAME, REPORTER_JAR
 from stack.render import FLINK_LOG4J, KAFKA_LOG4J
 
 from .engine import docker
@@ -26,6 +27,7 @@ STANDINS: Final = {
     "PYTHON_IMAGE": ("python", "greeter-ci/python:3.11"),
     "KAFKA_IMAGE": ("kafka", "greeter-ci/kafka:3.9.1"),
     "STATEFUN_IMAGE": ("flink-statefun", "greeter-ci/flink-statefun:3.3.0"),
+    "PROMETHEUS_IMAGE": ("prometheus", "greeter-ci/prometheus:2.42"),  # the `monitoring` profile's
 }
 
 
@@ -84,23 +86,28 @@ def _copy_jars(source: Path, target: Path) -> None:
 
 
 def _extras(name: str, context: Path) -> None:
-    """What each stand-in's build context gets beside its own folder: jars, logging, the CA bundle."""
+    """What each stand-in's build context gets beside its own folder: jars, logging, the CA bundle (Prometheus's:
+    nothing, its Dockerfile installs Debian's package)."""
     if name == "python":
         shutil.copy2(MACHINE_CA_BUNDLE, context / "ca-certificates.crt")  # never committed
     elif name == "kafka":
         _copy_jars(LIB / "kafka", context / "libs")
         (context / "log4j.properties").write_text(KAFKA_LOG4J)
-    else:
+    elif name == "flink-statefun":
         _copy_jars(LIB / "flink", context / "lib")
         # StateFun's launcher looks for the job's jar at this fixed path (Constants.FLINK_JOB_JAR_PATH).
         shutil.copy2(next((LIB / "job").glob("statefun-flink-core-*.jar")), context / "lib" / "statefun-flink-core.jar")
         (context / "conf").mkdir()
         (context / "conf" / "log4j-console.properties").write_text(FLINK_LOG4J)
         (context / "java17.opts").write_text("".join(f"{option}\n" for option in JAVA17_OPTS))
+        # The public image's plugins/metrics-prometheus: Flink's own reporter only (the local stack's loopback
+        # factory beside it is for processes on the host).
+        (context / "plugins" / PLUGIN_NAME).mkdir(parents=True)
+        shutil.copy2(LIB / "plugins" / PLUGIN_NAME / REPORTER_JAR, context / "plugins" / PLUGIN_NAME / REPORTER_JAR)
 
 
 def build_standins() -> Mapping[str, str]:
-    """Build the three stand-ins; returns the compose file's image variables set to them."""
+    """Build the stand-ins; returns the compose file's image variables set to them."""
     make_base_image()
     for name, tag in STANDINS.values():
         with tempfile.TemporaryDirectory(prefix=f"standin-{name}-") as directory:

@@ -1,7 +1,8 @@
 """`docker compose up` of the repository's own docker-compose.yml on a real Docker engine, as a user runs it,
 the public images replaced by stand-ins (standins/README.md). The tests share one project and run in order:
-up and its order, poison records, a second plain up, a worker restart under load, down and up, the mTLS override,
-down -v. Greetings are read from the host through the published Kafka listener under read_committed."""
+up and its order, poison records, a second plain up, the monitoring profile's Prometheus, a worker restart under
+load, down and up, the mTLS override, down -v. Greetings are read from the host through the published Kafka
+listener under read_committed."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from consumer.reading.topics import CONSUMER_GUARANTEES, topic_ends
 from stack.config import REPO_ROOT
 from tests.e2e.kafka_io import produce, read, read_greetings, requests, unique_names
 from tests.support.kafka_clients import client_settings
+from tests.support.prometheus import PrometheusClient
 from tests.support.waiting import wait_for
 
 from .project import ComposeProject
@@ -81,6 +84,7 @@ def test_up_builds_once_and_starts_every_service_in_the_declared_order(project: 
     print(f"[compose] up --build --wait: {time.monotonic() - up:.1f} s")
     containers = project.containers()
     states = {service: (c["State"]["Status"], c["State"]["ExitCode"]) for service, c in containers.items()}
+    # Every service but the monitoring profile's (off by default).
     assert states == {
         "kafka": ("running", 0),
         "topics": ("exited", 0),
@@ -131,6 +135,48 @@ def test_a_second_plain_up_recreates_nothing_and_leaves_the_job_alone(project: C
     assert {service: c["Id"] for service, c in project.containers().items()} == before
     assert project.running_job() == job
     assert project.rest.failure_count(job) == failures
+
+
+FUNCTION_IN = "flink_taskmanager_job_task_operator_functions_example_greeter_in"  # messages the function took
+ALERTS = REPO_ROOT / "deploy" / "monitoring" / "alerts.yml"
+
+
+@pytest.mark.timeout(300)
+def test_the_monitoring_profiles_prometheus_scrapes_every_service_and_sees_the_greetings(
+    project: ComposeProject,
+) -> None:
+    """Prometheus from the `monitoring` profile (Grafana cannot run here: no image of it, docs/monitoring-compose.md)
+    beside the running stack, its API read from the host on the published port: every target up, the alert rules
+    loaded, the function's counter moving with greetings. Removed with its volume after, so the tests after it find
+    the stack as they would without it."""
+    prometheus = PrometheusClient(f"http://127.0.0.1:{project.env['PROMETHEUS_HOST_PORT']}")
+    up = time.monotonic()
+    project.run("--profile", "monitoring", "up", "--detach", "--wait", "prometheus")
+    try:
+        expected = {"greeter": ["up"], "flink-jobmanager": ["up"], "flink-taskmanager": ["up"]}  # one worker
+        wait_for("every scrape target up", lambda: prometheus.health_by_job() == expected, 60, every=1)
+        print(f"[compose] monitoring: every target up {time.monotonic() - up:.1f} s after `up prometheus`")
+        # The alert rules it evaluates: the mounted deploy/monitoring/alerts.yml, every rule of it.
+        written = yaml.safe_load(ALERTS.read_text())["groups"]
+        assert sorted(rule["name"] for rule in prometheus.rules()) == sorted(
+            rule["alert"] for group in written for rule in group["rules"]
+        )
+
+        def taken() -> float:
+            return sum(series.value for series in prometheus.query(FUNCTION_IN))
+
+        wait_for("the function's message count in Prometheus", lambda: taken() > 0, 60, every=1)
+        before = taken()
+        names = unique_names(10)
+        produce(project.bootstrap, "names", requests(names, 2))
+        committed = read_greetings(project.bootstrap, names, 2, settle_s=0.0)
+        assert committed.ok, committed.summary()
+        # The greetings just read (and the generator's) show in the count Prometheus scraped.
+        wait_for("the greetings counted in Prometheus", lambda: taken() >= before + 20, 60, every=1)
+        print(f"[compose] monitoring: {FUNCTION_IN} {before:.0f} -> {taken():.0f}")
+    finally:
+        project.run("--profile", "monitoring", "rm", "--stop", "--force", "prometheus", check=False)
+        subprocess.run(["docker", "volume", "rm", f"{project.name}_prometheus-data"], capture_output=True)
 
 
 @pytest.mark.timeout(600)

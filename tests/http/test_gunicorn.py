@@ -164,6 +164,21 @@ def test_metrics_are_summed_over_workers(server: Server) -> None:
         time.sleep(0.05)
 
 
+def test_metrics_hold_the_memory_of_the_master_and_each_worker(server: Server) -> None:
+    deadline = time.monotonic() + 10  # the second worker may still be booting when the first answers /readyz
+    while True:
+        text = scrape(server)
+        lines = [line for line in text.splitlines() if line.startswith("greeter_process_resident_memory_bytes{")]
+        roles = sorted(line.split('role="')[1].split('"')[0] for line in lines)
+        if len(roles) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    pids = {int(line.split('pid="')[1].split('"')[0]) for line in lines}
+    assert roles == ["master", "worker", "worker"], lines
+    assert server.process.pid in pids  # greeter-serve's own process is gunicorn's master
+    assert all(float(line.rsplit(" ", 1)[1]) > 10_000_000 for line in lines), lines  # a worker holds tens of MB
+
+
 def test_a_sigterm_worker_writes_its_last_metrics_before_it_exits(tmp_path: Path) -> None:
     # The periodic flush is made an hour long: what reaches the files can only come from the exit flush.
     serve = (

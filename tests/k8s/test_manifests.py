@@ -4,24 +4,33 @@ overlay overlays/kafka, where base/kafka.env points) and includes their copy of 
 where the images are. No registry: the greeter image built from the repository's Dockerfile and the stand-ins of
 tests/compose are imported into the cluster's containerd (stack_images.py), and the pods find them there under the
 names the component gives. The tests share one applied demo and run in order: the images, the order of the topics
-Job and the runtime, every pod Ready, poison records dead-lettered, then the generator stopped as its manifest says
-and everything it sent checked by the product's verifier, run in the cluster from the greeter image.
+Job and the runtime, every pod Ready, the NetworkPolicies, Flink's metrics read by a `metrics` client and the
+scrape configuration for Prometheus run on the live pods, poison records dead-lettered, then the generator stopped
+as its manifest says and everything it sent checked by the product's verifier, run in the cluster from the greeter
+image.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from deploy_render.manifests import K8S_STORAGE, K8S_VARIANTS
+from deploy_render.manifests import CONTAINER_PROMETHEUS_PORT, K8S_STORAGE, K8S_VARIANTS
+from stack.config import REPO_ROOT
 from tests.e2e.kafka_io import produce, read
 from tests.e2e.test_dead_letters import one_letter_per_poison_record, poison_corpus
+from tests.support.prometheus import running_prometheus
+from tests.support.waiting import wait_for
 
-from .demo import DEPLOYMENTS, K8S, MASTER, VERIFY_IMAGE, Demo, rfc3339
+from .demo import DEPLOYMENTS, K8S, MASTER, VERIFY_IMAGE, WORKER, Demo, rfc3339
+from .pod_discovery import pod_target_groups, with_file_discovery
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -143,14 +152,13 @@ print(json.dumps(results))
 """
 
 
-def reachable(demo: Demo, name: str, label: str | None, targets: dict[str, bool]) -> dict[str, bool]:
-    """From a pod labelled `label` (key=value, or none), which of `targets` (host:port -> expected to connect)
-    a TCP connection reaches."""
+def run_probe(demo: Demo, name: str, label: str | None, script: str, argument: str) -> str:
+    """`python3 -c SCRIPT ARGUMENT` in a pod of the greeter image labelled `label` (key=value, or none): the last
+    line it printed, once it finished."""
     argv = ["run", name, "--restart=Never", f"--image={VERIFY_IMAGE}", "--command"]
     if label:
         argv.insert(3, f"--labels={label}")
-    listed = [[*target.rsplit(":", 1), expected] for target, expected in targets.items()]
-    demo.kubectl(*argv, "--", "python3", "-c", PROBE, json.dumps(listed))
+    demo.kubectl(*argv, "--", "python3", "-c", script, argument)
 
     def finished() -> bool:
         return str(demo.kubectl.json(f"pod/{name}")["status"]["phase"]) in ("Succeeded", "Failed")
@@ -158,24 +166,134 @@ def reachable(demo: Demo, name: str, label: str | None, targets: dict[str, bool]
     demo.kubectl.until(f"the probe pod {name} finished", finished, timeout=240)
     output = demo.kubectl("logs", name)
     demo.kubectl("delete", "pod", name, "--wait=false")
-    results: dict[str, bool] = json.loads(output.strip().splitlines()[-1])
+    return output.strip().splitlines()[-1]
+
+
+def reachable(demo: Demo, name: str, label: str | None, targets: dict[str, bool]) -> dict[str, bool]:
+    """From a pod labelled `label` (key=value, or none), which of `targets` (host:port -> expected to connect)
+    a TCP connection reaches."""
+    listed = [[*target.rsplit(":", 1), expected] for target, expected in targets.items()]
+    results: dict[str, bool] = json.loads(run_probe(demo, name, label, PROBE, json.dumps(listed)))
     return results
+
+
+def flink_reporters(demo: Demo) -> dict[str, str]:
+    """The master's and each worker's Flink Prometheus reporter (pod address and port), by pod name."""
+    pods = demo.kubectl.items("pods", MASTER) + demo.kubectl.items("pods", WORKER)
+    return {pod["metadata"]["name"]: f"{pod['status']['podIP']}:{CONTAINER_PROMETHEUS_PORT}" for pod in pods}
 
 
 def test_the_network_policies_admit_only_the_labelled_clients(demo: Demo) -> None:
     """base/network-policy.yaml enforced by the cluster's policy controller (kube-router, tests/k8s/cluster): the
-    runtime is served (every other test here), a pod without a label reaches neither the greeter nor Flink's REST
-    API, a pod labelled for one reaches that one only."""
+    runtime is served (every other test here), a pod without a label reaches neither the greeter, nor Flink's REST
+    API, nor Flink's metrics on the master and the worker pods, a pod labelled for one reaches that one only."""
     greeter, rest, rpc, kafka = "greeter:8000", "statefun-master:8081", "statefun-master:6123", "kafka:9092"
+    metrics = {reporter: True for reporter in flink_reporters(demo).values()}
+    closed = dict.fromkeys(metrics, False)
     cases = {
-        "probe-unlabelled": (None, {greeter: False, rest: False, rpc: False, kafka: True}),
-        "probe-flink-rest": ("statefun-greeter/access=flink-rest", {rest: True, rpc: False, greeter: False}),
-        "probe-metrics": ("statefun-greeter/access=metrics", {greeter: True, rest: False}),
+        "probe-unlabelled": (None, {greeter: False, rest: False, rpc: False, kafka: True, **closed}),
+        "probe-flink-rest": ("statefun-greeter/access=flink-rest", {rest: True, rpc: False, greeter: False, **closed}),
+        "probe-metrics": ("statefun-greeter/access=metrics", {greeter: True, rest: False, rpc: False, **metrics}),
     }
     seen = {name: reachable(demo, name, label, targets) for name, (label, targets) in cases.items()}
     print(f"[k8s manifests] reachable: {seen}")
 
     assert seen == {name: targets for name, (_label, targets) in cases.items()}
+
+
+# Run in a pod labelled as a metrics client: each address's /metrics read, and the sum of each asked metric's
+# samples (None when the exposition has none). Tried for up to 30 s, as PROBE does: a new pod's address reaches the
+# policy controller's rules a moment after the pod starts.
+SCRAPE = """
+import json, sys, time, urllib.request
+wanted = json.loads(sys.argv[1])
+found = {}
+for address, names in wanted.items():
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+                lines = response.read().decode().splitlines()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    sums = {}
+    for line in lines:
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    found[address] = {name: sums.get(name) for name in names}
+print(json.dumps(found))
+"""
+FUNCTION_IN = "flink_taskmanager_job_task_operator_functions_example_greeter_in"  # messages the function took
+MASTER_METRICS = ["flink_jobmanager_numRegisteredTaskManagers", "flink_jobmanager_job_runningState"]
+WORKER_METRICS = [FUNCTION_IN, "flink_taskmanager_job_task_operator_functions_example_greeter_outEgress"]
+
+
+def test_a_metrics_client_reads_flinks_metrics_on_the_master_and_every_worker(demo: Demo) -> None:
+    """Flink's Prometheus reporter (flink-conf's metrics.reporter.prom.*, the image's plugin) on port 9249 of each
+    runtime pod, read as Prometheus reads it, from a pod with the `metrics` access label: the JobManager's gauges
+    on the master, StateFun's counters of the greeter function on the worker, counting the generator's names."""
+    reporters = flink_reporters(demo)
+    masters = {reporters[pod["metadata"]["name"]] for pod in demo.kubectl.items("pods", MASTER)}
+    wanted = {address: MASTER_METRICS if address in masters else WORKER_METRICS for address in reporters.values()}
+
+    found = json.loads(run_probe(demo, "probe-scrape", "statefun-greeter/access=metrics", SCRAPE, json.dumps(wanted)))
+    print(f"[k8s manifests] Flink's metrics: {found}")
+
+    workers = len(reporters) - len(masters)
+    for address in masters:
+        assert found[address] == {"flink_jobmanager_numRegisteredTaskManagers": workers, MASTER_METRICS[1]: 1.0}
+    for address in set(reporters.values()) - masters:
+        assert (found[address][FUNCTION_IN] or 0) > 0, found[address]
+        assert (found[address][WORKER_METRICS[1]] or 0) > 0, found[address]
+
+
+SCRAPE_CONFIG = REPO_ROOT / "deploy" / "monitoring" / "prometheus" / "kubernetes.yml"
+COMPONENT_JOBS = {"function": "greeter", "master": "flink-jobmanager", "worker": "flink-taskmanager"}
+
+
+def test_the_prometheus_scrape_configuration_finds_each_pod_in_its_job_and_scrapes_it(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """deploy/monitoring/prometheus/kubernetes.yml's jobs and relabelling, run by a real Prometheus on this machine
+    (the node, which the NetworkPolicies admit, as they admit the kubelet's probes) against every live pod of the
+    cluster, as Kubernetes discovery would hand them to it (pod_discovery.py): each pod that serves metrics is one
+    target of the job its component names, scraped and up; the others are no target; StateFun's function counter
+    reaches it."""
+    pods = demo.kubectl.json("pods", "--all-namespaces")["items"]
+    discovered = tmp_path / "pods.json"
+    discovered.write_text(json.dumps(pod_target_groups(pods)))
+    config = with_file_discovery(yaml.safe_load(SCRAPE_CONFIG.read_text()), str(discovered), scrape_interval="1s")
+    expected: dict[str, list[str]] = {}
+    for pod in pods:
+        component = pod["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if component in COMPONENT_JOBS and pod["status"]["phase"] == "Running":
+            expected.setdefault(COMPONENT_JOBS[component], []).append(pod["metadata"]["name"])
+    assert sorted(expected) == sorted(COMPONENT_JOBS.values()), expected
+
+    started = time.monotonic()
+    with running_prometheus(yaml.safe_dump(config), tmp_path / "prometheus") as prometheus:
+        every_up = {job: ["up"] * len(names) for job, names in expected.items()}
+        wait_for("every target up", lambda: prometheus.health_by_job() == every_up, 60, every=0.5)
+        targets = prometheus.targets()
+        wait_for("the function's counter", lambda: sum(s.value for s in prometheus.query(FUNCTION_IN)) > 0, 30)
+    print(f"[k8s manifests] kubernetes.yml: every target up and scraped {time.monotonic() - started:.1f} s after start")
+
+    scraped = {(t["labels"]["job"], t["labels"]["pod"], t["labels"]["namespace"], t["scrapeUrl"]) for t in targets}
+    addresses = {pod["metadata"]["name"]: pod["status"]["podIP"] for pod in pods}
+    ports = {
+        "greeter": 8000,
+        "flink-jobmanager": CONTAINER_PROMETHEUS_PORT,
+        "flink-taskmanager": CONTAINER_PROMETHEUS_PORT,
+    }
+    assert scraped == {
+        (job, name, "default", f"http://{addresses[name]}:{ports[job]}/metrics")
+        for job, names in expected.items()
+        for name in names
+    }
 
 
 def test_a_second_apply_changes_nothing(demo: Demo) -> None:

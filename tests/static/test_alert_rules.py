@@ -93,6 +93,18 @@ def documented() -> dict[str, tuple[str, str]]:
     return rows
 
 
+def test_the_readmes_alert_table_lists_exactly_the_rules_with_their_severity() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| alert | severity | what it means | what to do |")
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        rows[cells[0].strip("`")] = cells[1]
+    assert rows == {rule["alert"]: rule["labels"]["severity"] for rule in rules()}
+
+
 def test_docs_alerts_md_lists_exactly_the_rules_with_their_severity_and_for() -> None:
     table = documented()
     assert table == {rule["alert"]: (rule["labels"]["severity"], rule["for"]) for rule in rules()}

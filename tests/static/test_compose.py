@@ -29,7 +29,7 @@ def test_valid_against_the_compose_specification(compose: dict[str, Any]) -> Non
     jsonschema.validate(compose, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft7Validator)
 
 
-PINNED = r"[\w./-]+:\d+(\.\d+)+"
+PINNED = r"[\w./-]+:v?\d+(\.\d+)+"
 
 
 def test_every_pulled_image_is_pinned_to_a_version_another_source_may_replace(compose: dict[str, Any]) -> None:
@@ -40,7 +40,12 @@ def test_every_pulled_image_is_pinned_to_a_version_another_source_may_replace(co
         variable, default = re.fullmatch(r"\$\{(\w+):-(.+)\}", service["image"]).groups()  # type: ignore[union-attr]
         assert re.fullmatch(PINNED, default), f"{name}: {default} is not pinned"
         sources.setdefault(variable, set()).add(default)
-    assert sources == {"KAFKA_IMAGE": {"apache/kafka:3.9.1"}, "STATEFUN_IMAGE": {"apache/flink-statefun:3.3.0"}}
+    assert sources == {
+        "KAFKA_IMAGE": {"apache/kafka:3.9.1"},
+        "STATEFUN_IMAGE": {"apache/flink-statefun:3.3.0"},
+        "PROMETHEUS_IMAGE": {"prom/prometheus:v2.53.5"},
+        "GRAFANA_IMAGE": {"grafana/grafana:12.3.1"},
+    }
 
 
 def test_the_greeter_image_is_built_once_from_a_pinned_base(compose: dict[str, Any]) -> None:
@@ -69,16 +74,21 @@ def test_the_greeter_image_is_built_once_from_a_pinned_base(compose: dict[str, A
 def test_every_mounted_file_exists(compose: dict[str, Any]) -> None:
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
+            if isinstance(volume, dict):  # long syntax: the monitoring profile's files and folders
+                assert volume["type"] != "bind" or (ROOT / volume["source"]).exists(), volume["source"]
+                continue
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (ROOT / source).is_file(), source
 
 
-def test_only_the_flink_ui_and_kafkas_outside_listener_are_published(compose: dict[str, Any]) -> None:
+def test_only_the_uis_and_kafkas_outside_listener_are_published_and_on_loopback(compose: dict[str, Any]) -> None:
     published = {name: service["ports"] for name, service in compose["services"].items() if "ports" in service}
     assert published == {
         "kafka": ["127.0.0.1:${KAFKA_HOST_PORT:-9094}:9094"],
         "statefun-master": ["127.0.0.1:${FLINK_UI_HOST_PORT:-8081}:8081"],
+        "prometheus": ["127.0.0.1:${PROMETHEUS_HOST_PORT:-9090}:9090"],
+        "grafana": ["127.0.0.1:${GRAFANA_HOST_PORT:-3000}:3000"],
     }
     # Clients on the host are sent back to the port it is published on.
     advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
@@ -171,5 +181,5 @@ def test_a_health_check_only_where_something_serves_it(compose: dict[str, Any]) 
     # no healthcheck configured"). So the image has none and the greeter service has its own.
     assert not re.search(r"^HEALTHCHECK", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     checked = {name for name, service in compose["services"].items() if "healthcheck" in service}
-    assert checked == {"kafka", "greeter", "statefun-master"}
+    assert checked == {"kafka", "greeter", "statefun-master", "prometheus"}
     assert "http://127.0.0.1:8000/healthz" in " ".join(compose["services"]["greeter"]["healthcheck"]["test"])

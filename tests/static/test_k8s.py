@@ -732,7 +732,7 @@ def template_labels(name: str, deployment: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_only_the_runtime_and_named_clients_reach_the_greeter_and_flinks_rest_api(name: str) -> None:
+def test_only_the_runtime_and_named_clients_reach_the_greeter_flinks_rest_api_and_metrics(name: str) -> None:
     policies = {key: policy["spec"] for key, policy in objects(name, "NetworkPolicy").items()}
     for deployment in ("greeter", "statefun-master", "statefun-worker"):
         labels = template_labels(name, deployment)
@@ -752,10 +752,16 @@ def test_only_the_runtime_and_named_clients_reach_the_greeter_and_flinks_rest_ap
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert {p["name"] for p in container(name, "greeter")["ports"]} == {"http"}
     # Flink's REST API (cancel, stop, savepoint): the runtime's own pods, and named clients on that port only.
-    own, clients = policies["statefun-master"]["ingress"]
+    own, clients, master_metrics = policies["statefun-master"]["ingress"]
     assert own["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "statefun"}}}]
     assert clients["from"][0]["podSelector"]["matchLabels"] == {"statefun-greeter/access": "flink-rest"}
     assert clients["ports"] == [{"port": "rest", "protocol": "TCP"}]
+    # The workers: the runtime's own pods. Flink's Prometheus reporter on both: `metrics` clients, on its port only.
+    own, worker_metrics = policies["statefun-worker"]["ingress"]
+    assert own["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "statefun"}}}]
+    for rule in (master_metrics, worker_metrics):
+        assert rule["from"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": metrics}}]
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 def test_topics_job_matches_the_local_stack() -> None:

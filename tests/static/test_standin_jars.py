@@ -6,8 +6,11 @@ import re
 import zipfile
 from pathlib import Path
 
+from deploy_render.manifests import render_compose_flink_conf
 from stack.config import REPO_ROOT, StackConfig
 from stack.fetch import is_fresh
+from stack.flinkconf import REPORTER_PREFIX
+from stack.metrics_plugin import PLUGIN_NAME, REPORTER_JAR
 from tests.compose.images import LIB, STANDIN_SOURCES
 
 # What `high-availability: kubernetes` (components/high-availability) makes Flink 1.16 load by name: inside
@@ -44,3 +47,22 @@ def test_the_standin_has_the_tools_the_manifests_run_in_the_runtimes_image() -> 
     assert {"wget", "libjemalloc2"} <= packages, packages
     master = (REPO_ROOT / "deploy" / "k8s" / "base" / "statefun-master.yaml").read_text()
     assert "/bin/bash" in master and "wget -qO-" in master
+
+
+def test_the_standin_carries_the_prometheus_reporter_plugin_the_container_flink_conf_names() -> None:
+    # deploy/compose/flink-conf.yaml (and Kubernetes') name Flink's own factory, which the public image has in
+    # plugins/metrics-prometheus/; without the plugin Flink logs the failure and runs on without metrics.
+    conf = dict(
+        line.split(": ", 1) for line in render_compose_flink_conf().splitlines() if line and not line.startswith("#")
+    )
+    factory = conf[f"{REPORTER_PREFIX}.factory.class"]
+    with zipfile.ZipFile(LIB / "plugins" / PLUGIN_NAME / REPORTER_JAR) as jar:
+        assert factory.replace(".", "/") + ".class" in jar.namelist()
+        services = jar.read("META-INF/services/org.apache.flink.metrics.reporter.MetricReporterFactory").decode()
+    assert factory in services.split()
+    standin = STANDIN_SOURCES / "flink-statefun"
+    assert "COPY plugins/ /opt/flink/plugins/\n" in (standin / "Dockerfile").read_text()
+    # Flink reads its plugins folder from this variable (its scripts export it); unset, from ./plugins.
+    assert (
+        "export FLINK_PLUGINS_DIR=${FLINK_PLUGINS_DIR:-$FLINK_HOME/plugins}\n" in (standin / "flink-jvm.sh").read_text()
+    )

@@ -81,6 +81,13 @@ class PrometheusClient:
         targets: list[dict[str, Any]] = self._get("/api/v1/targets", state="active")["activeTargets"]
         return targets
 
+    def health_by_job(self) -> dict[str, list[str]]:
+        """Job -> the health of each of its active targets ("up", "down", "unknown" before its first scrape)."""
+        health: dict[str, list[str]] = {}
+        for target in self.targets():
+            health.setdefault(target["labels"]["job"], []).append(target["health"])
+        return health
+
     def rules(self) -> list[dict[str, Any]]:
         """Every alerting rule loaded, each with its name, `duration` (its for:, in seconds) and state."""
         groups = self._get("/api/v1/rules", type="alert")["groups"]

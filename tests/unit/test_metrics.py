@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 
 import greeter.web.metrics
-from greeter.web.metrics import MULTIPROC_DIR_VARIABLE, GreeterMetrics
+from greeter.web.metrics import MULTIPROC_DIR_VARIABLE, GreeterMetrics, ServerMemory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,31 @@ def test_exposition_is_byte_for_byte_the_one_of_observe(monkeypatch: pytest.Monk
     reference = observed_the_old_way(requests)
     reference.rejected.labels(status="400").inc()
     # One window adds the latencies in the same order observe() did: even the sums are identical.
-    assert metrics.exposition() == generate_latest(reference.registry)
+    exposition = metrics.exposition()
+    expected = generate_latest(reference.registry)
+    assert exposition.startswith(expected)
+    # Then only this process's memory, which observe() has nothing to do with.
+    memory = [line for line in exposition[len(expected) :].decode().splitlines() if not line.startswith("#")]
+    assert memory == [
+        f'greeter_process_resident_memory_bytes{{pid="{os.getpid()}",role="server"}} {memory[0].split()[-1]}'
+    ]
+
+
+def test_the_server_memory_is_the_masters_and_each_workers() -> None:
+    # This process plays gunicorn's master; two children play its workers.
+    children = [subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+                for _ in range(2)]  # fmt: skip
+    try:
+        registry = CollectorRegistry()
+        registry.register(ServerMemory(master=os.getpid()))
+        samples = {(s.labels["role"], int(s.labels["pid"])): s.value for m in registry.collect() for s in m.samples}
+    finally:
+        for child in children:
+            child.communicate(b"")
+    # (other children this test process may have are listed too)
+    assert set(samples) >= {("master", os.getpid()), *(("worker", child.pid) for child in children)}
+    # A Python interpreter holds megabytes, read from /proc in bytes.
+    assert all(value > 5_000_000 for value in samples.values()), samples
 
 
 def test_the_histogram_internals_the_flush_writes_through_are_still_there() -> None:

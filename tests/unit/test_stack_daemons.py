@@ -77,6 +77,7 @@ def test_each_mode_has_its_daemons_and_task_logs(tmp_path: Path) -> None:
     assert daemons.names(cluster) == ("kafka", "greeter", "jobmanager", "taskmanager")
     assert daemons.task_logs(single) == [tmp_path / "runtime.log"]
     assert daemons.task_logs(cluster) == [tmp_path / "taskmanager.log"]
+    assert daemons.task_processes(single) == ("runtime",) and daemons.task_processes(cluster) == ("taskmanager",)
 
 
 @pytest.mark.parametrize(("parallelism", "slots", "expected"), [(1, 1, 1), (3, 1, 3), (3, 2, 2), (4, 2, 2), (2, 4, 1)])
@@ -87,6 +88,7 @@ def test_the_cluster_starts_a_taskmanager_per_slots_worth_of_parallelism(
     tms = ("taskmanager", *(f"taskmanager-{i}" for i in range(2, expected + 1)))
     assert daemons.names(config) == ("kafka", "greeter", "jobmanager", *tms)
     assert daemons.task_logs(config) == [tmp_path / f"{name}.log" for name in tms]
+    assert daemons.task_processes(config) == tms
 
 
 def test_the_nth_taskmanager_is_ready_once_n_are_registered(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stack import procs
 from stack.procs import Proc
 
@@ -145,3 +147,20 @@ def test_stop_uses_sigterm_then_sigkill_with_a_fake_clock(monkeypatch: object) -
         mp.undo()
     assert sent == [signal.SIGTERM, signal.SIGKILL]
     assert 2.0 <= now[0] < 2.2
+
+
+def test_rss_counts_the_whole_group_like_gunicorns_master_and_workers(tmp_path: Path) -> None:
+    def rss_kb(pid: int) -> int:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+
+    proc = _tree(tmp_path, ignore_sigterm=False)
+    members = procs.group_members(proc.pgid)
+    try:
+        assert len(members) == 2
+        total = procs.rss_bytes(proc)
+        assert total > rss_kb(proc.pid) * 1024, "the child counts too"
+        assert total == pytest.approx(sum(rss_kb(pid) for pid in members) * 1024, rel=0.1)
+    finally:
+        procs.stop(proc, timeout=5)
+    assert procs.rss_bytes(proc) == 0

@@ -27,6 +27,9 @@ $(sed -n "s/^env\\.java\\.opts\\.$role: *//p" "$conf/flink-conf.yaml" | tail -n 
 jvm_flags=$(sed -n 1p <<< "$results")
 memory_properties=$(sed -n 2p <<< "$results")
 [ -n "$jvm_flags" ] || { echo "BashJavaUtils printed no memory settings for $command" >&2; exit 1; }
+# Flink finds its plugins (the Prometheus reporter) through this variable, which Flink's config.sh exports with
+# this default; unset, Flink looks for plugins/ under the working directory.
+export FLINK_PLUGINS_DIR=${FLINK_PLUGINS_DIR:-$FLINK_HOME/plugins}
 # shellcheck disable=SC2086  # flags, options and properties are space-separated words, as Flink's scripts use them
 exec java $jvm_flags $java_opts "${java17[@]}" -Dlog4j.configuration="$log4j" -Dlog4j.configurationFile="$log4j" \
   -cp "$classpath" "$main_class" --configDir "$conf" "$@" $memory_properties
