@@ -57,7 +57,9 @@ def prometheus_yml(run_dir: Path, rules: tuple[Path, ...]) -> str:
         f"--evaluation-interval={SCRAPE_INTERVAL}",
         *(f"--rules={path}" for path in rules),
     ]
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"greeter-stack prometheus-config failed: {result.stderr}"
+    return result.stdout
 
 
 @contextmanager
@@ -247,8 +249,8 @@ def wait_for_throughput(monitored: Monitored) -> None:
 
 def reads_the_load(monitored: Monitored, jvms: int, dead_letters: int) -> None:
     """What an operator reads on the dashboard while the load runs, held to what the test did: names in, handled
-    and out near the generator's rate, the job running, every target up, one memory and GC line per Flink JVM,
-    and the dead letters sent."""
+    and out near the generator's rate, the job running, every target up, one memory and GC line per Flink JVM, one
+    memory line per greeter process, and the dead letters sent."""
     prometheus = monitored.prometheus
     wait_for_throughput(monitored)
     assert _values(prometheus, "Job state", "A") == [1.0], "the job is running"
@@ -257,6 +259,10 @@ def reads_the_load(monitored: Monitored, jvms: int, dead_letters: int) -> None:
     for title in ("JVM heap used", "GC time"):
         lines = panel_series(prometheus, title)["A"]
         assert len(lines) == jvms, f"{title}: one line per Flink JVM, got {[s.labels for s in lines]}"
+    roles = sorted(s.labels["role"] for s in panel_series(prometheus, "Greeter memory")["A"])
+    assert roles == ["master"] + ["worker"] * monitored.stack.config.greeter_workers, (
+        f"the greeter's processes: {roles}"
+    )
     wait_for(
         f"the dashboard to count the {dead_letters} dead letters sent",
         lambda: sum(_values(prometheus, "Dead letters since the greeter started", "A")) >= dead_letters,
