@@ -28,6 +28,7 @@ from tests.http.hostile import (
     await_closes,
     client_hello,
     close_all,
+    connections,
     exchange,
     get,
     head,
@@ -376,6 +377,11 @@ def test_past_the_connection_cap_a_new_connection_gets_503_at_once(tmp_path: Pat
     try:
         watching = Watch(capped.process.pid, capped.log, 1)
         (worker,) = watching.workers
+        # The readiness probe's connection may still be closing: the baseline is the worker without connections.
+        give_up = time.monotonic() + 5
+        while connections(worker, capped.port) and time.monotonic() < give_up:
+            time.sleep(0.02)
+        assert connections(worker, capped.port) == 0
         baseline = sockets(worker)
 
         def held(count: int) -> None:
