@@ -268,3 +268,15 @@ def reads_the_load(monitored: Monitored, jvms: int, dead_letters: int) -> None:
         lambda: sum(_values(prometheus, "Dead letters since the greeter started", "A")) >= dead_letters,
         30,
     )
+
+
+def every_panel_shows_the_load(monitored: Monitored, jvms: int) -> None:
+    """Under load, with dead letters and a refused request among it: every panel's every query has data within
+    2 minutes, and the figures read back are the load's (`jvms` Flink JVMs: 1 in single mode, 2 in cluster mode)."""
+    with load(monitored):
+        poison = send_poison(monitored)
+        send_refused_request(monitored)
+        took = wait_for_every_panel(monitored.prometheus, 120)
+        mode = monitored.stack.config.mode
+        print(f"\n[monitoring] {mode} mode: every panel had data {took:.0f} s after the load started", flush=True)
+        reads_the_load(monitored, jvms=jvms, dead_letters=poison)

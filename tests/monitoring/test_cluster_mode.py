@@ -14,13 +14,10 @@ from stack.faults import kill, respawn
 from .live import (
     ALERTS,
     Monitored,
+    every_panel_shows_the_load,
     fire_and_resolve,
     load,
     monitored_stack,
-    reads_the_load,
-    send_poison,
-    send_refused_request,
-    wait_for_every_panel,
     wait_for_throughput,
 )
 
@@ -36,12 +33,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
 
 @pytest.mark.timeout(300)
 def test_every_panel_shows_data_under_load(monitored: Monitored) -> None:
-    with load(monitored):
-        poison = send_poison(monitored)
-        send_refused_request(monitored)
-        took = wait_for_every_panel(monitored.prometheus, 120)
-        print(f"\n[monitoring] cluster mode: every panel had data {took:.0f} s after the load started", flush=True)
-        reads_the_load(monitored, jvms=2, dead_letters=poison)
+    every_panel_shows_the_load(monitored, jvms=2)
 
 
 @pytest.mark.timeout(600)

@@ -19,14 +19,11 @@ from .live import (
     ALERTS,
     Monitored,
     alert_durations,
+    every_panel_shows_the_load,
     fire_and_resolve,
     load,
     monitored_stack,
     no_alert_fires,
-    reads_the_load,
-    send_poison,
-    send_refused_request,
-    wait_for_every_panel,
     wait_for_throughput,
 )
 
@@ -55,12 +52,7 @@ def test_an_idle_pipeline_raises_no_alert(monitored: Monitored) -> None:
 
 @pytest.mark.timeout(300)
 def test_every_panel_shows_data_under_load(monitored: Monitored) -> None:
-    with load(monitored):
-        poison = send_poison(monitored)
-        send_refused_request(monitored)
-        took = wait_for_every_panel(monitored.prometheus, 120)
-        print(f"\n[monitoring] single mode: every panel had data {took:.0f} s after the load started", flush=True)
-        reads_the_load(monitored, jvms=1, dead_letters=poison)
+    every_panel_shows_the_load(monitored, jvms=1)
 
 
 @pytest.mark.timeout(600)
