@@ -48,6 +48,8 @@ class Target:
     # (messages, HTTP requests) the runtime sent the function so far: StateFun's batching, from greeter metrics
     batches: Callable[[], tuple[float, float]] | None = None
     settle_s: float = 6.0  # read on this long after the last greeting: late duplicates would show up by then
+    # run before each measure: puts the system's function server in place when two take turns (bench/floor.py)
+    prepare: Callable[[], None] | None = None
 
 
 class GreetingReader(threading.Thread):
@@ -179,6 +181,8 @@ class Window:
 
 def throughput(target: Target, pool: Sequence[str], messages: int, deadline_s: float = 600) -> dict[str, Any]:
     """Produce `messages` records over `pool` as fast as Kafka takes them; count the committed greetings."""
+    if target.prepare is not None:
+        target.prepare()
     with reading(target) as reader:
         window = Window(target)
         window.open()
@@ -225,6 +229,8 @@ def latency(
     target: Target, pool: Sequence[str], rate: float, seconds: float, deadline_s: float = 120
 ) -> dict[str, Any]:
     """`rate` records/s for `seconds`; the delay from each record's send to its greeting becoming visible."""
+    if target.prepare is not None:
+        target.prepare()
     with reading(target) as reader:
         window = Window(target)
         window.open()

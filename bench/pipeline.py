@@ -16,7 +16,11 @@ records (names, values, order) produced the same way while that system runs; see
 The peer commits its transactions every checkpoint interval, as the runtime's egress does.
 With --latency-also-at-ms (e.g. 1000), the latency runs are repeated afterwards at each of those checkpoint and
 commit intervals, on a fresh stack and peer each.
-Usage: scripts/bench-pipeline [--names 1,100,10000] [--messages 300000] [--repeat 2] ...  (bench/results/)
+With --with-floor, a third system in the same rounds: the same stack with the greeter swapped for the architecture's
+floor (bench/peers/floor.py, bench/floor.py), on names of its own; each point then also reports ours/floor and
+floor/Quix.
+Usage: scripts/bench-pipeline [--names 1,100,10000] [--messages 300000] [--repeat 2] [--with-floor] ...
+(bench/results/)
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +40,7 @@ from typing import Any
 
 from bench import load
 from bench.baseline import serve_shim, worktree
+from bench.floor import FLOOR, FunctionServers
 from bench.procstats import dir_bytes
 from bench.quix_peer import INPUT_TOPIC, OUTPUT_TOPIC, QuixPeer
 from clitools.signals import Terminated, unwinding_on_sigterm
@@ -48,6 +53,12 @@ from stack.logs import delivery_retries
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("statefun", "quix")
+# The ratios a point reports when both systems ran: (key, numerator, denominator), medians over medians.
+RATIOS = (
+    ("statefun_to_quix", "statefun", "quix"),
+    ("statefun_to_floor", "statefun", FLOOR),
+    ("floor_to_quix", FLOOR, "quix"),
+)
 # Each system's processes, whose CPU and memory it is charged: the broker's work for it included.
 STATEFUN_PROCESSES = frozenset({"kafka", "runtime", "jobmanager", "taskmanager", "greeter"})
 QUIX_PROCESSES = frozenset({"kafka", "quix"})
@@ -71,7 +82,12 @@ def greeter_batches(stack: LocalStack) -> tuple[float, float]:
     return float(values["greeter_invocations_per_request_sum"]), float(values["greeter_invocations_per_request_count"])
 
 
-def targets(stack: LocalStack, peer: QuixPeer | None, settle_s: float) -> dict[str, load.Target]:
+def targets(
+    stack: LocalStack, peer: QuixPeer | None, settle_s: float, servers: FunctionServers | None = None
+) -> dict[str, load.Target]:
+    """The systems a run can measure; with `servers`, the floor too, each of the two taking the greeter's port in
+    turn."""
+
     def processes() -> dict[str, int]:
         running = {proc.name: proc.pid for proc in stack.state.procs}
         if peer is not None and peer.proc is not None:
@@ -87,14 +103,35 @@ def targets(stack: LocalStack, peer: QuixPeer | None, settle_s: float) -> dict[s
         "processes": processes,
         "settle_s": settle_s,
     }
+
+    def serving(system: str) -> Callable[[], None] | None:
+        return None if servers is None else lambda: servers.serve(system)
+
     found = {
         "statefun": load.Target(
-            "statefun", NAMES_TOPIC, GREETINGS_TOPIC, STATEFUN_PROCESSES, batches=statefun_batches, **common
+            "statefun",
+            NAMES_TOPIC,
+            GREETINGS_TOPIC,
+            STATEFUN_PROCESSES,
+            batches=statefun_batches,
+            prepare=serving("statefun"),
+            **common,
         )
     }
     if peer is not None:
         found["quix"] = load.Target("quix", INPUT_TOPIC, OUTPUT_TOPIC, QUIX_PROCESSES, **common)
+    if servers is not None:  # the same runtime and topics: charged the same processes, the floor as the greeter
+        found[FLOOR] = load.Target(
+            FLOOR, NAMES_TOPIC, GREETINGS_TOPIC, STATEFUN_PROCESSES, prepare=serving(FLOOR), **common
+        )
     return found
+
+
+def name_pools(label: str, names: int, systems: Iterable[str]) -> dict[str, list[str]]:
+    """Each system's names for one measure. The peer gets ours (it keeps its own counts); the floor counts in the
+    greeter's runtime, so it gets new names of its own, as long as ours."""
+    shared = load.name_pool(label, names)
+    return {system: load.name_pool(label, names) if system == FLOOR else shared for system in systems}
 
 
 def state_bytes(stack: LocalStack, peer: QuixPeer | None) -> dict[str, dict[str, int]]:
@@ -112,7 +149,7 @@ def state_bytes(stack: LocalStack, peer: QuixPeer | None) -> dict[str, dict[str,
 
 
 def summarise(rounds: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
-    """Per system and figure, the min and the median over the rounds; StateFun/Quix of the medians."""
+    """Per system and figure, the min and the median over the rounds; the RATIOS of the medians."""
     summary: dict[str, Any] = {}
     for system in systems:
         figures: dict[str, Any] = {}
@@ -122,13 +159,14 @@ def summarise(rounds: list[dict[str, Any]], systems: list[str]) -> dict[str, Any
                 figures[f"{measure}.{name}"] = {"min": min(values), "median": round(statistics.median(values), 4)}
         figures["correct"] = all(r[system][m]["correct"] for r in rounds for m in r[system])
         summary[system] = figures
-    if set(SYSTEMS) <= set(systems):
-        ours, theirs = summary["statefun"], summary["quix"]
-        summary["statefun_to_quix"] = {
-            key: round(ours[key]["median"] / theirs[key]["median"], 2)
-            for key in ours.keys() & theirs.keys()
-            if key != "correct" and theirs[key]["median"]
-        }
+    for ratio, numerator, denominator in RATIOS:
+        if numerator in summary and denominator in summary:
+            ours, theirs = summary[numerator], summary[denominator]
+            summary[ratio] = {
+                key: round(ours[key]["median"] / theirs[key]["median"], 2)
+                for key in ours.keys() & theirs.keys()
+                if key != "correct" and theirs[key]["median"]
+            }
     return summary
 
 
@@ -136,12 +174,12 @@ def run_point(found: dict[str, load.Target], names: int, args: argparse.Namespac
     """One round of one point: throughput for each system in turn, then latency for each."""
     order = list(found) if round_index % 2 == 0 else list(reversed(found))
     result: dict[str, Any] = {"round": round_index, "order": order}
-    backlog, trickle = load.name_pool(f"tp{names}", names), load.name_pool(f"lat{names}", names)
-    for system in order:  # the same names and records for both: each system keeps its own counts
-        result[system] = {"throughput": load.throughput(found[system], backlog, args.messages)}
+    backlog, trickle = name_pools(f"tp{names}", names, order), name_pools(f"lat{names}", names, order)
+    for system in order:
+        result[system] = {"throughput": load.throughput(found[system], backlog[system], args.messages)}
         say(f"{system} names={names} round {round_index}: throughput {brief(result[system]['throughput'])}")
     for system in order:
-        result[system]["latency"] = load.latency(found[system], trickle, args.rate, args.latency_seconds)
+        result[system]["latency"] = load.latency(found[system], trickle[system], args.rate, args.latency_seconds)
         say(f"{system} names={names} round {round_index}: latency {brief(result[system]['latency'])}")
     return result
 
@@ -188,9 +226,10 @@ def table(result: dict[str, Any]) -> list[str]:
                 lines.append(f"at {other['checkpoint_interval_ms']} ms, {point['names']} names, {system}: "
                              f"p50/p99/max {p50}/{p99}/{top} ms, correct {ok}")  # fmt: skip
     for point in result["points"]:
-        if "statefun_to_quix" in point["summary"]:
-            ratios = ", ".join(f"{key} {value}" for key, value in sorted(point["summary"]["statefun_to_quix"].items()))
-            lines.append(f"statefun/quix at {point['names']} names (medians): {ratios}")
+        for ratio, numerator, denominator in RATIOS:
+            if ratio in point["summary"]:
+                ratios = ", ".join(f"{key} {value}" for key, value in sorted(point["summary"][ratio].items()))
+                lines.append(f"{numerator}/{denominator} at {point['names']} names (medians): {ratios}")
     return lines
 
 
@@ -214,32 +253,41 @@ def latency_at(interval_ms: int, args: argparse.Namespace, run_root: Path, greet
     config = stack_config(args, run_root / f"interval-{interval_ms}", interval_ms, greeter_tree)
     stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
     peer = QuixPeer(config) if "quix" in args.systems else None
+    servers = FunctionServers(stack) if FLOOR in args.systems else None
     result: dict[str, Any] = {"checkpoint_interval_ms": interval_ms, "points": []}
     try:
         stack.up(fresh=True)
         if peer is not None:
             kafka.ensure_topics(stack.config, (INPUT_TOPIC, OUTPUT_TOPIC))
             peer.start()
-        found = {name: t for name, t in targets(stack, peer, 3 * interval_ms / 1000).items() if name in args.systems}
+        every = targets(stack, peer, 3 * interval_ms / 1000, servers)
+        found = {name: target for name, target in every.items() if name in args.systems}
         for names in args.names:
             rounds = []
             for index in range(args.repeat):
                 order = list(found) if index % 2 == 0 else list(reversed(found))
-                trickle = load.name_pool(f"lat{interval_ms}ms{names}", names)
+                trickle = name_pools(f"lat{interval_ms}ms{names}", names, order)
                 measured: dict[str, Any] = {"round": index, "order": order}
                 for system in order:
-                    latency = load.latency(found[system], trickle, args.rate, args.latency_seconds)
+                    latency = load.latency(found[system], trickle[system], args.rate, args.latency_seconds)
                     measured[system] = {"latency": latency}
                     say(f"{system} names={names} at {interval_ms} ms round {index}: latency {brief(latency)}")
                 rounds.append(measured)
             result["points"].append({"names": names, "rounds": rounds, "summary": summarise(rounds, args.systems)})
         result["job_failures"] = stack.failure_count()
         result["failed_deliveries"] = delivery_retries(stack.config)
+        if servers is not None:
+            result["floor"] = floor_record(servers)
     finally:
         if peer is not None:
             say(f"[bench] Quix peer: {peer.stop()}")
         stack.down()
     return result
+
+
+def floor_record(servers: FunctionServers) -> dict[str, Any]:
+    """What the result says of the floor: its app, and how often it and the greeter swapped on the greeter's port."""
+    return {"app": "bench/peers/floor.py", "function_server_swaps": servers.swaps}
 
 
 def names_list(text: str) -> list[int]:
@@ -278,6 +326,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--repeat", type=int, default=2, help="rounds per point (min and median reported)")
     parser.add_argument("--systems", type=systems_list, default=list(SYSTEMS), help="statefun,quix (default both)")
+    parser.add_argument(
+        "--with-floor",
+        action="store_true",
+        help="also measure the architecture's floor (bench/peers/floor.py in the greeter's place) in the same rounds",
+    )
     parser.add_argument("--greeter-workers", type=int, default=2)
     parser.add_argument(
         "--mode",
@@ -298,10 +351,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--greeter-at", metavar="REV", help="run the greeter as it was at this git revision (a before/after figure)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.systems = [*args.systems, FLOOR] if args.with_floor else args.systems
+    return args
 
 
-def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, result: dict[str, Any]) -> None:
+def measure(
+    stack: LocalStack,
+    peer: QuixPeer | None,
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    servers: FunctionServers | None = None,
+) -> None:
     """Everything after `up`, into `result`; saved after each point, so a long sweep that fails keeps the rest."""
     if peer is not None:
         kafka.ensure_topics(stack.config, (INPUT_TOPIC, OUTPUT_TOPIC))  # the peer's, like ours
@@ -309,10 +370,10 @@ def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, 
         result["peer_up_seconds"] = round(peer.start(), 1)
         say(f"[bench] Quix peer ready in {result['peer_up_seconds']} s (pid {peer.pid})")
     settle_s = 3 * args.checkpoint_interval_ms / 1000  # a late duplicate would be committed by then
-    found = {name: target for name, target in targets(stack, peer, settle_s).items() if name in args.systems}
+    found = {name: target for name, target in targets(stack, peer, settle_s, servers).items() if name in args.systems}
     if args.warmup:
-        warm = load.name_pool("warmup", args.names[0])
-        result["warmup"] = {name: load.throughput(target, warm, args.warmup) for name, target in found.items()}
+        warm = name_pools("warmup", args.names[0], found)
+        result["warmup"] = {name: load.throughput(target, warm[name], args.warmup) for name, target in found.items()}
         say(f"[bench] warm-up: {json.dumps(result['warmup'])}")
     for names in args.names:
         rounds = [run_point(found, names, args, index) for index in range(args.repeat)]
@@ -324,6 +385,8 @@ def measure(stack: LocalStack, peer: QuixPeer | None, args: argparse.Namespace, 
     # Deliveries that failed and were retried (a closed keep-alive connection would show here): should be 0.
     result["failed_deliveries"] = delivery_retries(stack.config)
     result["correct"] = all(p["summary"][s]["correct"] for p in result["points"] for s in args.systems)
+    if servers is not None:
+        result["floor"] = floor_record(servers)
     result["complete"] = True
 
 
@@ -336,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         config = stack_config(args, Path(run_dir), args.checkpoint_interval_ms, tree)
         stack = LocalStack(config, report=lambda line: say(f"[stack] {line}"))
         peer = QuixPeer(config) if "quix" in args.systems else None
+        servers = FunctionServers(stack) if FLOOR in args.systems else None
         result: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "complete": False,
@@ -355,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             stack.up(fresh=True)
             result["up_seconds"] = round(time.monotonic() - started, 1)
-            measure(stack, peer, args, result)
+            measure(stack, peer, args, result, servers)
         finally:
             if peer is not None:
                 say(f"[bench] Quix peer: {peer.stop()}")

@@ -12,26 +12,34 @@ from statefun import RequestReplyHandler
 from greeter.config.settings import Settings
 from greeter.function.greeter import build_functions
 
-handler = RequestReplyHandler(build_functions(Settings()))
 Message = MutableMapping[str, Any]
+Asgi = Callable[[Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
 
-async def app(
-    scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-) -> None:
-    if scope["type"] != "http":
-        return
-    if scope["path"] != "/statefun":  # the readiness probe the benchmark waits for
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]})
-        await send({"type": "http.response.body", "body": b"ready\n"})
-        return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
-    reply = await handler.handle_async(body)
-    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", b"%d" % len(reply))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": reply})
+def asgi_app(handler: RequestReplyHandler) -> Asgi:
+    """The ASGI callable serving `handler` on POST /statefun, and `ready` on any other path (the readiness probe)."""
+
+    async def app(
+        scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/statefun":  # the readiness probe the benchmark waits for
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]})
+            await send({"type": "http.response.body", "body": b"ready\n"})
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        reply = await handler.handle_async(body)
+        headers = [(b"content-type", b"application/octet-stream"), (b"content-length", b"%d" % len(reply))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": reply})
+
+    return app
+
+
+app = asgi_app(RequestReplyHandler(build_functions(Settings())))

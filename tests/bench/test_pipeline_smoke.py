@@ -1,6 +1,7 @@
-"""The pipeline benchmark at its smallest, end to end: a fresh stack and the Quix Streams peer beside it, a
-backlog and a fixed-rate run through each, one after the other. Keeps the benchmark working; its figures at
-this size mean nothing. Builds the peer's virtualenv first (scripts/bench-venv quix, from PyPI)."""
+"""The pipeline benchmark at its smallest, end to end: a fresh stack and the Quix Streams peer beside it, and the
+floor in the greeter's place in turn (--with-floor), a backlog and a fixed-rate run through each, one after the
+other. Keeps the benchmark working; its figures at this size mean nothing. Builds the peer's virtualenv first
+(scripts/bench-venv quix, from PyPI)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ SMOKE = [
     "2",
 ]
 SMOKE += ["--checkpoint-interval-ms", "1000"]  # the 3-interval settle wait after each backlog stays short
-SMOKE += ["--latency-also-at-ms", "2000"]
+SMOKE += ["--latency-also-at-ms", "2000", "--with-floor"]
+SYSTEMS = ("statefun", "quix", "floor")
 
 
 @pytest.mark.timeout(480)
-def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> None:
+def test_every_system_verifies_and_the_result_has_every_field(tmp_path: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "bench-venv"), "quix"], check=True, timeout=240)
     out = tmp_path / "pipeline.json"
 
@@ -45,7 +47,7 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
     result = json.loads(out.read_text())
     (point,) = result["points"]
     (round_,) = point["rounds"]
-    for system in ("statefun", "quix"):
+    for system in SYSTEMS:
         backlog, trickle = round_[system]["throughput"], round_[system]["latency"]
         assert backlog["correct"], backlog["problems"]
         assert trickle["correct"], trickle["problems"]
@@ -64,15 +66,19 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
     assert result["mode"] == "cluster"  # the default: the container and Kubernetes topology
     charged = {"kafka", "greeter", *daemons.runtime_names(StackConfig(mode="cluster"))}
     assert set(round_["statefun"]["throughput"]["cpu_seconds_per_1000_greetings"]) == charged
+    assert set(round_["floor"]["throughput"]["cpu_seconds_per_1000_greetings"]) == charged  # in the greeter's place
     assert set(round_["quix"]["throughput"]["cpu_seconds_per_1000_greetings"]) == {"kafka", "quix"}
     assert round_["quix"]["throughput"]["peak_rss_mb"]["quix"] > 0
     assert round_["statefun"]["throughput"]["messages_per_request"] >= 1
     # Every ratio is this run's own medians divided, never a figure from elsewhere.
-    ratios = point["summary"]["statefun_to_quix"]
-    assert "throughput.greetings_per_s_from_first_sent" in ratios and "latency.p99_ms" in ratios
-    for key, ratio in ratios.items():
-        ours, theirs = point["summary"]["statefun"][key]["median"], point["summary"]["quix"][key]["median"]
-        assert ratio == round(ours / theirs, 2), key
+    for name, numerator, denominator in pipeline.RATIOS:
+        ratios = point["summary"][name]
+        assert "throughput.greetings_per_s_from_first_sent" in ratios and "latency.p99_ms" in ratios
+        for key, ratio in ratios.items():
+            ours, theirs = point["summary"][numerator][key]["median"], point["summary"][denominator][key]["median"]
+            assert ratio == round(ours / theirs, 2), key
+    # The floor took the greeter's port for its backlog, gave it back for our latency run, and took it again.
+    assert result["floor"]["function_server_swaps"] == 3
     assert point["state_bytes"]["quix"]["rocksdb"] > 0
     assert result["peer_up_seconds"] > 0
     assert result["job_failures"] == 0
@@ -80,10 +86,11 @@ def test_both_systems_verify_and_the_result_has_every_field(tmp_path: Path) -> N
     (other,) = result["latency_at_other_intervals"]
     assert other["checkpoint_interval_ms"] == 2000
     (other_point,) = other["points"]
-    for system in ("statefun", "quix"):
+    for system in SYSTEMS:
         (other_round,) = [r[system]["latency"] for r in other_point["rounds"]]
         assert other_round["correct"], other_round["problems"]
         assert other_round["greetings"] == 400
         assert other_point["summary"][system]["latency.p99_ms"]["median"] > 0
     assert other["job_failures"] == 0 and other["failed_deliveries"] == 0
+    assert other["floor"]["function_server_swaps"] == 1
     assert code == 0

@@ -65,6 +65,19 @@ def test_names_and_systems_flags() -> None:
         pipeline.systems_list("flink")
 
 
+def test_with_floor_adds_the_floor_to_the_systems_measured() -> None:
+    assert pipeline.parse([]).systems == ["statefun", "quix"]
+    assert pipeline.parse(["--with-floor"]).systems == ["statefun", "quix", "floor"]
+    assert pipeline.parse(["--with-floor", "--systems", "statefun"]).systems == ["statefun", "floor"]
+
+
+def test_the_floor_gets_names_of_its_own_and_the_peer_shares_ours() -> None:
+    pools = pipeline.name_pools("tp100", 100, ["floor", "statefun", "quix"])
+    assert pools["quix"] == pools["statefun"]
+    assert not set(pools["floor"]) & set(pools["statefun"])  # the floor counts in the greeter's runtime
+    assert [len(name) for name in pools["floor"]] == [len(name) for name in pools["statefun"]]
+
+
 def _round(system_figures: dict[str, tuple[int, int]]) -> dict[str, Any]:
     return {
         system: {
@@ -86,6 +99,30 @@ def test_summary_takes_min_and_median_and_the_ratio_of_the_medians() -> None:
     assert summary["quix"]["latency.p50_ms"] == {"min": 500, "median": 600}
     assert summary["statefun_to_quix"]["throughput.greetings_per_s_first_to_last"] == 2.0
     assert summary["statefun"]["correct"] and summary["quix"]["correct"]
+    assert "statefun_to_floor" not in summary and "floor_to_quix" not in summary
+
+
+def test_with_the_floor_the_summary_has_ours_to_the_floor_and_the_floor_to_the_peer() -> None:
+    rounds = [
+        _round({"statefun": (300, 1000), "quix": (100, 500), "floor": (400, 1000)}),
+        _round({"statefun": (200, 1200), "quix": (150, 700), "floor": (500, 800)}),
+    ]
+    rounds[1]["floor"]["latency"]["correct"] = False
+    summary = pipeline.summarise(rounds, ["statefun", "quix", "floor"])
+    assert summary["floor"]["throughput.greetings_per_s_first_to_last"] == {"min": 400, "median": 450}
+    assert summary["statefun_to_floor"] == {
+        "throughput.greetings_per_s_first_to_last": round(250 / 450, 2),
+        "latency.p50_ms": round(1100 / 900, 2),
+    }
+    assert summary["statefun_to_floor"].keys() == summary["statefun_to_quix"].keys()
+    assert summary["floor_to_quix"]["throughput.greetings_per_s_first_to_last"] == 3.6
+    assert not summary["floor"]["correct"] and summary["statefun"]["correct"]
+    lines = pipeline.table({"systems": ["statefun", "quix", "floor"], "points": [{"names": 1, "summary": summary}]})
+    assert (
+        "statefun/floor at 1 names (medians): latency.p50_ms 1.22, throughput.greetings_per_s_first_to_last 0.56"
+        in lines
+    )
+    assert any(line.startswith("1      floor") and line.endswith("NO") for line in lines)
 
 
 def test_profile_shares_go_to_the_innermost_known_component() -> None:
