@@ -19,7 +19,7 @@ commit intervals, on a fresh stack and peer each.
 With --with-floor, a third system in the same rounds: the same stack with the greeter swapped for the architecture's
 floor (bench/peers/floor.py, bench/floor.py), on names of its own; each point then also reports ours/floor and
 floor/Quix.
-Usage: scripts/bench-pipeline [--names 1,100,10000] [--messages 300000] [--repeat 2] [--with-floor] ...
+Usage: scripts/bench-pipeline [--names 1,100,1000000] [--messages 300000] [--repeat 2] [--with-floor] ...
 (bench/results/)
 """
 
@@ -319,7 +319,12 @@ def systems_list(text: str) -> list[str]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--names", type=names_list, default=[100], help="distinct names per point, e.g. 1,100,10000")
+    parser.add_argument(
+        "--names",
+        type=names_list,
+        default=[1, 100, 1_000_000],  # a change is judged at all three: one name sends the largest batches
+        help="distinct names per point (default 1,100,1000000)",
+    )
     parser.add_argument("--messages", type=int, default=300_000, help="records per throughput backlog")
     parser.add_argument("--warmup", type=int, default=100_000, help="records sent and awaited before measuring")
     parser.add_argument("--rate", type=float, default=1000, help="records/s of the latency runs")

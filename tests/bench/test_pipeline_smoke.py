@@ -37,7 +37,7 @@ SMOKE += ["--latency-also-at-ms", "2000", "--with-floor"]
 SYSTEMS = ("statefun", "quix", "floor")
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(600)  # 167-251 s with the floor on a loaded machine
 def test_every_system_verifies_and_the_result_has_every_field(tmp_path: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "bench-venv"), "quix"], check=True, timeout=240)
     out = tmp_path / "pipeline.json"

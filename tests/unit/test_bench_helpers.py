@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench import load, pipeline
+from bench import endpoint, load, pipeline
 from bench.baseline import serve_shim, worktree
 from bench.profile_greeter import shares
 from clitools.signals import StopFlag
@@ -63,6 +63,12 @@ def test_names_and_systems_flags() -> None:
             pipeline.names_list(bad)
     with pytest.raises(argparse.ArgumentTypeError):
         pipeline.systems_list("flink")
+
+
+def test_a_change_is_judged_at_one_name_and_at_a_body_over_64_kib_by_default(tmp_path: Path) -> None:
+    assert pipeline.parse([]).names == [1, 100, 1_000_000]
+    bodies = endpoint.write_bodies(tmp_path)
+    assert 1 in bodies and max(path.stat().st_size for path in bodies.values()) > 64 * 1024
 
 
 def test_with_floor_adds_the_floor_to_the_systems_measured() -> None:
