@@ -19,8 +19,9 @@ class RenderError(ValueError):
     """The source file is not what the renderer expects."""
 
 
-def render_module_yaml(source: str, greeter_port: int, kafka_port: int, tls: CertFiles | None = None) -> str:
-    """The repository's module.yaml with only its hosts replaced; it stays the single source.
+def render_module_yaml(source: str, greeter_port: int, kafka_servers: str, tls: CertFiles | None = None) -> str:
+    """The repository's module.yaml with only its hosts replaced (the Kafka address by `kafka_servers`, every
+    broker's host:port, comma-separated); it stays the single source.
 
     With `tls`, the endpoint is https and its transport gets the CA to trust and the runtime's client certificate.
     """
@@ -32,7 +33,7 @@ def render_module_yaml(source: str, greeter_port: int, kafka_port: int, tls: Cer
             )
     scheme = "https" if tls else "http"
     rendered = source.replace(MODULE_GREETER_URL, f"{scheme}://{HOST}:{greeter_port}/statefun")
-    rendered = rendered.replace(MODULE_KAFKA_ADDRESS, f"{HOST}:{kafka_port}")
+    rendered = rendered.replace(MODULE_KAFKA_ADDRESS, kafka_servers)
     return with_tls_transport(rendered, tls) if tls else rendered
 
 
@@ -116,7 +117,7 @@ def write_module_yaml(config: StackConfig) -> str:
     rendered = render_module_yaml(
         config.module_yaml.read_text(encoding="utf-8"),
         config.endpoint_port or config.ports.greeter,
-        config.ports.kafka,
+        config.bootstrap_servers,
         CertFiles(config.tls_dir) if config.tls else None,
     )
     security = client_security(config, RUNTIME)

@@ -27,7 +27,7 @@ def _replace_hosts(node: Any, greeter: str, kafka: str) -> Any:
 
 
 def test_module_yaml_changes_only_the_hosts() -> None:
-    rendered = render_module_yaml(SOURCE, 18000, 19092)
+    rendered = render_module_yaml(SOURCE, 18000, "127.0.0.1:19092")
     assert "greeter:8000" not in rendered and "kafka:9092" not in rendered
     assert "http://127.0.0.1:18000/statefun" in rendered
     assert rendered.count("127.0.0.1:19092") == SOURCE.count("kafka:9092") == 2
@@ -40,7 +40,7 @@ def test_module_yaml_changes_only_the_hosts() -> None:
 @pytest.mark.parametrize("missing", ["http://greeter:8000/statefun", "kafka:9092"])
 def test_module_yaml_without_the_expected_host_fails(missing: str) -> None:
     with pytest.raises(RenderError, match=re.escape(missing)):
-        render_module_yaml(SOURCE.replace(missing, "elsewhere:1"), 1, 2)
+        render_module_yaml(SOURCE.replace(missing, "elsewhere:1"), 1, "127.0.0.1:2")
 
 
 def test_module_yaml_is_written_into_the_run_folder(tmp_path: Path) -> None:
@@ -119,6 +119,59 @@ def test_server_properties_for_one_transactional_node(tmp_path: Path) -> None:
     assert props["transaction.state.log.min.isr"] == "1"
     assert int(props["transaction.max.timeout.ms"]) >= 15 * 60 * 1000  # module.yaml's transactionTimeout
     assert props["log.dirs"] == str(tmp_path / "kafka-data")
+
+
+def _properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_server_properties_of_three_brokers_make_one_quorum_at_replication_factor_3(tmp_path: Path) -> None:
+    ports = Ports.free()
+    config = StackConfig(run_dir=tmp_path, ports=ports, brokers=3)
+    each = {n: _properties(server_properties(config, n)) for n in (1, 2, 3)}
+    voters = ",".join(f"{n}@127.0.0.1:{ports.broker(n)[1]}" for n in (1, 2, 3))
+    for number, props in each.items():
+        port, controller = ports.broker(number)
+        assert props["node.id"] == str(number)
+        assert props["process.roles"] == "broker,controller"
+        assert props["controller.quorum.voters"] == voters
+        assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
+        assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{port}"
+        assert props["log.dirs"] == str(config.broker_data_dir(number))
+        for key in ("default.replication.factor", "offsets.topic.replication.factor"):
+            assert props[key] == "3", key
+        assert props["transaction.state.log.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+    assert len({props["log.dirs"] for props in each.values()}) == 3
+    assert len({ports.broker(n) for n in (1, 2, 3)}) == 3
+    assert kafka.properties_file(config, 2) == tmp_path / "conf" / "server-2.properties"
+
+
+def test_every_client_and_module_yaml_get_all_three_brokers(tmp_path: Path) -> None:
+    ports = Ports.free()
+    config = StackConfig(run_dir=tmp_path, ports=ports, brokers=3)
+    addresses = [f"127.0.0.1:{ports.kafka}", f"127.0.0.1:{ports.kafka_2}", f"127.0.0.1:{ports.kafka_3}"]
+    assert config.bootstrap_servers == ",".join(addresses)
+    write_module_yaml(config)
+    documents = list(yaml.safe_load_all((tmp_path / "conf" / "module.yaml").read_text()))
+    kafka_specs = [d["spec"] for d in documents if d["kind"].startswith("io.statefun.kafka.v1/")]
+    assert [spec["address"] for spec in kafka_specs] == [",".join(addresses)] * 2
+    assert StackConfig(run_dir=tmp_path, ports=ports).bootstrap_servers == addresses[0]
+
+
+def test_each_broker_runs_from_its_own_properties_in_the_run_folder(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path, brokers=3)
+    commands = {n: kafka.argv("java", config, n) for n in (1, 2, 3)}
+    assert [c[-1] for c in commands.values()] == [str(kafka.properties_file(config, n)) for n in (1, 2, 3)]
+    assert all(str(tmp_path) in c[-1] and c[-2] == "kafka.Kafka" for c in commands.values())
+    assert kafka.broker_names(config) == ("kafka", "kafka-2", "kafka-3")
+    assert [kafka.broker_number(name) for name in kafka.broker_names(config)] == [1, 2, 3]
+
+
+def test_one_broker_leaves_the_other_brokers_ports_unbound(tmp_path: Path) -> None:
+    assert set(StackConfig(run_dir=tmp_path).unused_ports) == {"kafka_2", "kafka_controller_2", "kafka_3",
+                                                               "kafka_controller_3"}  # fmt: skip
+    assert StackConfig(run_dir=tmp_path, brokers=3).unused_ports == ()
 
 
 def test_cluster_id_looks_like_kafkas() -> None:
