@@ -275,9 +275,11 @@ def broker_ready(config: StackConfig, number: int = 1) -> str | None:
     return None
 
 
-def brokers_registered(config: StackConfig) -> str | None:
-    """None when the metadata lists every broker of the stack (a topic at replication factor 3 needs all three)."""
-    listed = admin(config).list_topics(timeout=3).brokers
+def brokers_registered(config: StackConfig, asked: int = 1) -> str | None:
+    """None when the metadata broker `asked` serves lists every broker of the stack (a topic at replication factor
+    3 needs all three). Only that one is asked: a client of all three would log each one not up yet.
+    """
+    listed = admin(config, bootstrap=config.broker_address(asked)).list_topics(timeout=3).brokers
     missing = [n for n in config.broker_numbers if n not in listed]
     return f"brokers {missing} not registered yet" if missing else None
 

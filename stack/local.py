@@ -232,7 +232,8 @@ class LocalStack:
         """
         self.wait(proc.name, daemons.ready_check(self.config, self.rest, proc.name, proc), proc)
         if proc.name in kafka.broker_names(self.config):
-            self.wait("every Kafka broker registered", lambda: kafka.brokers_registered(self.config), proc)
+            number = kafka.broker_number(proc.name)
+            self.wait("every Kafka broker registered", lambda: kafka.brokers_registered(self.config, number), proc)
             kafka.ensure_topics(self.config)
             self.wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
             if kafka_auth.secured(self.config):

@@ -185,7 +185,7 @@ def stop_all(
 ) -> dict[str, str]:
     """Stop in reverse start order (the job before the greeter, Kafka last); every one, whatever fails. The
     processes named in `together` are stopped at once, when their turn comes: a KRaft broker stopped after the
-    others waits minutes for a quorum that is gone to approve its shutdown.
+    others waits for a quorum that is gone to approve its shutdown (past a 30 s timeout, seen here).
     """
     do_stop = stopper or (lambda p, t: stop(p, t))
     results: dict[str, str] = {}
