@@ -9,7 +9,7 @@ import struct
 import threading
 from pathlib import Path
 
-from stack import brokers
+from stack import brokers, kafka
 from stack.brokers import ShortIsr
 from stack.config import Ports, StackConfig
 from stack.status import ProcStatus, StackStatus, format_status
@@ -77,3 +77,14 @@ def test_find_coordinator_asks_for_the_transactional_id_and_reads_the_node(tmp_p
     client_length = struct.unpack_from(">h", asked[0], 8)[0]
     key = asked[0][10 + client_length :]
     assert key == struct.pack(">h", 8) + b"egress-7" + b"\x01"  # key type 1: a transaction
+
+
+def test_the_run_folder_remembers_how_many_brokers_its_storage_was_made_for(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path, brokers=3)
+    assert kafka.formatted_broker_count(config) is None
+    for number in (1, 2, 3):
+        config.broker_data_dir(number).mkdir(parents=True)
+        (config.broker_data_dir(number) / "meta.properties").write_text("cluster.id=abc\n")
+    # `up --brokers 1` on this folder is refused (stack/local.py): its topics have replicas on brokers 2 and 3
+    assert kafka.formatted_broker_count(StackConfig(run_dir=tmp_path)) == 3
+    assert kafka.formatted_cluster_id(config, 3) == "abc"
