@@ -13,6 +13,7 @@ from certs.tls import CertFiles
 from . import daemons, flink, kafka, procs
 from .config import HOST, StackConfig
 from .kafka import Lag
+from .logs import LostCommit, lost_commits
 from .metrics import SCRAPE_ERRORS, SCRAPE_TIMEOUT_S, Buckets, Counts, counts, latency_buckets, scrape
 from .rest import Checkpoint, FlinkRest, TaskManager
 from .state import StackState
@@ -46,6 +47,7 @@ class StackStatus:
     taskmanagers: tuple[TaskManager, ...] = ()
     counts: Counts | None = None  # records in and out; None: no task JVM answered
     latency: Buckets | None = None  # the greeter's; None: it did not answer, or has no histogram yet
+    lost_commits: tuple[LostCommit, ...] = ()  # checkpoints' transactions the broker aborted first (logs.lost_commits)
 
     @property
     def healthy(self) -> bool:
@@ -101,6 +103,7 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
         taskmanagers,
         _counts(state.config, running, notes),
         _latency(state.config, running, notes),
+        tuple(lost_commits(state.config)),
     )
 
 
@@ -166,5 +169,14 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
     if status.lag:
         parts = " ".join(f"p{p}={n}" for p, n in sorted(status.lag.per_partition.items()))
         lines.append(row("lag", f"group greeter on names: {status.lag.total} ({parts})"))
+    for lost in status.lost_commits:
+        lines.append(
+            row(
+                "LOST",
+                f"{lost.at}: the egress could not commit the transaction of a completed checkpoint (producer "
+                f"{lost.producer_id}, epoch {lost.epoch}): the broker had aborted it, the runtime away longer than "
+                'the egress\'s transactionTimeout; its greetings are lost (docs/operations.md, "How long an outage")',
+            )
+        )
     lines += [row("note", note) for note in status.notes]
     return "\n".join(lines)
