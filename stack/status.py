@@ -175,7 +175,8 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
                 "LOST",
                 f"{lost.at}: the egress could not commit the transaction of a completed checkpoint (producer "
                 f"{lost.producer_id}, epoch {lost.epoch}): the broker had aborted it, the runtime away longer than "
-                'the egress\'s transactionTimeout; its greetings are lost (docs/operations.md, "How long an outage")',
+                "the egress's transactionTimeout; its greetings are lost (docs/operations.md, \"How long an outage "
+                'the deployment survives")',
             )
         )
     lines += [row("note", note) for note in status.notes]
