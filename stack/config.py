@@ -166,6 +166,13 @@ class StackConfig:
     endpoint_port: int | None = None
     # flink-conf.yaml keys set over the rendered ones (benchmark variants: e.g. heap state instead of RocksDB).
     flink_overrides: tuple[tuple[str, str], ...] = ()
+    # The broker's server.properties keys set over the rendered ones, and the egress's over module.yaml's: its
+    # Kafka producer properties and its exactly-once `transactionTimeout` (e.g. "15s"). The timeout tests shorten
+    # the clients' timeouts with them (tests/faults/test_kafka_timeouts.py); a user's deployment sets them in
+    # module.yaml and the broker's own configuration (docs/operations.md, "How long an outage").
+    kafka_overrides: tuple[tuple[str, str], ...] = ()
+    egress_overrides: tuple[tuple[str, str], ...] = ()
+    egress_transaction_timeout: str | None = None
     extras: tuple[Extra, ...] = ()
 
     def __post_init__(self) -> None:
@@ -288,7 +295,8 @@ class StackConfig:
         values = dict(data)
         values["ports"] = Ports(**values["ports"])
         values["extras"] = tuple(Extra(e["name"], tuple(e["argv"])) for e in values.get("extras", ()))
-        values["flink_overrides"] = tuple((key, value) for key, value in values.get("flink_overrides", ()))
+        for name in ("flink_overrides", "kafka_overrides", "egress_overrides"):
+            values[name] = tuple((key, value) for key, value in values.get(name, ()))
         for name in ("run_dir", "module_yaml", "venv_bin", "jvm_dir"):
             values[name] = Path(values[name])
         return cls(**values)

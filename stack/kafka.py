@@ -126,8 +126,13 @@ def server_properties(config: StackConfig, number: int = 1) -> str:
             ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
             ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
         ]
+    overrides = dict(config.kafka_overrides)
+    settings = [(key, overrides.pop(key, value), why) for key, value, why in broker_settings(config) + local]
+    settings += [
+        (key, value, "set over the stack's own (StackConfig.kafka_overrides)") for key, value in overrides.items()
+    ]
     lines = ["# Rendered by stack/kafka.py for the local stack."]
-    for key, value, why in broker_settings(config) + local:
+    for key, value, why in settings:
         lines += [f"# {why}", f"{key}={value}"]
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ from . import brokers, daemons, flink, kafka, procs
 from .brokers import ShortIsr
 from .config import HOST, StackConfig
 from .kafka import Lag
+from .logs import LostCommit, lost_commits
 from .metrics import SCRAPE_ERRORS, SCRAPE_TIMEOUT_S, Buckets, Counts, counts, latency_buckets, scrape
 from .rest import Checkpoint, FlinkRest, TaskManager
 from .state import StackState
@@ -51,6 +52,7 @@ class StackStatus:
     # (None: the brokers did not answer).
     controller: int | None = None
     short_isr: tuple[ShortIsr, ...] | None = None
+    lost_commits: tuple[LostCommit, ...] = ()  # checkpoints' transactions the broker aborted first (logs.lost_commits)
 
     @property
     def healthy(self) -> bool:
@@ -109,6 +111,7 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
         _latency(state.config, running, notes),
         controller,
         short,
+        tuple(lost_commits(state.config)),
     )
 
 
@@ -188,5 +191,15 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
     if status.lag:
         parts = " ".join(f"p{p}={n}" for p, n in sorted(status.lag.per_partition.items()))
         lines.append(row("lag", f"group greeter on names: {status.lag.total} ({parts})"))
+    for lost in status.lost_commits:
+        lines.append(
+            row(
+                "LOST",
+                f"{lost.at}: the egress could not commit the transaction of a completed checkpoint (producer "
+                f"{lost.producer_id}, epoch {lost.epoch}): the broker had aborted it, the runtime away longer than "
+                "the egress's transactionTimeout; its greetings are lost (docs/operations.md, \"How long an outage "
+                'the deployment survives")',
+            )
+        )
     lines += [row("note", note) for note in status.notes]
     return "\n".join(lines)

@@ -203,3 +203,41 @@ def test_the_brokers_jvm_gets_the_stacks_heap_and_kafka_opts_from_the_environmen
     assert "-Dx=a b" in command
     monkeypatch.delenv("KAFKA_OPTS")
     assert not any(part.startswith(("-XX:NativeMemoryTracking", "-Dx=")) for part in kafka.argv("java", config))
+
+
+def test_kafka_overrides_replace_the_brokers_settings_in_place_and_add_new_keys(tmp_path: Path) -> None:
+    overrides = (
+        ("transaction.max.timeout.ms", "15000"),
+        ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "1000"),
+    )
+    text = server_properties(StackConfig(run_dir=tmp_path, kafka_overrides=overrides))
+    settings = [line for line in text.splitlines() if line and not line.startswith("#")]
+    keys = [line.split("=", 1)[0] for line in settings]
+    assert len(keys) == len(set(keys)), "an override must replace its key, not repeat it"
+    assert "transaction.max.timeout.ms=15000" in settings
+    assert settings[-1] == "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000"
+
+
+def test_egress_overrides_reach_the_egress_only_and_keep_its_own_properties(tmp_path: Path) -> None:
+    config = StackConfig(
+        run_dir=tmp_path,
+        egress_overrides=(("delivery.timeout.ms", "15000"), ("request.timeout.ms", "10000")),
+        egress_transaction_timeout="12s",
+    )
+    write_module_yaml(config)
+    specs = {d["kind"]: d["spec"] for d in yaml.safe_load_all((tmp_path / "conf" / "module.yaml").read_text())}
+    egress = specs["io.statefun.kafka.v1/egress"]
+    assert egress["deliverySemantic"] == {"type": "exactly-once", "transactionTimeout": "12s"}
+    properties = {key: value for item in egress["properties"] for key, value in item.items()}
+    assert properties == {
+        "linger.ms": 20,
+        "batch.size": 262144,
+        "delivery.timeout.ms": 15000,
+        "request.timeout.ms": 10000,
+    }
+    assert "properties" not in specs["io.statefun.kafka.v1/ingress"]
+
+
+def test_module_yaml_keeps_its_transaction_timeout_unless_told(tmp_path: Path) -> None:
+    write_module_yaml(StackConfig(run_dir=tmp_path))
+    assert "transactionTimeout: 15min" in (tmp_path / "conf" / "module.yaml").read_text()
