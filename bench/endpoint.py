@@ -3,9 +3,13 @@
 Each server runs pinned to CPU 0 (one process or one gunicorn worker: the figures are per server core);
 wrk runs on CPU 1 with 8 connections. Bodies carry 1, 10, 100 and 4,000 invocations for one address, with state
 (BATCHES: from the runtime's requests at 1,000,000 names to its batches at one name).
+Besides requests/s, each run reads the server's CPU time (its processes' user + system, from /proc) per
+request: on a machine shared with other load, throughput swings with what else runs, CPU per request much less.
+Every server is also compared with the bare pair (uvicorn's worker + the SDK's handle_async), round by round.
 With --baseline REV, the greeter as it was at git revision REV (checked out into a temporary worktree and
 run on the same virtualenv) is measured beside today's, in the same interleaved rounds.
-Usage: scripts/bench-endpoint [--seconds N] [--repeat N] [--baseline REV]   (results: bench/results/endpoint-*.json)
+Usage: scripts/bench-endpoint [--seconds N] [--repeat N] [--baseline REV] [--greeters-only]
+(results: bench/results/endpoint-*.json)
 """
 
 import argparse
@@ -24,7 +28,7 @@ from typing import Any
 from statefun.request_reply_pb2 import FromFunction
 
 from bench.baseline import worktree
-from bench.procstats import peak_rss_mb
+from bench.procstats import cpu_seconds, peak_rss_mb
 from bench.wrk import WrkResult, run_wrk
 from greeter.protocol.messages import build_request, kafka_records, typed_value
 from greeter.web.metrics import MULTIPROC_DIR_VARIABLE
@@ -40,6 +44,7 @@ VENV_BIN = Path(sys.executable).parent
 BATCHES = (1, 10, 100, 4000)
 SERVER_CPU, LOAD_CPU = 0, 1
 BARE_PAIR = [sys.executable, "-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "--workers", "1"]
+BARE_PAIR_NAME = "the well-kept pair alone: uvicorn worker + SDK handle_async, no bounds or checks"
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def servers(base_port: int, baseline: Path | None) -> list[Server]:
             base_port + 2,
         ),
         Server(
-            "the well-kept pair alone: uvicorn worker + SDK handle_async, no bounds or checks",
+            BARE_PAIR_NAME,
             [*BARE_PAIR, "--bind", f"127.0.0.1:{base_port + 5}", "bench.peers.uvicorn_bare:app"],
             {},
             base_port + 5,
@@ -104,6 +109,11 @@ def servers(base_port: int, baseline: Path | None) -> list[Server]:
         ),
         *before,
     ]
+
+
+def load_average() -> str:
+    """The host's 1-minute load average: the machine is shared, so each figure says what else ran."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def write_bodies(directory: Path) -> dict[int, Path]:
@@ -168,7 +178,7 @@ def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: in
     """All servers run at once (an idle one costs nothing); the runs are interleaved, server after server,
     so that drift of the host hits every peer alike."""
     processes = {server.port: start(server) for server in all_servers}
-    runs: dict[tuple[int, int], list[WrkResult]] = {}
+    runs: dict[tuple[int, int], list[tuple[WrkResult, float]]] = {}  # each run with its CPU us per request
     try:
         for server in all_servers:
             wait_ready(server.port, processes[server.port])
@@ -176,11 +186,13 @@ def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: in
         for round_number in range(repeat):
             for batch, body in bodies.items():
                 for server in all_servers:
+                    cpu_before = cpu_seconds(processes[server.port].pid)
                     result = run_wrk(f"http://127.0.0.1:{server.port}/statefun", body, seconds, 8, LOAD_CPU)
-                    runs.setdefault((server.port, batch), []).append(result)
+                    cpu_us = (cpu_seconds(processes[server.port].pid) - cpu_before) / max(result.requests, 1) * 1e6
+                    runs.setdefault((server.port, batch), []).append((result, cpu_us))
                     print(
                         f"round {round_number + 1}: {server.name}, {batch}/request: "
-                        f"{result.requests_per_second:,.0f} req/s",
+                        f"{result.requests_per_second:,.0f} req/s, {cpu_us:.1f} us CPU/request, load {load_average()}",
                         file=sys.stderr,
                     )
         rss = {server.port: peak_rss_mb(processes[server.port].pid) for server in all_servers}
@@ -190,14 +202,18 @@ def measure_http(all_servers: list[Server], bodies: dict[int, Path], seconds: in
     rows = []
     for server in all_servers:
         for batch in bodies:
-            results = runs[(server.port, batch)]
+            results = [result for result, _ in runs[(server.port, batch)]]
             rates = [r.requests_per_second for r in results]
+            cpu = [cpu_us for _, cpu_us in runs[(server.port, batch)]]
             rows.append(
                 {
                     "server": server.name,
                     "invocations_per_request": batch,
                     "requests_per_s_median": statistics.median(rates),
                     "requests_per_s_min": min(rates),
+                    "requests_per_s_rounds": rates,
+                    "cpu_us_per_request_median": statistics.median(cpu),
+                    "cpu_us_per_request_rounds": cpu,
                     "invocations_per_s_median": statistics.median(rates) * batch,
                     "p50_ms": statistics.median(r.p50_ms for r in results),
                     "p99_ms": statistics.median(r.p99_ms for r in results),
@@ -256,6 +272,31 @@ def in_process(
     return rows
 
 
+def bare_pair_ratios(http: list[dict[str, Any]]) -> list[str]:
+    """Each server against the bare pair at each body size: requests/s (median ratio and per round, same round),
+    and CPU per request (median ratio). Empty when the bare pair did not run."""
+    bare = {r["invocations_per_request"]: r for r in http if r["server"] == BARE_PAIR_NAME}
+    if not bare:
+        return []
+    lines = [
+        "| server / bare pair | invocations/request | requests/s, medians | per round | CPU us/request | CPU ratio |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for r in http:
+        pair = bare.get(r["invocations_per_request"])
+        if pair is None or r is pair:
+            continue
+        same_rounds = zip(r["requests_per_s_rounds"], pair["requests_per_s_rounds"], strict=True)
+        rounds = " / ".join(f"{ours / theirs:.2f}" for ours, theirs in same_rounds)
+        lines.append(
+            f"| {r['server']} | {r['invocations_per_request']} "
+            f"| {r['requests_per_s_median'] / pair['requests_per_s_median']:.2f} | {rounds} "
+            f"| {r['cpu_us_per_request_median']:.1f} vs {pair['cpu_us_per_request_median']:.1f} "
+            f"| {pair['cpu_us_per_request_median'] / r['cpu_us_per_request_median']:.2f} |"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| server | invocations/request | requests/s (median, min) | invocations/s | p50 ms | p99 ms "
@@ -268,6 +309,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"({r['requests_per_s_min']:,.0f}) | {r['invocations_per_s_median']:,.0f} | {r['p50_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r['peak_rss_mb']} | {r['errors']} |"
         )
+    lines += ["", *bare_pair_ratios(result["http"])]
     lines += [
         "",
         "| handler (in-process, one core) | invocations/request | requests/s | invocations/s | us/request |",
@@ -288,7 +330,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18080, help="first of six consecutive ports")
     parser.add_argument("--baseline", metavar="REV", help="also measure the greeter at this git revision")
     parser.add_argument(
-        "--greeters-only", action="store_true", help="over HTTP, only the greeter and its baseline (a before/after)"
+        "--greeters-only",
+        action="store_true",
+        help="over HTTP, only the greeter, its baseline and the bare pair (a before/after)",
     )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -296,6 +340,7 @@ def main() -> int:
     with worktree(args.baseline) as baseline:
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_at_start": load_average(),
             "machine": f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().release}",
             "baseline": args.baseline,
             "in_process": in_process(in_process_targets(baseline), bodies, 2.0, args.repeat),
@@ -303,13 +348,16 @@ def main() -> int:
                 [
                     s
                     for s in servers(args.port, baseline)
-                    if not args.greeters_only or s.name.startswith("greeter (") or s.name.startswith("greeter at")
+                    if not args.greeters_only
+                    or s.name.startswith(("greeter (", "greeter at"))
+                    or s.name == BARE_PAIR_NAME
                 ],
                 bodies,
                 args.seconds,
                 args.repeat,
             ),
         }
+    result["load_average_at_end"] = load_average()
     out = RESULTS / f"endpoint-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(markdown(result))

@@ -8,7 +8,10 @@ For each of --repeat rounds and each mode (the order flips every round), a fresh
 3. backlog: --warmup records, then --messages records over --names names, measured as `bench-pipeline` measures
    throughput (committed greetings/s, CPU seconds per 1,000 greetings, peak RSS per process), every name's
    greetings verified 1..k.
-Usage: scripts/bench-modes [--repeat 2] [--names 100] [--messages 100000]  (result: bench/results/modes-<time>.json)
+With --brokers 3 every stack runs three brokers (each one's CPU and RSS is reported under its name); --modes
+measures only the modes named.
+Usage: scripts/bench-modes [--repeat 2] [--names 100] [--messages 100000] [--brokers 1|3] [--modes single,cluster]
+(result: bench/results/modes-<time>.json)
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from bench import load
 from bench.pipeline import RESULTS, cli, say, targets
 from bench.procstats import cpu_seconds, peak_rss_mb, reset_peak_rss
-from stack.config import MODES, Ports, StackConfig
+from stack.config import BROKER_COUNTS, MODES, Ports, StackConfig
 from stack.local import LocalStack
 
 
@@ -56,7 +59,9 @@ def idle(target: load.Target, seconds: float) -> dict[str, Any]:
 
 def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-modes-{mode}-") as work:
-        config = StackConfig(run_dir=Path(work) / "run", ports=Ports.free(), mode=mode, seen_count_ttl=0)
+        config = StackConfig(
+            run_dir=Path(work) / "run", ports=Ports.free(), mode=mode, seen_count_ttl=0, brokers=args.brokers
+        )
         stack = LocalStack(config, report=lambda line: say(f"[stack {mode}] {line}"))
         try:
             started = time.monotonic()
@@ -93,12 +98,20 @@ def figure(measured: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def summarise(rounds: list[dict[str, Any]], modes: list[str]) -> dict[str, dict[str, float]]:
     """The median of each figure per mode over the rounds."""
     return {
         mode: {".".join(path): round(statistics.median(figure(r[mode], path) for r in rounds), 4) for path in FIGURES}
-        for mode in MODES
+        for mode in modes
     }
+
+
+def _modes(text: str) -> list[str]:
+    chosen = [mode.strip() for mode in text.split(",") if mode.strip()]
+    unknown = [mode for mode in chosen if mode not in MODES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected modes among {', '.join(MODES)}")
+    return chosen
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -108,6 +121,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=100_000, help="records of the measured backlog")
     parser.add_argument("--warmup", type=int, default=20_000, help="records sent and awaited before it")
     parser.add_argument("--idle-seconds", type=float, default=20)
+    parser.add_argument("--brokers", type=int, choices=BROKER_COUNTS, default=1, help="Kafka brokers of each stack")
+    parser.add_argument("--modes", type=_modes, default=list(MODES), help="comma-separated (default: both)")
     parser.add_argument("--out", type=Path, help="the JSON result (default bench/results/modes-<time>.json)")
     return parser.parse_args(argv)
 
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result: dict[str, Any] = {"date": date, "args": vars(args) | {"out": str(out)}, "rounds": []}
     for index in range(args.repeat):
-        order = list(MODES) if index % 2 == 0 else list(reversed(MODES))
+        order = list(args.modes) if index % 2 == 0 else list(reversed(args.modes))
         measured: dict[str, Any] = {"round": index, "order": order}
         measured |= {mode: run_mode(mode, args) for mode in order}
         for mode in order:
@@ -129,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         result["rounds"].append(measured)
         out.write_text(json.dumps(result, indent=2))
-    result["summary"] = summarise(result["rounds"])
-    result["correct"] = all(r[mode]["backlog"]["correct"] for r in result["rounds"] for mode in MODES)
+    result["summary"] = summarise(result["rounds"], args.modes)
+    result["correct"] = all(r[mode]["backlog"]["correct"] for r in result["rounds"] for mode in args.modes)
     out.write_text(json.dumps(result, indent=2))
     for mode, figures in result["summary"].items():
         print(f"{mode}: " + ", ".join(f"{key} {value}" for key, value in figures.items()))

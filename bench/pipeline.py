@@ -60,7 +60,8 @@ RATIOS = (
     ("floor_to_quix", FLOOR, "quix"),
 )
 # Each system's processes, whose CPU and memory it is charged: the broker's work for it included.
-STATEFUN_PROCESSES = frozenset({"kafka", "runtime", "jobmanager", "taskmanager", "greeter"})
+# Every broker of a --brokers 3 stack is the pipeline's own.
+STATEFUN_PROCESSES = frozenset({"kafka", "kafka-2", "kafka-3", "runtime", "jobmanager", "taskmanager", "greeter"})
 QUIX_PROCESSES = frozenset({"kafka", "quix"})
 # The figures a point summarises: (measure, field).
 SUMMARISED = (

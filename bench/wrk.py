@@ -12,6 +12,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 @dataclass(frozen=True)
 class WrkResult:
+    requests: int
     requests_per_second: float
     p50_ms: float
     p99_ms: float
@@ -29,10 +30,15 @@ def run_wrk(url: str, body: Path, seconds: int, connections: int, cpu: int) -> W
     output = subprocess.run(
         command, env={**os.environ, "BENCH_BODY": str(body)}, capture_output=True, text=True, check=True
     ).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return WrkResult(
-        rate, _ms(percentiles["50"]), _ms(percentiles["99"]), errors + (int(non_2xx.group(1)) if non_2xx else 0)
+        requests,
+        rate,
+        _ms(percentiles["50"]),
+        _ms(percentiles["99"]),
+        errors + (int(non_2xx.group(1)) if non_2xx else 0),
     )

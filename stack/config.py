@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ SEEN_COUNT_TTL_ENV = SEEN_COUNT_TTL_VARIABLE
 # "cluster", a JobManager and a TaskManager, as the container and Kubernetes stacks run it.
 MODES = ("single", "cluster")
 KAFKA_SECURITY_MODES = ("none", "sasl-ssl")
+# Local Kafka brokers: one, or a three-voter KRaft cluster (a quorum of two survives one loss; two nodes would not).
+BROKER_COUNTS = (1, 3)
 
 
 class ConfigError(ValueError):
@@ -60,6 +62,11 @@ class Ports:
 
     kafka: int = 9092
     kafka_controller: int = 9093
+    # The second and third brokers' client and controller listeners (`brokers` 3 only).
+    kafka_2: int = 9192
+    kafka_controller_2: int = 9193
+    kafka_3: int = 9292
+    kafka_controller_3: int = 9293
     greeter: int = 8000
     flink_rest: int = 8081
     jobmanager_rpc: int = 6123
@@ -74,9 +81,20 @@ class Ports:
     prometheus: int = 9249
     prometheus_taskmanager: int = 9250
 
-    def in_use(self) -> list[tuple[str, int]]:
-        """The ports a server could not bind on HOST now, each with its name."""
-        return [(f.name, getattr(self, f.name)) for f in fields(self) if not port_free(HOST, getattr(self, f.name))]
+    def in_use(self, unused: Collection[str] = ()) -> list[tuple[str, int]]:
+        """The ports a server could not bind on HOST now, each with its name; those named in `unused` (the stack
+        does not bind them) are not checked.
+        """
+        return [
+            (f.name, getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in unused and not port_free(HOST, getattr(self, f.name))
+        ]
+
+    def broker(self, number: int) -> tuple[int, int]:
+        """Broker `number`'s (1, 2 or 3) client and controller ports."""
+        suffix = "" if number == 1 else f"_{number}"
+        return getattr(self, f"kafka{suffix}"), getattr(self, f"kafka_controller{suffix}")
 
     @classmethod
     def free(cls) -> Ports:
@@ -137,6 +155,9 @@ class StackConfig:
     # Kafka's security: "none" (plaintext, loopback only) or "sasl-ssl": SASL_SSL with SCRAM-SHA-512 and an ACL per
     # client (stack/kafka_auth.py), with the credentials in the run folder.
     kafka_security: str = "none"
+    # Local Kafka brokers, one of BROKER_COUNTS: with 3, every topic and the transaction log have replication factor
+    # 3 and min.insync.replicas 2, as a production cluster would.
+    brokers: int = 1
     # Flink's Prometheus reporter on every JVM (ports.prometheus, prometheus_taskmanager): its cost is in
     # BENCHMARKS.md ("The runtime's metrics").
     runtime_metrics: bool = True
@@ -145,6 +166,13 @@ class StackConfig:
     endpoint_port: int | None = None
     # flink-conf.yaml keys set over the rendered ones (benchmark variants: e.g. heap state instead of RocksDB).
     flink_overrides: tuple[tuple[str, str], ...] = ()
+    # The broker's server.properties keys set over the rendered ones, and the egress's over module.yaml's: its
+    # Kafka producer properties and its exactly-once `transactionTimeout` (e.g. "15s"). The timeout tests shorten
+    # the clients' timeouts with them (tests/faults/test_kafka_timeouts.py); a user's deployment sets them in
+    # module.yaml and the broker's own configuration (docs/operations.md, "How long an outage").
+    kafka_overrides: tuple[tuple[str, str], ...] = ()
+    egress_overrides: tuple[tuple[str, str], ...] = ()
+    egress_transaction_timeout: str | None = None
     extras: tuple[Extra, ...] = ()
 
     def __post_init__(self) -> None:
@@ -154,6 +182,10 @@ class StackConfig:
             raise ConfigError(
                 f"kafka security {self.kafka_security!r}: expected one of {', '.join(KAFKA_SECURITY_MODES)}"
             )
+        if self.brokers not in BROKER_COUNTS:
+            raise ConfigError(f"brokers {self.brokers}: expected one of {', '.join(map(str, BROKER_COUNTS))}")
+        if self.brokers > 1 and self.kafka_security != "none":
+            raise ConfigError("--kafka-security sasl-ssl runs one broker: it cannot be combined with --brokers 3")
         if self.parallelism < 1 or self.taskmanager_slots < 1:
             raise ConfigError(
                 f"parallelism {self.parallelism}, taskmanager slots {self.taskmanager_slots}: each must be at least 1"
@@ -196,8 +228,12 @@ class StackConfig:
 
     @property
     def kafka_data_dir(self) -> Path:
-        """The broker's log dir: topics, offsets and the KRaft metadata."""
-        return self.run_dir / "kafka-data"
+        """The (first) broker's log dir: topics, offsets and the KRaft metadata."""
+        return self.broker_data_dir(1)
+
+    def broker_data_dir(self, number: int) -> Path:
+        """Broker `number`'s log dir: kafka-data, kafka-data-2, kafka-data-3."""
+        return self.run_dir / ("kafka-data" if number == 1 else f"kafka-data-{number}")
 
     @property
     def flink_work_dir(self) -> Path:
@@ -215,9 +251,23 @@ class StackConfig:
         return self.run_dir / "stack.json"
 
     @property
+    def broker_numbers(self) -> range:
+        """The brokers' numbers, which are their KRaft node ids: 1, or 1 to 3."""
+        return range(1, self.brokers + 1)
+
+    def broker_address(self, number: int) -> str:
+        """Broker `number`'s client listener, host:port."""
+        return f"{HOST}:{self.ports.broker(number)[0]}"
+
+    @property
+    def unused_ports(self) -> tuple[str, ...]:
+        """The Ports fields this stack binds nothing on: the listeners of brokers it does not run."""
+        return tuple(f"{name}_{n}" for n in range(self.brokers + 1, 4) for name in ("kafka", "kafka_controller"))
+
+    @property
     def bootstrap_servers(self) -> str:
-        """The broker's address for clients."""
-        return f"{HOST}:{self.ports.kafka}"
+        """Every broker's address for clients, comma-separated (any one answering is enough to start)."""
+        return ",".join(self.broker_address(n) for n in self.broker_numbers)
 
     @property
     def rest_url(self) -> str:
@@ -245,7 +295,8 @@ class StackConfig:
         values = dict(data)
         values["ports"] = Ports(**values["ports"])
         values["extras"] = tuple(Extra(e["name"], tuple(e["argv"])) for e in values.get("extras", ()))
-        values["flink_overrides"] = tuple((key, value) for key, value in values.get("flink_overrides", ()))
+        for name in ("flink_overrides", "kafka_overrides", "egress_overrides"):
+            values[name] = tuple((key, value) for key, value in values.get(name, ()))
         for name in ("run_dir", "module_yaml", "venv_bin", "jvm_dir"):
             values[name] = Path(values[name])
         return cls(**values)
@@ -282,6 +333,13 @@ def _kafka_security(text: str) -> str:
     if text not in KAFKA_SECURITY_MODES:
         raise ValueError(f"expected one of {', '.join(KAFKA_SECURITY_MODES)}")
     return text
+
+
+def _brokers(text: str) -> int:
+    value = int(text)
+    if value not in BROKER_COUNTS:
+        raise ValueError(f"expected one of {', '.join(map(str, BROKER_COUNTS))}")
+    return value
 
 
 def _seen_count_ttl(text: str) -> int:
@@ -348,6 +406,11 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
         _kafka_security,
         "none: plaintext Kafka; sasl-ssl: SASL_SSL (SCRAM-SHA-512) and an ACL per client, with each client's "
         "credentials in RUN_DIR/kafka-clients/",
+    ),
+    _setting(
+        "brokers",
+        _brokers,
+        "local Kafka brokers: 1, or 3 (a KRaft cluster, topics and transaction log at replication factor 3, min ISR 2)",
     ),
 )
 

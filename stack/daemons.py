@@ -17,9 +17,15 @@ from .metrics_plugin import plugins_dir
 from .readiness import StartError, http_ok
 from .rest import FlinkRest
 
-SERVICES = ("kafka", "greeter")
-"""Started first, in this order: the greeter comes before the job, which calls it; `down` stops in reverse."""
+GREETER = "greeter"
 TASKMANAGER = "taskmanager"
+
+
+def services(config: StackConfig) -> tuple[str, ...]:
+    """Started first, in this order: the brokers, then the greeter, which comes before the job that calls it;
+    `down` stops in reverse.
+    """
+    return (*kafka.broker_names(config), GREETER)
 
 
 def taskmanager_names(count: int) -> tuple[str, ...]:
@@ -34,7 +40,7 @@ def runtime_names(config: StackConfig) -> tuple[str, ...]:
 
 def names(config: StackConfig) -> tuple[str, ...]:
     """The daemons of `config`'s mode, in start order."""
-    return SERVICES + runtime_names(config)
+    return services(config) + runtime_names(config)
 
 
 def task_processes(config: StackConfig) -> tuple[str, ...]:
@@ -52,8 +58,8 @@ def argv(java: str, config: StackConfig, name: str, restore_from: Path | None = 
     rendered flink-conf.yaml. The single-mode runtime runs the job itself: `restore_from` is the checkpoint it
     resumes from.
     """
-    if name == "kafka":
-        return kafka.argv(java, config)
+    if name in kafka.broker_names(config):
+        return kafka.argv(java, config, kafka.broker_number(name))
     if name == "greeter":
         serve = config.venv_bin / "greeter-serve"
         if not serve.exists():
@@ -91,8 +97,8 @@ def env(config: StackConfig, name: str) -> dict[str, str]:
 
 def ready_check(config: StackConfig, rest: FlinkRest, name: str, proc: procs.Proc) -> Callable[[], str | None]:
     """Real readiness, and that what answers is ours, not another stack's on the same port."""
-    if name == "kafka":
-        return lambda: kafka.broker_ready(config)  # checks the cluster id too
+    if name in kafka.broker_names(config):
+        return lambda: kafka.broker_ready(config, kafka.broker_number(name))  # checks the cluster id too
     if name == "greeter":
         # With TLS, as the runtime will: trusting our CA, showing the client certificate.
         context = CertFiles(config.tls_dir).client_context() if config.tls else None

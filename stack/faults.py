@@ -16,17 +16,19 @@ def kill(stack: LocalStack, name: str, sig: int = signal.SIGKILL) -> None:
         raise RuntimeError(f"{name} is not running")
 
 
-def respawn(stack: LocalStack, name: str) -> None:
-    """Stop daemon `name` if it still runs, start it again with its recorded command and wait until it is ready.
-    The single-mode runtime resumes its job from the newest retained checkpoint, as `up` does. Raises StartError
-    when it does not become ready in time.
+def respawn(stack: LocalStack, *names: str) -> None:
+    """Stop the daemons `names` if they still run, start them again with their recorded commands, all at once,
+    and wait until each is ready (two brokers of three form a quorum only together). The single-mode runtime
+    resumes its job from the newest retained checkpoint, as `up` does. Raises StartError when one does not become
+    ready in time.
     """
-    old = stack.state.proc(name)
-    procs.stop(old, stack.config.stop_timeout_s)
-    if name == "runtime":
+    old = [stack.state.proc(name) for name in names]
+    for proc in old:
+        procs.stop(proc, stack.config.stop_timeout_s)
+    if names == ("runtime",):
         stack.start_job(resume=True)
     else:
-        stack.start_daemon(name, list(old.argv))
+        stack.start_daemons({proc.name: list(proc.argv) for proc in old})
 
 
 def resubmit(stack: LocalStack) -> str:

@@ -1,4 +1,6 @@
-"""The single-node KRaft broker: its properties, storage, command line, topics and the ingress lag."""
+"""The local KRaft brokers (one, or three voters): their properties, storage, command lines, topics, and the
+ingress lag.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -28,25 +31,62 @@ from clitools.kafka_security import write_secret
 from greeter.config.wiring import NAMES_TOPIC
 
 from . import kafka_auth
-from .config import HOST, INGRESS_GROUP, TOPICS, StackConfig
+from .config import BROKER_COUNTS, HOST, INGRESS_GROUP, TOPICS, StackConfig
 from .readiness import port_open
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
+BROKER = "kafka"
+"""The first broker's process name; the others are kafka-2 and kafka-3 (broker_name)."""
+
+
+EVERY_BROKER_NUMBER = range(1, max(BROKER_COUNTS) + 1)
+"""The numbers any stack's brokers can have, whatever its --brokers."""
+
+
+def broker_name(number: int) -> str:
+    """The process name of broker `number`: kafka, kafka-2, kafka-3."""
+    return BROKER if number == 1 else f"{BROKER}-{number}"
+
+
+def broker_names(config: StackConfig) -> tuple[str, ...]:
+    """The stack's broker processes, in start order."""
+    return tuple(broker_name(n) for n in config.broker_numbers)
+
+
+def broker_number(name: str) -> int:
+    """The node id of broker process `name` (broker_name's inverse)."""
+    return 1 if name == BROKER else int(name.removeprefix(f"{BROKER}-"))
+
+
+def min_insync_replicas(config: StackConfig) -> int:
+    """2 of 3: an acknowledged write survives the loss of any one broker, and one broker may be down for writes
+    to go on; a single broker can only ask for itself.
+    """
+    return 2 if config.brokers >= 3 else 1
+
+
 def broker_settings(config: StackConfig) -> list[tuple[str, str, str]]:
-    """What the broker must be for the pipeline: the same in every stack (local, compose)."""
+    """What every broker must be for the pipeline: the same in every stack (local, compose) for one broker."""
+    replicas, min_isr = str(config.brokers), str(min_insync_replicas(config))
+    # Kafka's defaults for both are 1, what one broker needs: set only for three.
+    replication = [
+        ("default.replication.factor", replicas, "every broker holds every partition"),
+        ("min.insync.replicas", min_isr, "an acknowledged write is on two brokers, and one may be down"),
+    ]
     return [
-        ("process.roles", "broker,controller", "one KRaft node is both"),
-        ("node.id", "1", "the only voter"),
+        ("process.roles", "broker,controller",
+         "each node both: a three-voter quorum without three more JVMs on a 2-core machine"),
         ("controller.listener.names", "CONTROLLER", "required in KRaft"),
         ("num.partitions", str(config.partitions), "the stack creates its topics explicitly; same count"),
         ("auto.create.topics.enable", "false", "a typo in a topic name must fail, not create a topic"),
-        ("offsets.topic.replication.factor", "1", "one broker: the default 3 cannot be met"),
+        *(replication if config.brokers > 1 else []),
+        ("offsets.topic.replication.factor", replicas, "on every broker (the default 3 cannot be met by one)"),
         ("offsets.topic.num.partitions", "4", "the default 50 slows the first group join on one node"),
-        ("transaction.state.log.replication.factor", "1", "one broker: exactly-once needs the txn log"),
-        ("transaction.state.log.min.isr", "1", "one broker"),
+        ("transaction.state.log.replication.factor", replicas, "exactly-once needs the txn log: on every broker"),
+        ("transaction.state.log.min.isr", min_isr, "as min.insync.replicas"),
         ("transaction.state.log.num.partitions", "4", "the default 50 slows the first transaction"),
         (
             "transaction.max.timeout.ms",
@@ -61,29 +101,45 @@ def broker_settings(config: StackConfig) -> list[tuple[str, str, str]]:
             "the compaction map, on the heap from start: the default 128 MiB was most of what the broker used; 16 MiB "
             "maps ~0.6 M keys per pass, more than the compacted internal topics hold",
         ),
-    ]
+    ]  # fmt: skip
 
 
-def server_properties(config: StackConfig) -> str:
-    """The local broker's server.properties: broker_settings, loopback listeners, the run folder's log dir."""
-    p = config.ports
+def quorum_voters(config: StackConfig) -> str:
+    """controller.quorum.voters: every broker's controller listener, by node id."""
+    return ",".join(f"{n}@{HOST}:{config.ports.broker(n)[1]}" for n in config.broker_numbers)
+
+
+def server_properties(config: StackConfig, number: int = 1) -> str:
+    """Broker `number`'s server.properties: broker_settings, its node id, loopback listeners, its own log dir."""
+    port, controller_port = config.ports.broker(number)
     local = [
-        ("controller.quorum.voters", f"1@{HOST}:{p.kafka_controller}", "a quorum of one"),
-        ("log.dirs", str(config.kafka_data_dir), "under the run folder"),
+        ("node.id", str(number), "a voter of the quorum, and a broker"),
+        ("controller.quorum.voters", quorum_voters(config), "every node"),
+        ("log.dirs", str(config.broker_data_dir(number)), "under the run folder"),
     ]
     if kafka_auth.secured(config):
         local += kafka_auth.listener_settings(config)
     else:
         local += [
-            ("listeners", f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}", "loopback only"),
-            ("advertised.listeners", f"PLAINTEXT://{HOST}:{p.kafka}", "clients reconnect to what is advertised"),
+            ("listeners", f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}", "loopback only"),
+            ("advertised.listeners", f"PLAINTEXT://{HOST}:{port}", "clients reconnect to what is advertised"),
             ("inter.broker.listener.name", "PLAINTEXT", "required with a named controller listener"),
             ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT", "local and loopback only"),
         ]
+    overrides = dict(config.kafka_overrides)
+    settings = [(key, overrides.pop(key, value), why) for key, value, why in broker_settings(config) + local]
+    settings += [
+        (key, value, "set over the stack's own (StackConfig.kafka_overrides)") for key, value in overrides.items()
+    ]
     lines = ["# Rendered by stack/kafka.py for the local stack."]
-    for key, value, why in broker_settings(config) + local:
+    for key, value, why in settings:
         lines += [f"# {why}", f"{key}={value}"]
     return "\n".join(lines) + "\n"
+
+
+def properties_file(config: StackConfig, number: int) -> Path:
+    """Broker `number`'s server.properties in the conf folder: server.properties, server-2.properties, ..."""
+    return config.conf_dir / ("server.properties" if number == 1 else f"server-{number}.properties")
 
 
 def cluster_id() -> str:
@@ -95,13 +151,24 @@ def cluster_id() -> str:
 
 
 def write_properties(config: StackConfig) -> None:
-    """Write server.properties into the conf folder, its owner's only (the secured broker's logins are in it)."""
-    write_secret(config.conf_dir / "server.properties", server_properties(config))
+    """Write each broker's server.properties into the conf folder, its owner's only (the secured broker's logins
+    are in it).
+    """
+    for number in config.broker_numbers:
+        write_secret(properties_file(config, number), server_properties(config, number))
 
 
-def storage_formatted(config: StackConfig) -> bool:
-    """Whether the log dir is formatted (KRaft needs it once)."""
-    return (config.kafka_data_dir / "meta.properties").exists()
+def storage_formatted(config: StackConfig, number: int = 1) -> bool:
+    """Whether broker `number`'s log dir is formatted (KRaft needs it once)."""
+    return (config.broker_data_dir(number) / "meta.properties").exists()
+
+
+def formatted_broker_count(config: StackConfig) -> int | None:
+    """How many brokers the run folder's Kafka storage was made for (the highest formatted broker's number);
+    None when none is formatted.
+    """
+    formatted = [n for n in EVERY_BROKER_NUMBER if storage_formatted(config, n)]
+    return max(formatted) if formatted else None
 
 
 def classpath(config: StackConfig) -> str:
@@ -110,11 +177,22 @@ def classpath(config: StackConfig) -> str:
 
 
 def format_storage(java: str, config: StackConfig) -> bool:
-    """Format the log dir once (KRaft needs it), creating the secured broker's SCRAM users; True if it was
-    formatted now.
+    """Format each broker's log dir once (KRaft needs it), all with one cluster id, creating the secured broker's
+    SCRAM users; True if any was formatted now.
     """
-    if storage_formatted(config):
+    unformatted = [n for n in config.broker_numbers if not storage_formatted(config, n)]
+    if not unformatted:
         return False
+    ids = {found for n in config.broker_numbers if (found := formatted_cluster_id(config, n))}
+    if len(ids) > 1:
+        raise RuntimeError(f"the brokers' log dirs in {config.run_dir} hold different cluster ids: start with --fresh")
+    the_id = ids.pop() if ids else cluster_id()
+    for number in unformatted:
+        _format(java, config, number, the_id)
+    return True
+
+
+def _format(java: str, config: StackConfig, number: int, the_id: str) -> None:
     arguments = [
         "-cp",
         classpath(config),
@@ -122,9 +200,9 @@ def format_storage(java: str, config: StackConfig) -> bool:
         STORAGE_TOOL,
         "format",
         "-t",
-        cluster_id(),
+        the_id,
         "-c",
-        str(config.conf_dir / "server.properties"),
+        str(properties_file(config, number)),
     ]
     if kafka_auth.secured(config):
         arguments += kafka_auth.scram_arguments(config)
@@ -138,7 +216,6 @@ def format_storage(java: str, config: StackConfig) -> bool:
         argfile.unlink()
     if result.returncode != 0:
         raise RuntimeError(f"Kafka storage format failed ({java} {STORAGE_TOOL}):\n{result.stdout}{result.stderr}")
-    return True
 
 
 def java_argfile_text(arguments: Iterable[str]) -> str:
@@ -151,8 +228,8 @@ def heap_options(config: StackConfig) -> list[str]:
     return [f"-Xms{config.kafka_heap}", f"-Xmx{config.kafka_heap}"]
 
 
-def argv(java: str, config: StackConfig) -> list[str]:
-    """The broker's JVM command line, with kafka-server-start's heap and GC flags, and KAFKA_OPTS from the
+def argv(java: str, config: StackConfig, number: int = 1) -> list[str]:
+    """Broker `number`'s JVM command line, with kafka-server-start's heap and GC flags, and KAFKA_OPTS from the
     environment as Kafka's scripts (and so the compose stack's image) pass it: extra JVM options, e.g. a profiler's.
     """
     return [
@@ -166,19 +243,19 @@ def argv(java: str, config: StackConfig) -> list[str]:
         "-cp",
         classpath(config),
         MAIN_CLASS,
-        str(config.conf_dir / "server.properties"),
+        str(properties_file(config, number)),
     ]
 
 
-def admin(config: StackConfig, principal: str = kafka_auth.ADMIN) -> AdminClient:
-    """An AdminClient for the stack's broker, logged in as `principal` on the secured one: 5 s socket timeout,
-    errors only in its log.
+def admin(config: StackConfig, principal: str = kafka_auth.ADMIN, bootstrap: str | None = None) -> AdminClient:
+    """An AdminClient for the stack's brokers (or only `bootstrap`), logged in as `principal` on the secured one:
+    5 s socket timeout, errors only in its log.
     """
     security = kafka_auth.client_security(config, principal)
     # log_level 3: errors only; librdkafka info lines on stderr would garble `status`
     return AdminClient(
         {
-            "bootstrap.servers": config.bootstrap_servers,
+            "bootstrap.servers": bootstrap or config.bootstrap_servers,
             "socket.timeout.ms": 5000,
             "log_level": 3,
             **(security.librdkafka() if security else {}),
@@ -186,23 +263,35 @@ def admin(config: StackConfig, principal: str = kafka_auth.ADMIN) -> AdminClient
     )
 
 
-def broker_ready(config: StackConfig) -> str | None:
-    """Ready when the port answers and the broker serves metadata."""
-    closed = port_open(HOST, config.ports.kafka)
+def broker_ready(config: StackConfig, number: int = 1) -> str | None:
+    """Ready when broker `number`'s port answers and it serves metadata listing itself (it has joined the
+    quorum's cluster).
+    """
+    port = config.ports.broker(number)[0]
+    closed = port_open(HOST, port)
     if closed:
         return closed
-    metadata = admin(config).list_topics(timeout=3)
-    if not metadata.brokers:
-        return "no broker in the metadata yet"
-    ours = formatted_cluster_id(config)
+    metadata = admin(config, bootstrap=config.broker_address(number)).list_topics(timeout=3)
+    if number not in metadata.brokers:
+        return f"broker {number} not in its own metadata yet"
+    ours = formatted_cluster_id(config, number)
     if metadata.cluster_id != ours:  # someone else's broker on our port
-        return f"the broker on port {config.ports.kafka} is cluster {metadata.cluster_id}, ours is {ours}"
+        return f"the broker on port {port} is cluster {metadata.cluster_id}, ours is {ours}"
     return None
 
 
-def formatted_cluster_id(config: StackConfig) -> str | None:
-    """The cluster.id StorageTool wrote into our log dir."""
-    meta = config.kafka_data_dir / "meta.properties"
+def brokers_registered(config: StackConfig, asked: int = 1) -> str | None:
+    """None when the metadata broker `asked` serves lists every broker of the stack (a topic at replication factor
+    3 needs all three). Only that one is asked: a client of all three would log each one not up yet.
+    """
+    listed = admin(config, bootstrap=config.broker_address(asked)).list_topics(timeout=3).brokers
+    missing = [n for n in config.broker_numbers if n not in listed]
+    return f"brokers {missing} not registered yet" if missing else None
+
+
+def formatted_cluster_id(config: StackConfig, number: int = 1) -> str | None:
+    """The cluster.id StorageTool wrote into broker `number`'s log dir."""
+    meta = config.broker_data_dir(number) / "meta.properties"
     for line in meta.read_text().splitlines() if meta.exists() else ():
         if line.startswith("cluster.id="):
             return line.split("=", 1)[1].strip()
@@ -217,8 +306,11 @@ def ensure_topics(config: StackConfig, names: Iterable[str] = TOPICS) -> None:
         NewTopic(
             name,
             num_partitions=config.partitions,
-            replication_factor=1,
-            config={"max.message.bytes": str(config.max_message_bytes)},
+            replication_factor=config.brokers,
+            config={
+                "max.message.bytes": str(config.max_message_bytes),
+                "min.insync.replicas": str(min_insync_replicas(config)),
+            },
         )
         for name in names
         if name not in existing
@@ -295,9 +387,9 @@ def ingress_lag(config: StackConfig, group: str = INGRESS_GROUP, topic: str = NA
     """End offsets minus the group's committed offsets. StateFun's FlinkKafkaConsumer commits them to
     Kafka on each completed checkpoint (for monitoring only: it restores from its checkpoint).
     """
-    closed = port_open(HOST, config.ports.kafka)
-    if closed:  # else librdkafka retries and logs a line every 50 ms
-        raise RuntimeError(closed)
+    closed = [port_open(HOST, config.ports.broker(n)[0]) for n in config.broker_numbers]
+    if all(closed):  # else librdkafka retries and logs a line every 50 ms
+        raise RuntimeError("; ".join(c for c in closed if c))
     client = admin(config, kafka_auth.MONITOR)
     partitions = sorted(client.list_topics(topic, timeout=5).topics[topic].partitions)
     request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])]

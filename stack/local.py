@@ -135,6 +135,12 @@ class LocalStack:
         if cfg.tls:
             mint(cfg.tls_dir)
             self.report(f"minted a throwaway CA and certificates for mutual TLS into {cfg.tls_dir}")
+        made_by = kafka.formatted_broker_count(cfg)
+        if made_by not in (None, cfg.brokers):  # its topics' replicas and quorum voters are the other count's
+            raise StartError(
+                f"the Kafka storage in {cfg.run_dir} was made with --brokers {made_by}: start it the same way, or "
+                "with --fresh to wipe it"
+            )
         auth = kafka_auth.KafkaAuthFiles(cfg.run_dir)
         if not kafka_auth.secured(cfg) and kafka.storage_formatted(cfg) and auth.clients_dir.exists():
             raise StartError(  # else its data would be served in the clear, to anyone
@@ -150,7 +156,7 @@ class LocalStack:
         if kafka.format_storage(self._java, cfg):
             self.report("formatted the Kafka storage")
         # The greeter needs nothing from Kafka: it starts while the broker does.
-        started = [self._spawn(name, daemons.argv(self._java, cfg, name)) for name in daemons.SERVICES]
+        started = [self._spawn(name, daemons.argv(self._java, cfg, name)) for name in daemons.services(cfg)]
         for proc in started:
             self._await_daemon(proc)
         if cfg.mode == "cluster":
@@ -167,14 +173,18 @@ class LocalStack:
     def _wipe(self) -> None:
         cfg = self.config
         auth = kafka_auth.KafkaAuthFiles(cfg.run_dir)
-        for path in (cfg.kafka_data_dir, cfg.checkpoint_dir, cfg.flink_work_dir, cfg.conf_dir, auth.clients_dir):
+        brokers = [cfg.broker_data_dir(n) for n in kafka.EVERY_BROKER_NUMBER]  # another --brokers' too
+        for path in (*brokers, cfg.checkpoint_dir, cfg.flink_work_dir, cfg.conf_dir, auth.clients_dir):
             shutil.rmtree(path, ignore_errors=True)
         for log in cfg.run_dir.glob("*.log"):
             log.unlink()
         self.report(f"wiped the state in {cfg.run_dir}")
 
     def _check_ports(self) -> None:
-        busy = [f"{port} ({name}, env {port_env_var(name)})" for name, port in self.config.ports.in_use()]
+        busy = [
+            f"{port} ({name}, env {port_env_var(name)})"
+            for name, port in self.config.ports.in_use(self.config.unused_ports)
+        ]
         if busy:
             raise StartError(
                 f"ports in use on {HOST}: {'; '.join(busy)}. Another stack or service holds them: "
@@ -207,12 +217,23 @@ class LocalStack:
         """Start daemon `name` (with `argv`, else its command line for the config) and wait until it serves;
         its record. StartError when it does not become ready in time.
         """
-        return self._await_daemon(self._spawn(name, argv or daemons.argv(self.java(), self.config, name)))
+        return self.start_daemons({name: argv or daemons.argv(self.java(), self.config, name)})[0]
+
+    def start_daemons(self, commands: dict[str, list[str]]) -> list[procs.Proc]:
+        """Start each daemon with its command line, all at once, then wait until each serves (brokers need a
+        quorum of each other to serve); their records.
+        """
+        started = [self._spawn(name, argv) for name, argv in commands.items()]
+        return [self._await_daemon(proc) for proc in started]
 
     def _await_daemon(self, proc: procs.Proc) -> procs.Proc:
-        """Wait until the daemon `proc` serves (Kafka: with the stack's topics created); `proc`."""
+        """Wait until the daemon `proc` serves (a broker: with every broker registered and the stack's topics
+        created); `proc`.
+        """
         self.wait(proc.name, daemons.ready_check(self.config, self.rest, proc.name, proc), proc)
-        if proc.name == "kafka":
+        if proc.name in kafka.broker_names(self.config):
+            number = kafka.broker_number(proc.name)
+            self.wait("every Kafka broker registered", lambda: kafka.brokers_registered(self.config, number), proc)
             kafka.ensure_topics(self.config)
             self.wait("kafka topics", lambda: kafka.topics_ready(self.config), proc)
             if kafka_auth.secured(self.config):
@@ -280,10 +301,11 @@ class LocalStack:
             return self._stop_all()
 
     def _stop_all(self) -> dict[str, str]:
-        results = procs.stop_all(self.state.procs, self.config.stop_timeout_s, report=self.report)
+        together = kafka.broker_names(self.config)
+        results = procs.stop_all(self.state.procs, self.config.stop_timeout_s, report=self.report, together=together)
         self.state.procs = []
         self.state.save()
-        busy = [str(port) for _, port in self.config.ports.in_use()]
+        busy = [str(port) for _, port in self.config.ports.in_use(self.config.unused_ports)]
         if busy:
             self.report(f"warning: ports still in use after down: {', '.join(busy)}")
         return results

@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,15 +181,29 @@ def stop_all(
     *,
     stopper: Callable[[Proc, float], str] | None = None,
     report: Callable[[str], None] = lambda _: None,
+    together: Collection[str] = (),
 ) -> dict[str, str]:
-    """Stop in reverse start order (the job before the greeter, Kafka last); every one, whatever fails."""
+    """Stop in reverse start order (the job before the greeter, Kafka last); every one, whatever fails. The
+    processes named in `together` are stopped at once, when their turn comes: a KRaft broker stopped after the
+    others waits for a quorum that is gone to approve its shutdown (past a 30 s timeout, seen here).
+    """
     do_stop = stopper or (lambda p, t: stop(p, t))
     results: dict[str, str] = {}
-    for proc in reversed(list(procs)):
+
+    def one(proc: Proc) -> None:
         try:
             results[proc.name] = do_stop(proc, timeout)
         except OSError as error:
             results[proc.name] = f"error: {error}"
         report(f"{proc.name} (pid {proc.pid}): {results[proc.name]}")
         _children.pop((proc.pid, proc.start_ticks), None)
+
+    ordered = list(reversed(list(procs)))
+    for proc in ordered:
+        if proc.name not in together:
+            one(proc)
+        elif proc.name not in results:  # the first of them: all of them now
+            group = [p for p in ordered if p.name in together]
+            with ThreadPoolExecutor(len(group)) as pool:
+                list(pool.map(one, group))
     return results

@@ -12,15 +12,17 @@ from .kafka_auth import RUNTIME, client_security
 
 ENDPOINT_KIND = "io.statefun.endpoints.v2/http"
 ASYNC_TRANSPORT = "io.statefun.transports.v1/async"
-KAFKA_KINDS = ("io.statefun.kafka.v1/ingress", "io.statefun.kafka.v1/egress")
+EGRESS_KIND = "io.statefun.kafka.v1/egress"
+KAFKA_KINDS = ("io.statefun.kafka.v1/ingress", EGRESS_KIND)
 
 
 class RenderError(ValueError):
     """The source file is not what the renderer expects."""
 
 
-def render_module_yaml(source: str, greeter_port: int, kafka_port: int, tls: CertFiles | None = None) -> str:
-    """The repository's module.yaml with only its hosts replaced; it stays the single source.
+def render_module_yaml(source: str, greeter_port: int, kafka_servers: str, tls: CertFiles | None = None) -> str:
+    """The repository's module.yaml with only its hosts replaced (the Kafka address by `kafka_servers`, every
+    broker's host:port, comma-separated); it stays the single source.
 
     With `tls`, the endpoint is https and its transport gets the CA to trust and the runtime's client certificate.
     """
@@ -32,7 +34,7 @@ def render_module_yaml(source: str, greeter_port: int, kafka_port: int, tls: Cer
             )
     scheme = "https" if tls else "http"
     rendered = source.replace(MODULE_GREETER_URL, f"{scheme}://{HOST}:{greeter_port}/statefun")
-    rendered = rendered.replace(MODULE_KAFKA_ADDRESS, f"{HOST}:{kafka_port}")
+    rendered = rendered.replace(MODULE_KAFKA_ADDRESS, kafka_servers)
     return with_tls_transport(rendered, tls) if tls else rendered
 
 
@@ -82,16 +84,23 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
 KAFKA_PROPERTIES_WHY = "Rendered for the secured broker: how the runtime reaches it (its login is not here)."
 
 
-def with_kafka_properties(source: str, properties: Mapping[str, str], why: str = KAFKA_PROPERTIES_WHY) -> str:
-    """Add `properties` to the Kafka clients of module.yaml's ingresses and egresses (StateFun 3.3 passes a spec's
-    `properties`, a list of one-key maps, to the Kafka client as they are). Text, as with_tls_transport: the
-    rendered copy keeps the source's comments. None of them may be set already.
+def _documents_of(documents: list[str], kinds: tuple[str, ...]) -> list[int]:
+    """The indexes of the YAML documents whose `kind` is one of `kinds`."""
+    pattern = "|".join(re.escape(kind) for kind in kinds)
+    return [i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*(?:{pattern})\s*$", doc)]
+
+
+def with_kafka_properties(
+    source: str, properties: Mapping[str, str], why: str = KAFKA_PROPERTIES_WHY, kinds: tuple[str, ...] = KAFKA_KINDS
+) -> str:
+    """Add `properties` to the Kafka clients of module.yaml's documents of `kinds` (its ingresses and egresses unless
+    told: StateFun 3.3 passes a spec's `properties`, a list of one-key maps, to the Kafka client as they are).
+    Text, as with_tls_transport: the rendered copy keeps the source's comments. None of them may be set already.
     """
     documents = re.split(r"(?m)^---[ \t]*$", source)
-    kinds = "|".join(re.escape(kind) for kind in KAFKA_KINDS)
-    kafka = [i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*(?:{kinds})\s*$", doc)]
+    kafka = _documents_of(documents, kinds)
     if not kafka:
-        raise RenderError("module.yaml has no Kafka ingress or egress to secure")
+        raise RenderError(f"module.yaml has no {' or '.join(kinds)} to set Kafka properties on")
     for index in kafka:
         doc = documents[index]
         for key in properties:
@@ -111,17 +120,38 @@ def with_kafka_properties(source: str, properties: Mapping[str, str], why: str =
     return "---".join(documents)
 
 
+EGRESS_OVERRIDES_WHY = "Rendered by the local stack over module.yaml's (StackConfig.egress_overrides)."
+
+
+def with_transaction_timeout(source: str, timeout: str) -> str:
+    """module.yaml with its egresses' exactly-once `transactionTimeout` replaced by `timeout` (e.g. "15s")."""
+    documents = re.split(r"(?m)^---[ \t]*$", source)
+    replaced = 0
+    for index in _documents_of(documents, (EGRESS_KIND,)):
+        documents[index], count = re.subn(
+            r"(?m)^(\s+transactionTimeout:[ \t]*)\S+", rf"\g<1>{timeout}", documents[index]
+        )
+        replaced += count
+    if not replaced:
+        raise RenderError("module.yaml's egress has no transactionTimeout to replace")
+    return "---".join(documents)
+
+
 def write_module_yaml(config: StackConfig) -> str:
     """Render into the run folder; returns the file:// URL for statefun.remote.module-name."""
     rendered = render_module_yaml(
         config.module_yaml.read_text(encoding="utf-8"),
         config.endpoint_port or config.ports.greeter,
-        config.ports.kafka,
+        config.bootstrap_servers,
         CertFiles(config.tls_dir) if config.tls else None,
     )
     security = client_security(config, RUNTIME)
     if security is not None:  # no secret: the runtime's login is in its JAAS file (stack/kafka_auth.py)
         rendered = with_kafka_properties(rendered, security.java_properties())
+    if config.egress_overrides:
+        rendered = with_kafka_properties(rendered, dict(config.egress_overrides), EGRESS_OVERRIDES_WHY, (EGRESS_KIND,))
+    if config.egress_transaction_timeout:
+        rendered = with_transaction_timeout(rendered, config.egress_transaction_timeout)
     target = config.conf_dir / "module.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(rendered, encoding="utf-8")

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from certs.tls import CertFiles
 
-from . import daemons, flink, kafka, procs
+from . import brokers, daemons, flink, kafka, procs
+from .brokers import ShortIsr
 from .config import HOST, StackConfig
 from .kafka import Lag
+from .logs import LostCommit, lost_commits
 from .metrics import SCRAPE_ERRORS, SCRAPE_TIMEOUT_S, Buckets, Counts, counts, latency_buckets, scrape
 from .rest import Checkpoint, FlinkRest, TaskManager
 from .state import StackState
@@ -46,6 +48,11 @@ class StackStatus:
     taskmanagers: tuple[TaskManager, ...] = ()
     counts: Counts | None = None  # records in and out; None: no task JVM answered
     latency: Buckets | None = None  # the greeter's; None: it did not answer, or has no histogram yet
+    # Three brokers only: the KRaft quorum's active controller (its node id) and the partitions whose ISR is short
+    # (None: the brokers did not answer).
+    controller: int | None = None
+    short_isr: tuple[ShortIsr, ...] | None = None
+    lost_commits: tuple[LostCommit, ...] = ()  # checkpoints' transactions the broker aborted first (logs.lost_commits)
 
     @property
     def healthy(self) -> bool:
@@ -87,6 +94,7 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
             )
     except Exception as error:
         notes.append(f"Kafka {state.config.bootstrap_servers}: lag unavailable ({error})")
+    controller, short = _cluster(state.config, notes) if state.config.brokers > 1 else (None, None)
     return StackStatus(
         str(state.config.run_dir),
         daemons.names(state.config),
@@ -101,7 +109,20 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
         taskmanagers,
         _counts(state.config, running, notes),
         _latency(state.config, running, notes),
+        controller,
+        short,
+        tuple(lost_commits(state.config)),
     )
+
+
+def _cluster(config: StackConfig, notes: list[str]) -> tuple[int | None, tuple[ShortIsr, ...] | None]:
+    """The active controller (from the voters' quorum-state files) and the partitions with a short ISR."""
+    short: tuple[ShortIsr, ...] | None = None
+    try:
+        short = tuple(brokers.short_isr(config))
+    except Exception as error:
+        notes.append(f"Kafka {config.bootstrap_servers}: ISRs unavailable ({error})")
+    return brokers.recorded_controller(config), short
 
 
 def read_status(run_dir: Path) -> StackStatus | None:
@@ -163,8 +184,22 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
         lines.append(row("checkpoint", f"#{status.checkpoint.id}, completed {age:.1f} s ago, {status.checkpoint.path}"))
     elif status.job_state:
         lines.append(row("checkpoint", "none completed yet"))
+    if status.controller is not None:
+        lines.append(row("controller", f"broker {status.controller} ({kafka.broker_name(status.controller)})"))
+    if status.short_isr is not None:
+        lines.append(row("short isr", ", ".join(map(str, status.short_isr)) or "none: every replica in sync"))
     if status.lag:
         parts = " ".join(f"p{p}={n}" for p, n in sorted(status.lag.per_partition.items()))
         lines.append(row("lag", f"group greeter on names: {status.lag.total} ({parts})"))
+    for lost in status.lost_commits:
+        lines.append(
+            row(
+                "LOST",
+                f"{lost.at}: the egress could not commit the transaction of a completed checkpoint (producer "
+                f"{lost.producer_id}, epoch {lost.epoch}): the broker had aborted it, the runtime away longer than "
+                "the egress's transactionTimeout; its greetings are lost (docs/operations.md, \"How long an outage "
+                'the deployment survives")',
+            )
+        )
     lines += [row("note", note) for note in status.notes]
     return "\n".join(lines)

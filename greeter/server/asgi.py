@@ -22,16 +22,14 @@ class _Disconnected(Exception):
     """The client went away (or was cut off at its read deadline) before its body arrived in full."""
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None once it passes `limit` (what was read so far is dropped). The runtime's
-    bodies arrive in one message, which takes no loop.
+async def _read_rest(first: MutableMapping[str, Any], receive: Receive, limit: int) -> bytes | None:
+    """The whole body from its `first` message on, or None once it passes `limit` (what was read so far is
+    dropped). Awaited only for a body in several messages: the runtime's arrive in one, read in the caller.
     """
-    message = await receive()
-    body: bytes = message.get("body", b"")
+    message = first
     if message["type"] == "http.disconnect":
         raise _Disconnected
-    if not message.get("more_body", False):
-        return body if len(body) <= limit else None
+    body: bytes = message.get("body", b"")
     chunks, size = [body], len(body)
     while message.get("more_body", False):
         message = await receive()
@@ -73,11 +71,16 @@ class GreeterAsgi:
         if refusal is not None:
             answer = refusal
         else:
-            try:
-                body = await _read_body(receive, endpoint.max_bytes)
-            except _Disconnected:
-                return
-            answer = endpoint.too_large() if body is None else await endpoint.answer_async(body)
-        headers = [(name.lower().encode(), value.encode()) for name, value in answer.headers]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            message = await receive()
+            body: bytes | None = message.get("body", b"")
+            if message.get("more_body", False) or message["type"] != "http.request":
+                try:
+                    body = await _read_rest(message, receive, endpoint.max_bytes)
+                except _Disconnected:
+                    return
+            if body is None or len(body) > endpoint.max_bytes:
+                answer = endpoint.too_large()
+            else:
+                answer = await endpoint.answer_async(body)
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})

@@ -94,7 +94,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # a chunk ends back in the head state, the next request's) nor one that starts the next request.
         counted, heads = self._in_head, self._heads_completed
         super().data_received(data)
-        if self.transport.is_closing() or not (counted and self._in_head) or self._heads_completed != heads:
+        # Cheapest first: a chunk that held a whole request (the runtime's) completed a head.
+        if self._heads_completed != heads or not (counted and self._in_head) or self.transport.is_closing():
             return
         self._head_bytes += len(data)
         if self._head_bytes > self.limits.max_header_bytes:

@@ -28,23 +28,25 @@ class Answer(NamedTuple):
 
     status: int
     reason: str  # the status line's phrase
-    content_type: str
+    content_type: bytes
     body: bytes
     close: bool = False  # the connection is closed after it (the rest of the request is not read)
 
     @property
-    def headers(self) -> list[tuple[str, str]]:
-        """The response headers, the same whichever adapter sends the answer."""
-        headers = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers as ASGI sends them (lower-case names, bytes), the same whichever adapter sends
+        the answer: built once per request on the hot path, so in the form the fast one sends as is.
+        """
+        headers = [(b"content-type", self.content_type), (b"content-length", b"%d" % len(self.body))]
         if self.status == 405:
-            headers.append(("Allow", "POST"))
+            headers.append((b"allow", b"POST"))
         if self.close:
-            headers.append(("Connection", "close"))
+            headers.append((b"connection", b"close"))
         return headers
 
 
 def _plain(status: int, reason: str, text: str, close: bool = False) -> Answer:
-    return Answer(status, reason, "text/plain; charset=utf-8", (text + "\n").encode("utf-8"), close)
+    return Answer(status, reason, b"text/plain; charset=utf-8", (text + "\n").encode("utf-8"), close)
 
 
 class StatefunEndpoint:
@@ -127,7 +129,7 @@ class StatefunEndpoint:
                 "served a batch",
                 extra={"address": f"{reply.typename}/{reply.address_id}", "invocations": reply.invocations},
             )
-        return Answer(200, "OK", "application/octet-stream", reply.body)
+        return Answer(200, "OK", b"application/octet-stream", reply.body)
 
 
 class StatefunWsgi:
@@ -142,7 +144,9 @@ class StatefunWsgi:
         if environ.get("PATH_INFO") != PATH:
             return self._fallback(environ, start_response)
         answer = self._answer(environ)
-        start_response(f"{answer.status} {answer.reason}", answer.headers)
+        # WSGI wants str; names in their usual case (Content-Type), as a WSGI server writes them as given.
+        headers = [(name.decode("latin-1").title(), value.decode("latin-1")) for name, value in answer.headers]
+        start_response(f"{answer.status} {answer.reason}", headers)
         return [answer.body]
 
     def _answer(self, environ: dict[str, Any]) -> Answer:

@@ -169,3 +169,23 @@ def test_the_baseline_greeter_runs_from_its_own_worktree(tmp_path: Path) -> None
         )
         assert result.returncode == 0 and "greeter-serve" in result.stdout, result.stderr
     assert not tree.exists(), "the worktree is removed afterwards"
+
+
+def test_the_endpoint_table_sets_each_server_against_the_bare_pair_round_by_round_and_by_cpu() -> None:
+    def row(server: str, batch: int, rates: list[float], cpu: float) -> dict[str, Any]:
+        return {
+            "server": server,
+            "invocations_per_request": batch,
+            "requests_per_s_median": sorted(rates)[1],
+            "requests_per_s_rounds": rates,
+            "cpu_us_per_request_median": cpu,
+        }
+
+    http = [
+        row(endpoint.BARE_PAIR_NAME, 1, [100.0, 200.0, 400.0], 100.0),
+        row("greeter", 1, [50.0, 300.0, 200.0], 125.0),
+        row("greeter", 10, [10.0, 10.0, 10.0], 500.0),  # no bare pair at 10: no line
+    ]
+    lines = endpoint.bare_pair_ratios(http)
+    assert lines[2:] == ["| greeter | 1 | 1.00 | 0.50 / 1.50 / 0.50 | 125.0 vs 100.0 | 0.80 |"]
+    assert endpoint.bare_pair_ratios(http[1:]) == []  # without the bare pair, no table

@@ -41,7 +41,9 @@ def test_each_variant_changes_only_its_own_keys_and_still_renders_for_the_stack(
     ingress = rendered[tuning.INGRESS_KIND]
     assert ingress.get("properties", []) == [{key: value} for key, value in variant.consumer.items()]
     assert {k: v for k, v in ingress.items() if k != "properties"} == shipped[tuning.INGRESS_KIND]
-    local = documents(render_module_yaml(tuning.module_yaml(SOURCE, variant), greeter_port=18000, kafka_port=19092))
+    local = documents(
+        render_module_yaml(tuning.module_yaml(SOURCE, variant), greeter_port=18000, kafka_servers="127.0.0.1:19092")
+    )
     assert local[tuning.ENDPOINT_KIND]["urlPathTemplate"] == "http://127.0.0.1:18000/statefun"
     replace(StackConfig(run_dir=Path("/nonexistent")), **variant.config)  # every config key is a StackConfig field
 

@@ -82,3 +82,12 @@ def test_paths_derive_from_the_run_folder(tmp_path: Path) -> None:
     for path in (config.conf_dir, config.checkpoint_dir, config.kafka_data_dir, config.state_file):
         assert path.is_relative_to(tmp_path)
     assert config.log_file("kafka") == tmp_path / "kafka.log"
+
+
+def test_brokers_are_one_or_three_and_three_refuse_the_secured_mode() -> None:
+    assert from_env({"GREETER_STACK_BROKERS": "3"}).brokers == 3
+    assert from_env({}).brokers == 1
+    with pytest.raises(ConfigError, match="GREETER_STACK_BROKERS='2'"):
+        from_env({"GREETER_STACK_BROKERS": "2"})
+    with pytest.raises(ConfigError, match="cannot be combined with --brokers 3"):
+        StackConfig(brokers=3, kafka_security="sasl-ssl")

@@ -2,6 +2,7 @@
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,6 +120,26 @@ def test_stop_all_in_reverse_order_even_when_one_fails() -> None:
     results = procs.stop_all(started, 3.0, stopper=fake_stop)
     assert order == ["tm", "jm", "greeter", "kafka"]
     assert results["greeter"].startswith("error") and results["kafka"] == "stopped"
+
+
+def test_stop_all_stops_the_brokers_together_after_the_rest() -> None:
+    names = ["kafka", "kafka-2", "kafka-3", "greeter", "tm"]
+    started = [Proc(name, 100 + i, 1, f"{name}.log", ()) for i, name in enumerate(names)]
+    stopping: set[str] = set()
+    overlapped = threading.Event()
+    order: list[str] = []
+
+    def fake_stop(proc: Proc, timeout: float) -> str:
+        order.append(proc.name)
+        stopping.add(proc.name)
+        if {"kafka", "kafka-2", "kafka-3"} <= stopping:
+            overlapped.set()
+        # a broker stops only once every broker is stopping: as a KRaft broker waits for its quorum
+        return "killed" if proc.name.startswith("kafka") and not overlapped.wait(5) else "stopped"
+
+    results = procs.stop_all(started, 3.0, stopper=fake_stop, together=("kafka", "kafka-2", "kafka-3"))
+    assert order[:2] == ["tm", "greeter"] and set(order[2:]) == {"kafka", "kafka-2", "kafka-3"}
+    assert results == dict.fromkeys(names, "stopped")
 
 
 def test_stop_uses_sigterm_then_sigkill_with_a_fake_clock(monkeypatch: object) -> None:

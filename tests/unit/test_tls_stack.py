@@ -29,7 +29,7 @@ def endpoint(text: str) -> dict[str, Any]:
 
 
 def test_tls_makes_the_endpoint_https_with_the_async_transport_and_our_files() -> None:
-    spec = endpoint(render_module_yaml(SOURCE, 18000, 19092, CERTS))
+    spec = endpoint(render_module_yaml(SOURCE, 18000, "127.0.0.1:19092", CERTS))
     assert spec["urlPathTemplate"] == "https://127.0.0.1:18000/statefun"
     assert spec["transport"] == {
         **endpoint(SOURCE)["transport"],  # the repository's transport settings are kept
@@ -42,8 +42,8 @@ def test_tls_makes_the_endpoint_https_with_the_async_transport_and_our_files() -
 
 
 def test_tls_changes_nothing_else() -> None:
-    plain = documents(render_module_yaml(SOURCE, 18000, 19092))
-    tls = documents(render_module_yaml(SOURCE, 18000, 19092, CERTS))
+    plain = documents(render_module_yaml(SOURCE, 18000, "127.0.0.1:19092"))
+    tls = documents(render_module_yaml(SOURCE, 18000, "127.0.0.1:19092", CERTS))
     for document in tls:
         if document["kind"] == ENDPOINT:
             for key in TLS_KEYS:
@@ -54,7 +54,7 @@ def test_tls_changes_nothing_else() -> None:
 
 
 def test_without_tls_the_rendering_is_as_before() -> None:
-    rendered = render_module_yaml(SOURCE, 18000, 19092)
+    rendered = render_module_yaml(SOURCE, 18000, "127.0.0.1:19092")
     assert not any(key in rendered for key in TLS_KEYS)
     assert "https" not in rendered
 
@@ -72,13 +72,15 @@ def with_transport(lines: str) -> str:
 
 def test_an_async_transport_in_the_source_keeps_its_settings_and_gains_the_files() -> None:
     source = with_transport("    type: io.statefun.transports.v1/async\n    # why\n    call: 1min\n")
-    transport = endpoint(render_module_yaml(source, 1, 2, CERTS))["transport"]
+    transport = endpoint(render_module_yaml(source, 1, "127.0.0.1:2", CERTS))["transport"]
     assert transport["call"] == "1min" and transport["type"] == "io.statefun.transports.v1/async"
     assert transport["client_cert"] == "file:///run%20dir/tls/runtime.pem"
 
 
 def test_a_transport_without_type_is_the_async_one_and_gains_the_files() -> None:
-    transport = endpoint(render_module_yaml(with_transport("    pool_ttl: 15s\n"), 1, 2, CERTS))["transport"]
+    transport = endpoint(render_module_yaml(with_transport("    pool_ttl: 15s\n"), 1, "127.0.0.1:2", CERTS))[
+        "transport"
+    ]
     assert transport["pool_ttl"] == "15s" and transport["trust_cacerts"].endswith("/ca.pem")
 
 
@@ -91,7 +93,7 @@ def test_a_transport_without_type_is_the_async_one_and_gains_the_files() -> None
 )
 def test_a_transport_the_stack_cannot_complete_fails(lines: str, message: str) -> None:
     with pytest.raises(RenderError, match=re.escape(message)):
-        render_module_yaml(with_transport(lines), 1, 2, CERTS)
+        render_module_yaml(with_transport(lines), 1, "127.0.0.1:2", CERTS)
 
 
 def test_the_written_module_yaml_points_at_the_run_folders_files(tmp_path: Path) -> None:
