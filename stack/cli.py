@@ -250,7 +250,9 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
             follow(files, sys.stdout, stop)
         return 0
     if args.command == "status" and args.watch:  # also before an `up`, and on after a `down`
-        return watch_status(lambda: read_status(run_dir), run_dir, stop, sys.stdout, args.interval or 1.0)
+        return watch_status(
+            lambda: read_status(run_dir, scan_logs=False), run_dir, stop, sys.stdout, args.interval or 1.0
+        )
     if not (run_dir / "stack.json").exists():
         if args.command == "down":
             print(f"no stack recorded in {run_dir}: nothing to stop", file=sys.stderr)

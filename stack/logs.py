@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -90,8 +91,14 @@ def delivery_retries(config: StackConfig) -> int:
     each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the logs of the processes that
     run the tasks (daemons.task_logs) in `config`'s run folder, appended across respawns.
     """
-    logs = [log for log in task_logs(config) if log.exists()]
-    return sum(len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace"))) for log in logs)
+    return sum(len(_RETRY.findall(text)) for text in _task_log_texts(config))
+
+
+def _task_log_texts(config: StackConfig) -> Iterator[str]:
+    """The text of each log of the processes that run the tasks (daemons.task_logs) that exists."""
+    for log in task_logs(config):
+        if log.exists():
+            yield log.read_text(encoding="utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -108,10 +115,9 @@ def lost_commits(config: StackConfig) -> list[LostCommit]:
     """The transactions of completed checkpoints the broker had aborted before the restored job could commit them
     (the runtime away longer than the egress's transactionTimeout), in the task logs of `config`'s run folder.
     """
-    found = []
-    for log in task_logs(config):
-        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-        found += [
-            LostCommit(m["at"], m["id"], int(m["producer"]), int(m["epoch"])) for m in _LOST_COMMIT.finditer(text)
-        ]
+    found = [
+        LostCommit(m["at"], m["id"], int(m["producer"]), int(m["epoch"]))
+        for text in _task_log_texts(config)
+        for m in _LOST_COMMIT.finditer(text)
+    ]
     return sorted(found, key=lambda lost: lost.at)

@@ -61,8 +61,11 @@ class StackStatus:
         return len(required) == len(self.daemons) and all(p.up for p in required) and self.job_state == "RUNNING"
 
 
-def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
-    """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception."""
+def collect_status(state: StackState, rest: FlinkRest, *, scan_logs: bool = True) -> StackStatus:
+    """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception. Without
+    `scan_logs`, `lost_commits` stays empty: the task logs, read whole for it, can be large for a view that
+    refreshes every second and does not show them.
+    """
     notes: list[str] = []
     if state.resume_from:
         notes.append(
@@ -111,7 +114,7 @@ def collect_status(state: StackState, rest: FlinkRest) -> StackStatus:
         _latency(state.config, running, notes),
         controller,
         short,
-        tuple(lost_commits(state.config)),
+        tuple(lost_commits(state.config)) if scan_logs else (),
     )
 
 
@@ -125,13 +128,15 @@ def _cluster(config: StackConfig, notes: list[str]) -> tuple[int | None, tuple[S
     return brokers.recorded_controller(config), short
 
 
-def read_status(run_dir: Path) -> StackStatus | None:
+def read_status(run_dir: Path, *, scan_logs: bool = True) -> StackStatus | None:
     """The status of the stack recorded in `run_dir`, stack.json read afresh (a rescale, a greeter upgrade or an `up`
     may have recorded other processes since), with Flink's REST API given as long as a scrape; None when no stack
-    is recorded there.
+    is recorded there. `scan_logs` as collect_status's.
     """
     state = StackState.load(run_dir)
-    return None if state is None else collect_status(state, FlinkRest(state.config.rest_url, SCRAPE_TIMEOUT_S))
+    if state is None:
+        return None
+    return collect_status(state, FlinkRest(state.config.rest_url, SCRAPE_TIMEOUT_S), scan_logs=scan_logs)
 
 
 def _counts(config: StackConfig, running: set[str], notes: list[str]) -> Counts | None:

@@ -269,17 +269,18 @@ class TestCommandLine:
     def test_ctrl_c_ends_the_watch_with_0_and_says_nothing_else(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        taken: list[Path] = []
+        taken: list[tuple[Path, bool]] = []
 
-        def read_status(run_dir: Path) -> None:
-            taken.append(run_dir)
+        def read_status(run_dir: Path, *, scan_logs: bool = True) -> None:
+            taken.append((run_dir, scan_logs))
             if len(taken) == 2:
                 signal.raise_signal(signal.SIGINT)
 
         monkeypatch.setattr("stack.cli.read_status", read_status)
         assert main(["--run-dir", str(tmp_path), "status", "--watch", "--interval", "0.01"]) == 0
         out, err = capsys.readouterr()
-        assert taken == [tmp_path.resolve()] * 2 and err == ""
+        # The view shows no LOST line: it does not read the task logs whole every second for one.
+        assert taken == [(tmp_path.resolve(), False)] * 2 and err == ""
         # No stack recorded in the folder: the watch runs on and says so (an `up` later would show up).
         assert [line.split(" ", 2)[2] for line in out.splitlines()] == [
             f"no stack recorded in {tmp_path.resolve()}: start one with `greeter-stack up`"
