@@ -16,6 +16,10 @@ EGRESS_KIND = "io.statefun.kafka.v1/egress"
 KAFKA_KINDS = ("io.statefun.kafka.v1/ingress", EGRESS_KIND)
 
 
+# The line between two YAML documents of module.yaml; the renderers edit each document and join them back with "---".
+_DOCUMENT_BREAK = re.compile(r"(?m)^---[ \t]*$")
+
+
 class RenderError(ValueError):
     """The source file is not what the renderer expects."""
 
@@ -45,7 +49,7 @@ def with_tls_transport(source: str, tls: CertFiles) -> str:
     Used by the local stack (--tls) and by deploy_render/manifests.py for the container stacks
     (docker-compose.mtls.yml, the Kubernetes mtls overlay).
     """
-    documents = re.split(r"(?m)^---[ \t]*$", source)
+    documents = _DOCUMENT_BREAK.split(source)
     endpoints = [
         i for i, doc in enumerate(documents) if re.search(rf"(?m)^kind:\s*{re.escape(ENDPOINT_KIND)}\s*$", doc)
     ]
@@ -97,7 +101,7 @@ def with_kafka_properties(
     told: StateFun 3.3 passes a spec's `properties`, a list of one-key maps, to the Kafka client as they are).
     Text, as with_tls_transport: the rendered copy keeps the source's comments. None of them may be set already.
     """
-    documents = re.split(r"(?m)^---[ \t]*$", source)
+    documents = _DOCUMENT_BREAK.split(source)
     kafka = _documents_of(documents, kinds)
     if not kafka:
         raise RenderError(f"module.yaml has no {' or '.join(kinds)} to set Kafka properties on")
@@ -125,7 +129,7 @@ EGRESS_OVERRIDES_WHY = "Rendered by the local stack over module.yaml's (StackCon
 
 def with_transaction_timeout(source: str, timeout: str) -> str:
     """module.yaml with its egresses' exactly-once `transactionTimeout` replaced by `timeout` (e.g. "15s")."""
-    documents = re.split(r"(?m)^---[ \t]*$", source)
+    documents = _DOCUMENT_BREAK.split(source)
     replaced = 0
     for index in _documents_of(documents, (EGRESS_KIND,)):
         documents[index], count = re.subn(
