@@ -23,7 +23,7 @@ from .fetch import PrerequisiteError, fetch
 from .kafka_auth import KafkaAuthFiles, client_flags
 from .live import watch_status
 from .local import LocalStack
-from .logs import follow, log_files, print_logs
+from .logs import LostCommitScanner, follow, log_files, print_logs
 from .monitoring import prometheus_config
 from .readiness import Interrupted, StartError
 from .status import format_status, read_status
@@ -250,9 +250,8 @@ def _run(args: argparse.Namespace, defaults: StackConfig, stop: threading.Event)
             follow(files, sys.stdout, stop)
         return 0
     if args.command == "status" and args.watch:  # also before an `up`, and on after a `down`
-        return watch_status(
-            lambda: read_status(run_dir, scan_logs=False), run_dir, stop, sys.stdout, args.interval or 1.0
-        )
+        lost = LostCommitScanner()  # kept across refreshes: each reads only what the task logs gained
+        return watch_status(lambda: read_status(run_dir, lost), run_dir, stop, sys.stdout, args.interval or 1.0)
     if not (run_dir / "stack.json").exists():
         if args.command == "down":
             print(f"no stack recorded in {run_dir}: nothing to stop", file=sys.stderr)

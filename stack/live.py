@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .metrics import quantile, rate
-from .status import StackStatus
+from .status import StackStatus, lost_commit_text
 
 NONE = "-"  # what a value shows when the snapshots do not tell it: never a made-up number
 
@@ -123,7 +123,7 @@ def _absent(run_dir: Path) -> str:
 
 
 def render(status: StackStatus | None, seen: Between, run_dir: Path, interval: float, now: float) -> RenderableType:
-    """The view on a terminal: a heading, the processes, the pipeline, the notes."""
+    """The view on a terminal: a heading, the processes, the pipeline, the lost transactions, the notes."""
     heading = Text.assemble(
         ("greeter-stack status --watch", "bold"),
         f"  {time.strftime('%H:%M:%S', time.localtime(now))}, every {interval:g} s  (Ctrl-C quits)\n",
@@ -144,8 +144,9 @@ def render(status: StackStatus | None, seen: Between, run_dir: Path, interval: f
     pipeline.add_column("value", justify="right")
     for label, value in pipeline_rows(status, seen, now * 1000):
         pipeline.add_row(label, value)
+    lost = [Text(f"LOST: {lost_commit_text(lost)}", style="bold red") for lost in status.lost_commits]
     notes = [Text(f"note: {note}", style="yellow") for note in status.notes]
-    return Group(heading, processes, pipeline, *notes)
+    return Group(heading, processes, pipeline, *lost, *notes)
 
 
 def plain_line(status: StackStatus | None, seen: Between, run_dir: Path, now: float) -> str:
@@ -155,6 +156,7 @@ def plain_line(status: StackStatus | None, seen: Between, run_dir: Path, now: fl
         return f"{stamp} {_absent(run_dir)}"
     parts = [f"{label} {value}" for label, value in pipeline_rows(status, seen, now * 1000)]
     parts += [f"{row.name} {row.state} pid {row.pid} rss {row.rss}" for row in process_rows(status)]
+    parts += [f"LOST: {lost_commit_text(lost)}" for lost in status.lost_commits]
     parts += [f"note: {note}" for note in status.notes]
     return " | ".join([stamp, *parts])
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -91,14 +90,11 @@ def delivery_retries(config: StackConfig) -> int:
     each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the logs of the processes that
     run the tasks (daemons.task_logs) in `config`'s run folder, appended across respawns.
     """
-    return sum(len(_RETRY.findall(text)) for text in _task_log_texts(config))
-
-
-def _task_log_texts(config: StackConfig) -> Iterator[str]:
-    """The text of each log of the processes that run the tasks (daemons.task_logs) that exists."""
-    for log in task_logs(config):
-        if log.exists():
-            yield log.read_text(encoding="utf-8", errors="replace")
+    return sum(
+        len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace")))
+        for log in task_logs(config)
+        if log.exists()
+    )
 
 
 @dataclass(frozen=True)
@@ -111,13 +107,40 @@ class LostCommit:
     epoch: int
 
 
-def lost_commits(config: StackConfig) -> list[LostCommit]:
-    """The transactions of completed checkpoints the broker had aborted before the restored job could commit them
-    (the runtime away longer than the egress's transactionTimeout), in the task logs of `config`'s run folder.
+class LostCommitScanner:
+    """Finds the transactions of completed checkpoints that the broker had aborted before the restored job could
+    commit them (the runtime away longer than the egress's transactionTimeout) in the task logs of a run folder.
+    Each scan reads only the complete lines appended since the last one, so `status --watch` can look every second
+    without reading logs of many MB whole each time.
     """
-    found = [
-        LostCommit(m["at"], m["id"], int(m["producer"]), int(m["epoch"]))
-        for text in _task_log_texts(config)
-        for m in _LOST_COMMIT.finditer(text)
-    ]
-    return sorted(found, key=lambda lost: lost.at)
+
+    def __init__(self) -> None:
+        self._offsets: dict[Path, int] = {}
+        self._found: dict[Path, list[LostCommit]] = {}
+
+    def scan(self, config: StackConfig) -> list[LostCommit]:
+        """Every lost transaction found so far in `config`'s task logs, oldest first."""
+        for log in task_logs(config):
+            if log.exists():
+                self._read_appended(log)
+        return sorted((lost for found in self._found.values() for lost in found), key=lambda lost: lost.at)
+
+    def _read_appended(self, log: Path) -> None:
+        offset = self._offsets.get(log, 0)
+        if log.stat().st_size < offset:  # truncated (a --fresh start): what was found in it is gone with it
+            offset = 0
+            self._found[log] = []
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next scan
+        self._offsets[log] = offset + len(complete)
+        self._found.setdefault(log, []).extend(
+            LostCommit(m["at"], m["id"], int(m["producer"]), int(m["epoch"]))
+            for m in _LOST_COMMIT.finditer(complete.decode("utf-8", "replace"))
+        )
+
+
+def lost_commits(config: StackConfig) -> list[LostCommit]:
+    """The lost transactions (LostCommitScanner) in `config`'s task logs, read whole once."""
+    return LostCommitScanner().scan(config)

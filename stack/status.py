@@ -14,7 +14,7 @@ from . import brokers, daemons, flink, kafka, procs
 from .brokers import ShortIsr
 from .config import HOST, StackConfig
 from .kafka import Lag
-from .logs import LostCommit, lost_commits
+from .logs import LostCommit, LostCommitScanner
 from .metrics import SCRAPE_ERRORS, SCRAPE_TIMEOUT_S, Buckets, Counts, counts, latency_buckets, scrape
 from .rest import Checkpoint, FlinkRest, TaskManager
 from .state import StackState
@@ -61,10 +61,10 @@ class StackStatus:
         return len(required) == len(self.daemons) and all(p.up for p in required) and self.job_state == "RUNNING"
 
 
-def collect_status(state: StackState, rest: FlinkRest, *, scan_logs: bool = True) -> StackStatus:
-    """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception. Without
-    `scan_logs`, `lost_commits` stays empty: the task logs, read whole for it, can be large for a view that
-    refreshes every second and does not show them.
+def collect_status(state: StackState, rest: FlinkRest, lost: LostCommitScanner | None = None) -> StackStatus:
+    """The stack's status; a Flink or Kafka that does not answer becomes a note, never an exception. `lost`: the
+    scanner of the task logs for lost transactions, kept by a caller that asks again (`status --watch`), so each
+    time only what the logs gained is read; a new one reads them whole.
     """
     notes: list[str] = []
     if state.resume_from:
@@ -114,7 +114,7 @@ def collect_status(state: StackState, rest: FlinkRest, *, scan_logs: bool = True
         _latency(state.config, running, notes),
         controller,
         short,
-        tuple(lost_commits(state.config)) if scan_logs else (),
+        tuple((lost or LostCommitScanner()).scan(state.config)),
     )
 
 
@@ -128,15 +128,15 @@ def _cluster(config: StackConfig, notes: list[str]) -> tuple[int | None, tuple[S
     return brokers.recorded_controller(config), short
 
 
-def read_status(run_dir: Path, *, scan_logs: bool = True) -> StackStatus | None:
+def read_status(run_dir: Path, lost: LostCommitScanner | None = None) -> StackStatus | None:
     """The status of the stack recorded in `run_dir`, stack.json read afresh (a rescale, a greeter upgrade or an `up`
     may have recorded other processes since), with Flink's REST API given as long as a scrape; None when no stack
-    is recorded there. `scan_logs` as collect_status's.
+    is recorded there. `lost` as collect_status's.
     """
     state = StackState.load(run_dir)
     if state is None:
         return None
-    return collect_status(state, FlinkRest(state.config.rest_url, SCRAPE_TIMEOUT_S), scan_logs=scan_logs)
+    return collect_status(state, FlinkRest(state.config.rest_url, SCRAPE_TIMEOUT_S), lost)
 
 
 def _counts(config: StackConfig, running: set[str], notes: list[str]) -> Counts | None:
@@ -196,15 +196,16 @@ def format_status(status: StackStatus, now_ms: float | None = None) -> str:
     if status.lag:
         parts = " ".join(f"p{p}={n}" for p, n in sorted(status.lag.per_partition.items()))
         lines.append(row("lag", f"group greeter on names: {status.lag.total} ({parts})"))
-    for lost in status.lost_commits:
-        lines.append(
-            row(
-                "LOST",
-                f"{lost.at}: the egress could not commit the transaction of a completed checkpoint (producer "
-                f"{lost.producer_id}, epoch {lost.epoch}): the broker had aborted it, the runtime away longer than "
-                "the egress's transactionTimeout; its greetings are lost (docs/operations.md, \"How long an outage "
-                'the deployment survives")',
-            )
-        )
+    lines += [row("LOST", lost_commit_text(lost)) for lost in status.lost_commits]
     lines += [row("note", note) for note in status.notes]
     return "\n".join(lines)
+
+
+def lost_commit_text(lost: LostCommit) -> str:
+    """What `status` and `status --watch` say of a lost transaction."""
+    return (
+        f"{lost.at}: the egress could not commit the transaction of a completed checkpoint (producer "
+        f"{lost.producer_id}, epoch {lost.epoch}): the broker had aborted it, the runtime away longer than "
+        "the egress's transactionTimeout; its greetings are lost (docs/operations.md, \"How long an outage "
+        'the deployment survives")'
+    )

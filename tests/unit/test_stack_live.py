@@ -16,6 +16,7 @@ from rich.console import Console
 from stack.cli import main
 from stack.kafka import Lag
 from stack.live import Between, between, plain_line, render, watch_status
+from stack.logs import LostCommit, LostCommitScanner
 from stack.metrics import Buckets, Counts, counts, latency_buckets, quantile, rate
 from stack.rest import Checkpoint
 from stack.status import ProcStatus, StackStatus
@@ -222,6 +223,15 @@ class TestView:
             shown(render(slow, between(self.before, slow), Path("/r"), 1, 0)).split()
         )
 
+    def test_a_lost_transaction_is_shown_in_red_above_the_notes(self) -> None:
+        lost = LostCommit("2026-12-07 18:29:26,710", "t-0", 20, 1)
+        struck = replace(self.after, lost_commits=(lost,), notes=["a note"])
+        text = " ".join(shown(render(struck, between(self.before, struck), Path("/run"), 1.0, 12.5)).split())
+        assert "LOST: 2026-12-07 18:29:26,710: the egress could not commit" in text
+        assert text.index("LOST:") < text.index("note: a note") and "greetings are lost" in text
+        line = plain_line(struck, between(self.before, struck), Path("/run"), now=12.5)
+        assert "| LOST: 2026-12-07 18:29:26,710: " in line and "producer 20, epoch 1" in line
+
     def test_one_plain_line_holds_the_same(self) -> None:
         line = plain_line(self.after, between(self.before, self.after), Path("/run"), now=12.5)
         assert "\n" not in line
@@ -269,18 +279,20 @@ class TestCommandLine:
     def test_ctrl_c_ends_the_watch_with_0_and_says_nothing_else(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        taken: list[tuple[Path, bool]] = []
+        taken: list[tuple[Path, LostCommitScanner | None]] = []
 
-        def read_status(run_dir: Path, *, scan_logs: bool = True) -> None:
-            taken.append((run_dir, scan_logs))
+        def read_status(run_dir: Path, lost: LostCommitScanner | None = None) -> None:
+            taken.append((run_dir, lost))
             if len(taken) == 2:
                 signal.raise_signal(signal.SIGINT)
 
         monkeypatch.setattr("stack.cli.read_status", read_status)
         assert main(["--run-dir", str(tmp_path), "status", "--watch", "--interval", "0.01"]) == 0
         out, err = capsys.readouterr()
-        # The view shows no LOST line: it does not read the task logs whole every second for one.
-        assert taken == [(tmp_path.resolve(), False)] * 2 and err == ""
+        # One scanner for the whole watch: each refresh reads only what the task logs gained.
+        (first_dir, first_lost), (second_dir, second_lost) = taken
+        assert first_dir == second_dir == tmp_path.resolve() and err == ""
+        assert isinstance(first_lost, LostCommitScanner) and second_lost is first_lost
         # No stack recorded in the folder: the watch runs on and says so (an `up` later would show up).
         assert [line.split(" ", 2)[2] for line in out.splitlines()] == [
             f"no stack recorded in {tmp_path.resolve()}: start one with `greeter-stack up`"

@@ -5,7 +5,7 @@ from a TaskManager log of tests/faults/test_kafka_timeouts.py)."""
 from pathlib import Path
 
 from stack.config import StackConfig
-from stack.logs import LostCommit, lost_commits
+from stack.logs import LostCommit, LostCommitScanner, lost_commits
 from stack.status import StackStatus, format_status
 
 TXN = "KafkaTransactionState [transactionalId=feedback-union -> functions -> Sink: example-greets-egress-be0146a9481fb47da7328992b4e31e7b-{n}, producerId={producer}, epoch={epoch}]"  # noqa: E501
@@ -41,6 +41,22 @@ def test_only_a_fenced_recovered_commit_is_a_lost_transaction_in_every_task_log(
         LostCommit("2026-12-07 18:20:01,001", prefix + "3", 7, 2),
         LostCommit("2026-12-07 18:29:26,710", prefix + "0", 20, 1),
     ]
+
+
+def test_a_kept_scanner_reads_only_what_the_logs_gained_and_a_line_once_complete(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path)  # single mode: the runtime's log is the task log
+    log = tmp_path / "runtime.log"
+    first = _line(FENCED, "2026-12-07 18:20:01,001", 3, 7, 2)
+    second = _line(FENCED, "2026-12-07 18:29:26,710", 0, 20, 1)
+    log.write_text(first + second[:60])  # the second line half written
+    scanner = LostCommitScanner()
+    assert [lost.producer_id for lost in scanner.scan(config)] == [7]
+    with log.open("a") as handle:
+        handle.write(second[60:])
+    assert [lost.producer_id for lost in scanner.scan(config)] == [7, 20]
+    assert [lost.producer_id for lost in scanner.scan(config)] == [7, 20], "nothing found twice"
+    log.write_text(second)  # truncated and written anew (a --fresh start)
+    assert [lost.producer_id for lost in scanner.scan(config)] == [20]
 
 
 def test_no_task_log_no_lost_transaction(tmp_path: Path) -> None:
