@@ -52,7 +52,7 @@ pytestmark = pytest.mark.timeout(60)
 
 READ_TIMEOUT = 2.0
 KEEPALIVE = 3.0
-MARGIN = 1.5  # how late past its bound a cut may come
+MARGIN = 2.5  # how late past its bound a cut may come: 1.5 s was outrun twice with live stacks beside (load 7-9)
 EPSILON = 0.1  # how early: a deadline cut measured by the client cannot come before the deadline
 PROMPT = 1.0  # an answer that needs no deadline (generous: the suite may share the machine)
 MAX_REQUEST_LINE = 1024
