@@ -28,8 +28,8 @@ TRANSACTION_LOG = "__transaction_state"
 
 
 @dataclass(frozen=True)
-class ShortIsr:
-    """A partition with fewer in-sync replicas than replicas."""
+class PartitionIsr:
+    """A partition's replicas and in-sync replicas."""
 
     topic: str
     partition: int
@@ -57,15 +57,22 @@ def recorded_controller(config: StackConfig) -> int | None:
     return newest[1] if newest else None
 
 
-def short_isr(config: StackConfig) -> list[ShortIsr]:
-    """Every partition (internal topics' too) whose ISR is smaller than its replica set."""
-    topics = kafka.admin(config).list_topics(timeout=5).topics
+def partition_isrs(config: StackConfig, asked: int | None = None) -> list[PartitionIsr]:
+    """Every partition's (internal topics' too) replicas and ISR, in the metadata of broker `asked` (None: any
+    broker; a broker cut off from the controller serves what it knew last).
+    """
+    bootstrap = None if asked is None else config.broker_address(asked)
+    topics = kafka.admin(config, bootstrap=bootstrap).list_topics(timeout=5).topics
     return [
-        ShortIsr(name, number, tuple(p.replicas), tuple(p.isrs))
+        PartitionIsr(name, number, tuple(p.replicas), tuple(p.isrs))
         for name, topic in sorted(topics.items())
         for number, p in sorted(topic.partitions.items())
-        if len(p.isrs) < len(p.replicas)
     ]
+
+
+def short_isr(config: StackConfig, asked: int | None = None) -> list[PartitionIsr]:
+    """Every partition whose ISR is smaller than its replica set, in the metadata of broker `asked` (None: any)."""
+    return [p for p in partition_isrs(config, asked) if len(p.isr) < len(p.replicas)]
 
 
 def topic_setting(config: StackConfig, topics: Iterable[str], key: str) -> dict[str, str]:

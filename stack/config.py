@@ -158,6 +158,10 @@ class StackConfig:
     # Local Kafka brokers, one of BROKER_COUNTS: with 3, every topic and the transaction log have replication factor
     # 3 and min.insync.replicas 2, as a production cluster would.
     brokers: int = 1
+    # A cgroup v2 path (relative to the cgroup2 mount, e.g. /sys/fs/cgroup/unified), which must exist: broker N is
+    # started in <it>/broker-N, so iptables' `-m cgroup --path` can cut the brokers' traffic to each other apart from
+    # the clients' (the network partition test, tests/faults/test_kafka_cluster.py). None: wherever `up` runs.
+    broker_cgroup: str | None = None
     # Flink's Prometheus reporter on every JVM (ports.prometheus, prometheus_taskmanager): its cost is in
     # BENCHMARKS.md ("The runtime's metrics").
     runtime_metrics: bool = True
@@ -342,6 +346,12 @@ def _brokers(text: str) -> int:
     return value
 
 
+def _cgroup_path(text: str) -> str:
+    if any(part in ("", ".", "..") for part in text.split("/")):  # also a leading or trailing "/"
+        raise ValueError("expected a cgroup path relative to the cgroup2 mount, e.g. greeter-stack")
+    return text
+
+
 def _seen_count_ttl(text: str) -> int:
     # The greeter's own parser: a value the greeter would refuse is refused here, before anything starts.
     return seen_count_ttl({SEEN_COUNT_TTL_ENV: text})
@@ -411,6 +421,11 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
         "brokers",
         _brokers,
         "local Kafka brokers: 1, or 3 (a KRaft cluster, topics and transaction log at replication factor 3, min ISR 2)",
+    ),
+    _setting(
+        "broker_cgroup",
+        _cgroup_path,
+        "an existing cgroup v2 path (relative to its mount): broker N runs in PATH/broker-N; unset = where `up` runs",
     ),
 )
 

@@ -61,6 +61,15 @@ def broker_number(name: str) -> int:
     return 1 if name == BROKER else int(name.removeprefix(f"{BROKER}-"))
 
 
+def broker_cgroup(config: StackConfig, name: str) -> str | None:
+    """The cgroup v2 path process `name` is started in when it is a broker and config.broker_cgroup is set:
+    <broker_cgroup>/broker-<number>; None otherwise.
+    """
+    if config.broker_cgroup is None or name not in broker_names(config):
+        return None
+    return f"{config.broker_cgroup}/broker-{broker_number(name)}"
+
+
 def min_insync_replicas(config: StackConfig) -> int:
     """2 of 3: an acknowledged write survives the loss of any one broker, and one broker may be down for writes
     to go on; a single broker can only ask for itself.

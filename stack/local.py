@@ -131,6 +131,7 @@ class LocalStack:
         if fresh:
             self._wipe()
         self._check_ports()
+        self._check_broker_cgroup()
         write_logging_configs(cfg)
         if cfg.tls:
             mint(cfg.tls_dir)
@@ -180,6 +181,17 @@ class LocalStack:
             log.unlink()
         self.report(f"wiped the state in {cfg.run_dir}")
 
+    def _check_broker_cgroup(self) -> None:
+        parent = self.config.broker_cgroup
+        if parent is None:
+            return
+        try:
+            folder = procs.cgroup2_root() / parent
+        except RuntimeError as error:
+            raise StartError(f"--broker-cgroup {parent}: {error}") from None
+        if not folder.is_dir():
+            raise StartError(f"--broker-cgroup {parent}: no such cgroup ({folder}): make it first (mkdir)")
+
     def _check_ports(self) -> None:
         busy = [
             f"{port} ({name}, env {port_env_var(name)})"
@@ -193,7 +205,12 @@ class LocalStack:
 
     def _spawn(self, name: str, argv: list[str]) -> procs.Proc:
         proc = procs.spawn(
-            name, argv, self.config.log_file(name), env=daemons.env(self.config, name), cwd=self.config.run_dir
+            name,
+            argv,
+            self.config.log_file(name),
+            env=daemons.env(self.config, name),
+            cwd=self.config.run_dir,
+            cgroup=kafka.broker_cgroup(self.config, name),
         )
         self.state.replace(proc)
         self.state.save()
@@ -303,6 +320,11 @@ class LocalStack:
     def _stop_all(self) -> dict[str, str]:
         together = kafka.broker_names(self.config)
         results = procs.stop_all(self.state.procs, self.config.stop_timeout_s, report=self.report, together=together)
+        for cgroup in filter(None, (kafka.broker_cgroup(self.config, name) for name in together)):
+            try:
+                procs.remove_cgroup(cgroup)
+            except OSError as error:  # a broker that would not die is still in it
+                self.report(f"warning: cgroup {cgroup} not removed: {error}")
         self.state.procs = []
         self.state.save()
         busy = [str(port) for _, port in self.config.ports.in_use(self.config.unused_ports)]

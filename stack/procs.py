@@ -55,14 +55,45 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
-def spawn(name: str, argv: list[str], log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Proc:
-    """Start `argv` in a new session, stdout and stderr appended to `log`."""
+# Joins the cgroup whose folder is $0, then becomes the command: the same PID, in the cgroup before it opens a socket.
+_IN_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+
+
+def cgroup2_root() -> Path:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host);
+    RuntimeError when it is not.
+    """
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _device, mount_point, fs_type, *_ = line.split()
+        if fs_type == "cgroup2":
+            return Path(mount_point)
+    raise RuntimeError("no cgroup v2 hierarchy is mounted (/proc/self/mounts lists no cgroup2)")
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    cgroup: str | None = None,
+) -> Proc:
+    """Start `argv` in a new session, stdout and stderr appended to `log`; with `cgroup` (a cgroup v2 path under
+    cgroup2_root, whose parent exists), inside that cgroup, made if missing: every socket it opens belongs to it
+    (iptables' `-m cgroup --path` tells its traffic from other processes').
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    command = argv
+    if cgroup is not None:
+        folder = cgroup2_root() / cgroup
+        folder.mkdir(exist_ok=True)
+        command = ["/bin/sh", "-c", _IN_CGROUP, str(folder), *argv]
     with log.open("ab") as out:
-        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(argv)}\n".encode())
+        where = f" in cgroup {cgroup}" if cgroup else ""
+        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}{where}: {' '.join(argv)}\n".encode())
         out.flush()
         child = subprocess.Popen(
-            argv,
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -73,6 +104,12 @@ def spawn(name: str, argv: list[str], log: Path, env: Mapping[str, str] | None =
     proc = Proc(name, child.pid, start_ticks(child.pid) or 0, str(log), tuple(argv))
     _children[proc.pid, proc.start_ticks] = child
     return proc
+
+
+def remove_cgroup(cgroup: str) -> None:
+    """Remove the cgroup v2 path `cgroup` that spawn made, once no process is left in it; gone already is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        (cgroup2_root() / cgroup).rmdir()
 
 
 def exit_code(proc: Proc) -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from certs.tls import CertFiles
 
 from . import brokers, daemons, flink, kafka, procs
-from .brokers import ShortIsr
+from .brokers import PartitionIsr
 from .config import HOST, StackConfig
 from .kafka import Lag
 from .logs import LostCommit, LostCommitScanner
@@ -51,7 +51,7 @@ class StackStatus:
     # Three brokers only: the KRaft quorum's active controller (its node id) and the partitions whose ISR is short
     # (None: the brokers did not answer).
     controller: int | None = None
-    short_isr: tuple[ShortIsr, ...] | None = None
+    short_isr: tuple[PartitionIsr, ...] | None = None
     lost_commits: tuple[LostCommit, ...] = ()  # checkpoints' transactions the broker aborted first (logs.lost_commits)
 
     @property
@@ -118,9 +118,9 @@ def collect_status(state: StackState, rest: FlinkRest, lost: LostCommitScanner |
     )
 
 
-def _cluster(config: StackConfig, notes: list[str]) -> tuple[int | None, tuple[ShortIsr, ...] | None]:
+def _cluster(config: StackConfig, notes: list[str]) -> tuple[int | None, tuple[PartitionIsr, ...] | None]:
     """The active controller (from the voters' quorum-state files) and the partitions with a short ISR."""
-    short: tuple[ShortIsr, ...] | None = None
+    short: tuple[PartitionIsr, ...] | None = None
     try:
         short = tuple(brokers.short_isr(config))
     except Exception as error:

@@ -28,8 +28,9 @@ def unique_names(count: int) -> list[str]:
     return [f"{name}-{token}" for name in (plain + UNICODE_NAMES)[:count]]
 
 
-def produce(kafka: KafkaTarget, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
-    """Send (key, value) records with the generator's guarantees; fail unless every one is acknowledged."""
+def produce(kafka: KafkaTarget, topic: str, records: Iterable[tuple[bytes, bytes]], deadline_s: float = 30) -> int:
+    """Send (key, value) records with the generator's guarantees; fail unless every one is acknowledged within
+    `deadline_s`."""
     producer = Producer(client_settings(kafka, acks="all", **{"enable.idempotence": True, "linger.ms": 5}))
     errors: list[KafkaError] = []
 
@@ -42,7 +43,7 @@ def produce(kafka: KafkaTarget, topic: str, records: Iterable[tuple[bytes, bytes
         producer.produce(topic, key=key, value=value, on_delivery=delivered)
         producer.poll(0)
         sent += 1
-    assert producer.flush(30) == 0, "records still queued after 30 s"
+    assert producer.flush(deadline_s) == 0, f"records still queued after {deadline_s} s"
     assert not errors, errors[:5]
     return sent
 

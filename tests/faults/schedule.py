@@ -218,10 +218,11 @@ class Scenario:
     def produced(self) -> int:
         return self.next_round * len(self.names)
 
-    def produce_until(self, round_stop: int) -> None:
-        """Requests for rounds [next_round, round_stop): round-robin, each name's n-th before its (n+1)-th."""
+    def produce_until(self, round_stop: int, deadline_s: float = 30) -> None:
+        """Requests for rounds [next_round, round_stop): round-robin, each name's n-th before its (n+1)-th, all
+        acknowledged within `deadline_s`."""
         if round_stop > self.next_round:
-            produce(self.producer, "names", requests(self.names, round_stop - self.next_round))
+            produce(self.producer, "names", requests(self.names, round_stop - self.next_round), deadline_s)
             self.next_round = round_stop
 
     def checkpoint_counts(self) -> dict[str, int]:

@@ -2,7 +2,9 @@
 the transaction log at replication factor 3 with min.insync.replicas 2), each under the scenario's load and each
 exact under read_committed. One stack for the module, the faults in sequence, each started on a healthy cluster
 (every broker up, every replica in sync) and leaving one: the egress's transaction coordinator, the active
-controller and a `names` leader killed with -9, a rolling restart, two brokers of three down together.
+controller and a `names` leader killed with -9, a rolling restart, two brokers of three down together, and the
+egress's transaction coordinator cut off from the other brokers by a network partition. Each broker runs in a
+cgroup of its own (the stack's broker_cgroup), by which iptables tells its traffic from the clients'.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from stack import brokers, kafka, procs
 from stack.config import TOPICS
-from stack.faults import kill, respawn
+from stack.faults import BrokerPartition, kill, respawn
 from stack.kafka_auth import CONSUMER, client_flags
 from stack.local import LocalStack
 from tests.support.stacks import running_stack
@@ -32,13 +36,39 @@ MAJORITY_DOWN_S = 10
 # A transaction commit that had reached the brokers when two were killed may still be read just after: the
 # watcher fetches every 100 ms.
 IN_FLIGHT_READ_S = 2.0
+# A partition longer than Kafka 3.9's broker.session.timeout.ms (9 s: the controller fences a broker it has not
+# heard from) and replica.lag.time.max.ms (30 s: a leader drops a follower that stopped fetching), the brokers'
+# defaults here: the cluster must act on it, not wait it out.
+PARTITION_S = 40
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     run_dir = tmp_path_factory.mktemp("kafka-cluster") / "run"
-    with running_stack(run_dir, "kafka cluster", mode="cluster", brokers=3) as local:
-        yield local
+    parent = f"greeter-faults-{uuid.uuid4().hex[:12]}"  # the brokers' cgroups go in it: this stack's only
+    folder = procs.cgroup2_root() / parent
+    folder.mkdir()
+    try:
+        with running_stack(run_dir, "kafka cluster", mode="cluster", brokers=3, broker_cgroup=parent) as local:
+            yield local
+    finally:
+        folder.rmdir()  # `down` removed the brokers' own
+
+
+@pytest.fixture
+def partition(cluster: LocalStack) -> Iterator[Callable[[str], BrokerPartition]]:
+    """Makes a network partition of a broker; each one made is healed when the test ends, passed or failed."""
+    made: list[BrokerPartition] = []
+
+    def make(name: str) -> BrokerPartition:
+        made.append(BrokerPartition(cluster.config, name))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for cut in made:
+            cut.heal()
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +82,14 @@ def _healthy_cluster(cluster: LocalStack) -> Iterator[None]:
 
 
 def await_full_isr(stack: LocalStack, deadline_s: float = 120) -> None:
-    wait_for("every replica back in sync", lambda: not brokers.short_isr(stack.config), deadline_s)
+    """Every replica in sync as each broker serves the metadata (one cut off from the controller would still serve
+    the ISRs it last knew)."""
+    config = stack.config
+    wait_for(
+        "every replica back in sync",
+        lambda: not any(brokers.short_isr(config, asked=n) for n in config.broker_numbers),
+        deadline_s,
+    )
 
 
 def await_exit(stack: LocalStack, name: str, old: procs.Proc) -> None:
@@ -109,28 +146,27 @@ def test_three_brokers_replicate_everything_and_the_pipeline_is_exact(cluster: L
     assert any(line.startswith("short isr") and "none" in line for line in lines), shown.stdout
 
 
+def egress_coordinator(stack: LocalStack, run: Scenario) -> str:
+    """Produce the scenario's second third; the broker coordinating the egress's transaction that takes its first
+    greetings, found as its producer finds it (FindCoordinator) the moment the transaction opens."""
+    # Every greeting so far committed first: the egress's open transaction then holds none, so the second third's
+    # first greeting opens one after the reader is positioned. (Greetings of the first third still on their way
+    # could keep the transaction that was open before it, and the reader never see it open: CI.)
+    run.await_committed(run.produced)
+    with brokers.TransactionLog(stack.config) as log:
+        run.produce_until(2 * ROUNDS // 3)  # the egress opens a transaction for their greetings
+        transactional_id = log.next_open_egress_transaction()
+    return kafka.broker_name(brokers.find_transaction_coordinator(stack.config, transactional_id))
+
+
 @pytest.mark.timeout(600)
 def test_transaction_coordinator_killed(
     cluster: LocalStack, scenario_on: Callable[[LocalStack, str], Scenario]
 ) -> None:
-    """The broker coordinating the egress's open transaction, found as its producer finds it (FindCoordinator)
-    the moment the transaction takes its first greetings of the second third, and killed while it holds them."""
+    """The broker coordinating the egress's open transaction killed while the transaction holds greetings of the
+    second third."""
     run = scenario_on(cluster, "kill -9 of the egress's transaction coordinator, 3 brokers")
-    coordinated: list[str] = []
-
-    def coordinator() -> str:
-        # Every greeting so far committed first: the egress's open transaction then holds none, so the second
-        # third's first greeting opens one after the reader is positioned. (Greetings of the first third still on
-        # their way could keep the transaction that was open before it, and the reader never see it open: CI.)
-        run.await_committed(run.produced)
-        with brokers.TransactionLog(cluster.config) as log:
-            run.produce_until(2 * ROUNDS // 3)  # the egress opens a transaction for their greetings
-            transactional_id = log.next_open_egress_transaction()
-        coordinated.append(transactional_id)
-        return kafka.broker_name(brokers.find_transaction_coordinator(cluster.config, transactional_id))
-
-    kill_broker_under_load(cluster, run, "egress's transaction coordinator", coordinator)
-    assert coordinated, "no transaction was found open"
+    kill_broker_under_load(cluster, run, "egress's transaction coordinator", lambda: egress_coordinator(cluster, run))
 
 
 @pytest.mark.timeout(600)
@@ -211,5 +247,60 @@ def test_two_of_three_brokers_down(cluster: LocalStack, scenario_on: Callable[[L
     run.await_recovery(fault, deadline_s=300)
     report, result = run.finish(deadline_s=300, expect_failure=False, committed_while_down=len(committed_while_down))
     assert not committed_while_down, f"{len(committed_while_down)} greetings committed with 2 of 3 brokers down"
+    assert report.ok, "\n".join(report.summary())
+    assert result.lost == 0 and result.duplicated == 0, result
+
+
+@pytest.mark.timeout(600)
+def test_transaction_coordinator_partitioned(
+    cluster: LocalStack,
+    scenario_on: Callable[[LocalStack, str], Scenario],
+    partition: Callable[[str], BrokerPartition],
+) -> None:
+    """The broker coordinating the egress's open transaction cut off from the other two for PARTITION_S while the
+    transaction holds greetings of the second third; the runtime and the test's clients still reach all three
+    brokers, the cut one included, as in a partition of the brokers' own network. The last third is produced while
+    the partition lasts. The two others must fence it (it drops out of every ISR in their metadata, and out of the
+    quorum's lead if it held it), and once healed it must come back in sync, with every greeting exactly once."""
+    config = cluster.config
+    run = scenario_on(cluster, f"network partition of the egress's transaction coordinator, {PARTITION_S} s, 3 brokers")
+    run.produce_until(ROUNDS // 3)
+    run.ready_to_strike()
+    name = egress_coordinator(cluster, run)
+    number = kafka.broker_number(name)
+    majority = [n for n in config.broker_numbers if n != number]
+    controller = brokers.recorded_controller(config)
+    cut = partition(name)
+    fault = run.strike(f"network partition of the egress's transaction coordinator ({name}), {PARTITION_S} s", cut.cut)
+
+    def still_in_sync() -> list[brokers.PartitionIsr]:
+        return [p for p in brokers.partition_isrs(config, asked=majority[0]) if number in p.isr]
+
+    wait_for(
+        f"{name} out of every ISR, as {kafka.broker_name(majority[0])} serves them", lambda: not still_in_sync(), 60
+    )
+    out_of_isr_s = round(time.monotonic() - fault.at, 1)
+    if controller == number:
+        wait_for(
+            f"a controller other than {name}", lambda: brokers.recorded_controller(config) not in (number, None), 30
+        )
+    with ThreadPoolExecutor(1) as pool:
+        # Produced while the partition lasts: a client may well ask the cut-off broker, and wait for its heal.
+        last_third = pool.submit(run.produce_until, ROUNDS, PARTITION_S + 60)
+        time.sleep(max(0.0, fault.at + PARTITION_S - time.monotonic()))  # the partition itself
+        cut.heal()
+        healed_s = round(time.monotonic() - fault.at, 1)
+        last_third.result()
+    assert procs.is_running(cluster.state.proc(name)), f"{name} exited: a partition must leave it running"
+    await_full_isr(cluster)
+    run.await_recovery(fault, deadline_s=180)
+    report, result = run.finish(
+        deadline_s=300,
+        expect_failure=False,
+        broker=name,
+        controller_partitioned=controller == number,
+        out_of_isr_s=out_of_isr_s,
+        healed_s=healed_s,
+    )
     assert report.ok, "\n".join(report.summary())
     assert result.lost == 0 and result.duplicated == 0, result

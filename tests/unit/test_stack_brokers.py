@@ -10,8 +10,9 @@ import threading
 from pathlib import Path
 
 from stack import brokers, kafka
-from stack.brokers import ShortIsr
+from stack.brokers import PartitionIsr
 from stack.config import Ports, StackConfig
+from stack.faults import BrokerPartition
 from stack.status import ProcStatus, StackStatus, format_status
 
 
@@ -33,7 +34,7 @@ def test_the_controller_is_the_leader_of_the_newest_epoch_any_voter_recorded(tmp
 def test_status_shows_the_controller_and_each_short_isr() -> None:
     names = ("kafka", "kafka-2", "kafka-3", "greeter", "runtime")
     procs = [ProcStatus(name, 10 + i, name != "kafka-3", f"/run/{name}.log") for i, name in enumerate(names)]
-    short = (ShortIsr("names", 0, (1, 2, 3), (1, 2)), ShortIsr("greetings", 3, (3, 1, 2), ()))
+    short = (PartitionIsr("names", 0, (1, 2, 3), (1, 2)), PartitionIsr("greetings", 3, (3, 1, 2), ()))
     status = StackStatus("/run", names, procs, None, None, None, None, None, [], controller=2, short_isr=short)
     text = format_status(status)
     assert "kafka-3      pid 12       DOWN" in text
@@ -88,3 +89,24 @@ def test_the_run_folder_remembers_how_many_brokers_its_storage_was_made_for(tmp_
     # `up --brokers 1` on this folder is refused (stack/local.py): its topics have replicas on brokers 2 and 3
     assert kafka.formatted_broker_count(StackConfig(run_dir=tmp_path)) == 3
     assert kafka.formatted_cluster_id(config, 3) == "abc"
+
+
+def test_a_partition_drops_only_what_the_brokers_send_each_other_across_the_cut() -> None:
+    """Broker 2 cut off: its cgroup's packets to the listeners of 1 and 3 dropped, and theirs to its listeners;
+    nothing else (clients are in no broker's cgroup, 1 and 3 still reach each other)."""
+    ports = Ports()
+    config = StackConfig(brokers=3, ports=ports, broker_cgroup="tests/cluster")
+    assert kafka.broker_cgroup(config, "kafka-2") == "tests/cluster/broker-2"
+    assert kafka.broker_cgroup(config, "greeter") is None
+    dropped = set()
+    for rule in BrokerPartition(config, "kafka-2").rules:
+        assert rule[:7] == ["OUTPUT", "-o", "lo", "-d", "127.0.0.1", "-p", "tcp"] and rule[-2:] == ["-j", "DROP"]
+        sender = rule[rule.index("--path") + 1]
+        listeners = tuple(map(int, rule[rule.index("--dports") + 1].split(",")))
+        dropped.add((sender, listeners))
+    assert dropped == {
+        ("tests/cluster/broker-2", ports.broker(1)),
+        ("tests/cluster/broker-2", ports.broker(3)),
+        ("tests/cluster/broker-1", ports.broker(2)),
+        ("tests/cluster/broker-3", ports.broker(2)),
+    }

@@ -91,3 +91,13 @@ def test_brokers_are_one_or_three_and_three_refuse_the_secured_mode() -> None:
         from_env({"GREETER_STACK_BROKERS": "2"})
     with pytest.raises(ConfigError, match="cannot be combined with --brokers 3"):
         StackConfig(brokers=3, kafka_security="sasl-ssl")
+
+
+def test_broker_cgroup_is_a_path_under_the_cgroup2_mount() -> None:
+    assert from_env({}).broker_cgroup is None
+    assert from_env({"GREETER_STACK_BROKER_CGROUP": "tests/kafka-cluster"}).broker_cgroup == "tests/kafka-cluster"
+    for bad in ("/sys/fs/cgroup/unified/x", "a/../b", "a/", "a//b"):
+        with pytest.raises(ConfigError, match="GREETER_STACK_BROKER_CGROUP"):
+            from_env({"GREETER_STACK_BROKER_CGROUP": bad})
+    config = StackConfig(brokers=3, broker_cgroup="tests/kafka-cluster")
+    assert StackConfig.from_json(config.to_json()) == config

@@ -4,6 +4,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,22 @@ def test_rss_counts_the_whole_group_like_gunicorns_master_and_workers(tmp_path: 
     finally:
         procs.stop(proc, timeout=5)
     assert procs.rss_bytes(proc) == 0
+
+
+def test_spawn_in_a_cgroup_runs_the_command_itself_inside_it(tmp_path: Path) -> None:
+    """The recorded PID is the command's (the shell that joins the cgroup execs it), and it runs in the cgroup,
+    which is removed once it has exited."""
+    cgroup = f"greeter-stack-unit-{uuid.uuid4().hex[:12]}"
+    proc = procs.spawn("sleeper", SLEEPER, tmp_path / "s.log", cgroup=cgroup)
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[:1] != [sys.executable.encode()]:
+            assert time.monotonic() < deadline, "the shell never became the command"
+            time.sleep(0.02)
+        assert f"0::/{cgroup}\n" in Path(f"/proc/{proc.pid}/cgroup").read_text()
+        assert proc.argv == tuple(SLEEPER)  # what a respawn starts again, in its cgroup again
+        assert f"starting sleeper in cgroup {cgroup}" in (tmp_path / "s.log").read_text()
+    finally:
+        procs.stop(proc, timeout=5)
+        procs.remove_cgroup(cgroup)
+    assert not (procs.cgroup2_root() / cgroup).exists()
