@@ -307,29 +307,43 @@ def formatted_cluster_id(config: StackConfig, number: int = 1) -> str | None:
     return None
 
 
+# What librdkafka answers when a request was queued on a connection it then dropped, e.g. the bootstrap broker's
+# handle, replaced once the cluster's metadata names the brokers: seen once creating the topics of three brokers
+# just started. The request never reached a broker, so asking again is safe.
+_DROPPED_REQUEST = ("_DESTROY_BROKER", "_TRANSPORT")
+_TOPIC_ATTEMPTS = 3
+
+
 def ensure_topics(config: StackConfig, names: Iterable[str] = TOPICS) -> None:
     """Create the topics that are missing (idempotent), with the stack's partitions and record size bound."""
     client = admin(config)
-    existing = client.list_topics(timeout=5).topics
-    wanted = [
-        NewTopic(
-            name,
-            num_partitions=config.partitions,
-            replication_factor=config.brokers,
-            config={
-                "max.message.bytes": str(config.max_message_bytes),
-                "min.insync.replicas": str(min_insync_replicas(config)),
-            },
-        )
-        for name in names
-        if name not in existing
-    ]
-    for name, future in client.create_topics(wanted, request_timeout=15).items() if wanted else ():
-        try:
-            future.result()
-        except KafkaException as error:
-            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise RuntimeError(f"creating topic {name!r} failed: {error}") from error
+    for attempt in range(1, _TOPIC_ATTEMPTS + 1):
+        existing = client.list_topics(timeout=5).topics
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=config.partitions,
+                replication_factor=config.brokers,
+                config={
+                    "max.message.bytes": str(config.max_message_bytes),
+                    "min.insync.replicas": str(min_insync_replicas(config)),
+                },
+            )
+            for name in names
+            if name not in existing
+        ]
+        dropped = False
+        for name, future in client.create_topics(wanted, request_timeout=15).items() if wanted else ():
+            try:
+                future.result()
+            except KafkaException as error:
+                code = error.args[0].name()
+                if code in _DROPPED_REQUEST and attempt < _TOPIC_ATTEMPTS:
+                    dropped = True
+                elif code != "TOPIC_ALREADY_EXISTS":
+                    raise RuntimeError(f"creating topic {name!r} failed: {error}") from error
+        if not dropped:
+            return
 
 
 def ensure_acls(config: StackConfig) -> None:
