@@ -103,6 +103,14 @@ def broker_settings(config: StackConfig) -> list[tuple[str, str, str]]:
             "module.yaml's egress asks 15min; headroom so raising it does not fail the producers",
         ),
         ("group.initial.rebalance.delay.ms", "0", "no 3 s wait before the first consumer gets partitions"),
+        # A broker back from kill -9 is refused (DUPLICATE_BROKER_REGISTRATION) until the controller drops its old
+        # registration, one session timeout (Kafka's 9 s) after the controller last heard of it; a dead broker of
+        # three is fenced out of the ISR after the same wait. Availability only: replication and transactions do
+        # not depend on it. RELIABILITY.md, "Where a recovery's seconds go".
+        ("broker.heartbeat.interval.ms", "500",
+         "Kafka's 2000: six heartbeats per session timeout, so one late on a loaded machine fences nothing"),
+        ("broker.session.timeout.ms", "3000",
+         "Kafka's 9000: a broker respawned after kill -9 registers, and a dead one is fenced, 6 s sooner"),
         ("message.max.bytes", str(config.max_message_bytes + 1024), "topic limit plus batch overhead"),
         (
             "log.cleaner.dedupe.buffer.size",

@@ -137,6 +137,11 @@ TOOLS = (
     Tool(("python -m deploy_render.compose_kafka",), "deploy_render.compose_kafka", compose_kafka._parser),
     Tool(("python -m deploy_render.kafka_acls",), "deploy_render.kafka_acls", kafka_acls._parser),
     Tool(("scripts/soak", "python -m tests.faults.soak"), "tests.faults.soak", main_of("tests.faults.soak")),
+    Tool(
+        ("scripts/recovery-ab", "python -m tests.faults.recovery_ab"),
+        "tests.faults.recovery_ab",
+        main_of("tests.faults.recovery_ab"),
+    ),
     Tool(("scripts/bench-endpoint", "python -m bench.endpoint"), "bench.endpoint", main_of("bench.endpoint")),
     Tool(("scripts/bench-limits", "python -m bench.limits"), "bench.limits", main_of("bench.limits")),
     Tool(("scripts/bench-modes", "python -m bench.modes"), "bench.modes", main_of("bench.modes")),
@@ -418,7 +423,8 @@ def test_a_refused_example_fails() -> None:
 
 
 def _modules_building_a_parser() -> set[str]:
-    """Every module of the repository that builds an ArgumentParser (tests aside, but for the soak's)."""
+    """Every module of the repository that builds an ArgumentParser (tests aside, but for tests/faults: the soak's,
+    recovery-ab's)."""
     found = set()
     for folder, subfolders, files in os.walk(ROOT):
         here = Path(folder).relative_to(ROOT)
