@@ -1,10 +1,11 @@
 """The request-reply protocol: the SDK's own RequestReplyHandler, behind a check that answers bad input 4xx.
 
-Every batch is run by statefun.RequestReplyHandler.handle_async. In front of it, `_check` parses the body and
-refuses what the SDK would raise on, which the server would answer 500 and the runtime retry until the job
-restarts: a body that is not a ToFunction invocation batch, no target, an unknown function type. State the
-function cannot read (another typename, bytes that do not decode) is refused too, once the SDK raised on it.
-A batch addressed to an empty id, which the SDK cannot turn into a Message, goes to `on_empty_id` when one is
+Every batch is run as statefun.RequestReplyHandler.handle_async runs it. In front of it, `_check` parses the body
+and refuses what the SDK would raise on, which the server would answer 500 and the runtime retry until the job
+restarts: a body that is not a ToFunction invocation batch, no target, an unknown function type. The batch it
+parsed is then run by greeter/protocol/sdk_batch.py, the rest of the SDK's handle_async, so the body is parsed once.
+State the function cannot read (another typename, bytes that do not decode) is refused too, once the SDK raised on
+it. A batch addressed to an empty id, which the SDK cannot turn into a Message, goes to `on_empty_id` when one is
 given (the greeter dead-letters its records) and is refused otherwise.
 """
 
@@ -13,9 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
-from statefun import RequestReplyHandler, StatefulFunctions
-from statefun.core import parse_typename
+from statefun import StatefulFunctions
+from statefun.core import SdkAddress, parse_typename
 from statefun.request_reply_pb2 import FromFunction, ToFunction, TypedValue
+from statefun.statefun_builder import StatefulFunction
+
+from greeter.protocol.sdk_batch import run_batch
 
 
 class InvalidRequest(ValueError):
@@ -52,10 +56,9 @@ _ASKS_FOR_STATE = FromFunction(incomplete_invocation_context={}).SerializeToStri
 
 
 class _Checked(NamedTuple):
-    typename: str
-    address_id: str
+    address: SdkAddress  # the target, as the SDK's handler takes it
     invocations: int  # carried by the batch; delivered only when the reply does not ask for state
-    function: Any  # statefun's StatefulFunction
+    function: StatefulFunction
     batch: Any  # ToFunction.InvocationBatchRequest
 
 
@@ -106,7 +109,6 @@ class Dispatcher:
 
     def __init__(self, functions: StatefulFunctions, on_empty_id: EmptyIdHandler | None = None) -> None:
         self._functions = functions
-        self._handler = RequestReplyHandler(functions)
         self._on_empty_id = on_empty_id
 
     def _check(self, body: bytes) -> _Checked:
@@ -121,34 +123,38 @@ class Dispatcher:
         target = batch.target
         if not target.namespace or not target.type:
             raise InvalidRequest("the invocation batch names no target function")
-        typename = f"{target.namespace}/{target.type}"
+        namespace, name, address_id = target.namespace, target.type, target.id
+        typename = f"{namespace}/{name}"
         try:
             function = self._functions.for_typename(typename)
         except KeyError:
             raise UnknownFunction(typename) from None
-        if not target.id and self._on_empty_id is None:
+        if not address_id and self._on_empty_id is None:
             raise InvalidRequest("the invocation batch is addressed to an empty id")
-        return _Checked(typename, target.id, len(batch.invocations), function, batch)
+        address = SdkAddress(namespace, name, address_id, typename)
+        return _Checked(address, len(batch.invocations), function, batch)
 
     def _empty_id_reply(self, checked: _Checked) -> Reply:
         assert self._on_empty_id is not None  # _check refused the batch otherwise
+        typename = checked.address.typename
         arguments = [invocation.argument for invocation in checked.batch.invocations]
-        body = _egress_reply(self._on_empty_id(checked.typename, arguments))
-        return Reply(body, checked.typename, "", len(arguments))
+        body = _egress_reply(self._on_empty_id(typename, arguments))
+        return Reply(body, typename, "", len(arguments))
 
     async def handle_async(self, body: bytes) -> Reply:
         """The reply to one batch, for a caller on a running event loop (the server's)."""
         checked = self._check(body)
-        if not checked.address_id:
+        address = checked.address
+        if not address.id:
             return self._empty_id_reply(checked)
         try:
-            reply: bytes = await self._handler.handle_async(body)
+            reply = await run_batch(checked.function, address, checked.batch)
         except Exception as error:
             _refuse_unreadable_state(checked, error)
             raise
         # The SDK asks for missing state instead of invoking: then the batch delivered nothing.
         invocations = 0 if reply.startswith(_ASKS_FOR_STATE) else checked.invocations
-        return Reply(reply, checked.typename, checked.address_id, invocations)
+        return Reply(reply, address.typename, address.id, invocations)
 
     def handle(self, body: bytes) -> Reply:
         """The reply to one batch, for a caller with no running event loop (tests, probes, WSGI servers)."""

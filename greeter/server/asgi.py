@@ -1,6 +1,6 @@
 """The ASGI front the greeter's worker serves: POST /statefun on the running loop, the Flask app for the rest.
 
-/statefun awaits the SDK's RequestReplyHandler.handle_async through StatefunEndpoint on the worker's own
+/statefun runs the SDK's request-reply handler (greeter/protocol) through StatefunEndpoint on the worker's own
 event loop, with no thread hop and no per-request loop. Every other path (/healthz, /readyz, /metrics) goes to
 the Flask app through a2wsgi's WSGI adapter, in its thread pool.
 """

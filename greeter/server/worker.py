@@ -2,7 +2,7 @@
 
 Why uvicorn: the runtime pools connections and sends one small request per address batch; gunicorn's `sync`
 worker closes every connection (the runtime then fails and retries deliveries) and parses HTTP in Python.
-uvicorn keeps connections alive, parses with llhttp and awaits the SDK's handle_async on its own loop.
+uvicorn keeps connections alive, parses with llhttp and runs the SDK's handler on its own loop.
 gunicorn still owns sockets, workers, signals, timeouts and TLS settings.
 
 What this class adds: it serves the greeter (greeter/server/serve.py's GreeterServer hands it the settings and the

@@ -2,7 +2,7 @@
 
 Two servers carry it, and both stay. The WSGI route (`StatefunWsgi` here, in front of the Flask app) is the
 contract: `greeter.app:app` serves /statefun under any WSGI server, and a test client can call it. The ASGI
-route (greeter/server/asgi.py) is the fast path greeter-serve's worker takes: the SDK's handle_async on the worker's
+route (greeter/server/asgi.py) is the fast path greeter-serve's worker takes: the SDK's handler on the worker's
 running loop, no thread hop. `StatefunEndpoint` is what they share: the checks made before a body is read
 (`refusal_before_body`: 405, 413 by the declared length, 400 for a length that is not a number), the 413 for a
 body that grew past the limit, and the answer to a body (200 with the reply, a 4xx naming what was wrong, or a

@@ -9,9 +9,9 @@ context API: state reads, writes and deletes, messages, delayed messages with an
 cancellations, Kafka and Kinesis egress (also to malformed egress typenames), and user errors.
 
 The property: where the SDK replies, the Dispatcher (`handle`, and `handle_async` on a loop) replies with the
-same FromFunction, parsed and byte for byte (it hands back the SDK's own bytes), in a Reply naming the batch's
-function type and id and its invocation count (0 exactly when the SDK asks for missing state); where the SDK
-raises, the Dispatcher raises the same exception type with the same message. (Deleting state is
+same FromFunction, parsed and byte for byte (it runs the steps of the SDK's handler on the batch it parsed), in a
+Reply naming the batch's function type and id and its invocation count (0 exactly when the SDK asks for missing
+state); where the SDK raises, the Dispatcher raises the same exception type with the same message. (Deleting state is
 `del context.storage.x`; setting it to None raises ValueError in the SDK, a user error like any other.)
 
 The Dispatcher refuses some bodies before the SDK sees them. Each such deliberate difference has its own tests,
@@ -534,7 +534,7 @@ def assert_same(
     expected_reply = FromFunction.FromString(expected)
     actual_reply = FromFunction.FromString(actual.body)
     assert actual_reply == expected_reply, f"\nSDK:\n{expected_reply}\nDispatcher:\n{actual_reply}"
-    # The Dispatcher hands back the SDK's own bytes, so equal messages are equal bytes too.
+    # The Dispatcher serializes the reply with the SDK's own helpers, so equal messages are equal bytes too.
     assert actual.body == expected
     assert actual.typename == typename
     assert actual.address_id == address_id
