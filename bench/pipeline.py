@@ -171,23 +171,36 @@ def summarise(rounds: list[dict[str, Any]], systems: list[str]) -> dict[str, Any
     return summary
 
 
-def run_point(found: dict[str, load.Target], names: int, args: argparse.Namespace, round_index: int) -> dict[str, Any]:
-    """One round of one point: throughput for each system in turn, then latency for each."""
+def run_point(
+    found: dict[str, load.Target], names: int, args: argparse.Namespace, round_index: int, retries: Callable[[], int]
+) -> dict[str, Any]:
+    """One round of one point: throughput for each system in turn, then latency for each. Each measure records the
+    deliveries the runtime retried while it ran (`retries`: the count so far), so one that fell in a measured window
+    (a connection the floor's swap closed, say) is pinned to its figure.
+    """
     order = list(found) if round_index % 2 == 0 else list(reversed(found))
     result: dict[str, Any] = {"round": round_index, "order": order}
     backlog, trickle = name_pools(f"tp{names}", names, order), name_pools(f"lat{names}", names, order)
+
+    def counted(measure: Callable[..., dict[str, Any]], *arguments: Any) -> dict[str, Any]:
+        before = retries()
+        figures = measure(*arguments)
+        figures["failed_deliveries"] = retries() - before
+        return figures
+
     for system in order:
-        result[system] = {"throughput": load.throughput(found[system], backlog[system], args.messages)}
+        result[system] = {"throughput": counted(load.throughput, found[system], backlog[system], args.messages)}
         say(f"{system} names={names} round {round_index}: throughput {brief(result[system]['throughput'])}")
     for system in order:
-        result[system]["latency"] = load.latency(found[system], trickle[system], args.rate, args.latency_seconds)
-        say(f"{system} names={names} round {round_index}: latency {brief(result[system]['latency'])}")
+        latency = counted(load.latency, found[system], trickle[system], args.rate, args.latency_seconds)
+        result[system]["latency"] = latency
+        say(f"{system} names={names} round {round_index}: latency {brief(latency)}")
     return result
 
 
 def brief(measure: dict[str, Any]) -> str:
     keys = ["greetings", "correct", "greetings_per_s_first_to_last", "p50_ms", "p99_ms", "max_ms"]
-    keys += ["cpu_seconds_per_1000_greetings_total", "messages_per_request"]
+    keys += ["cpu_seconds_per_1000_greetings_total", "messages_per_request", "failed_deliveries"]
     return json.dumps({key: measure[key] for key in keys if key in measure})
 
 
@@ -382,7 +395,9 @@ def measure(
         result["warmup"] = {name: load.throughput(target, warm[name], args.warmup) for name, target in found.items()}
         say(f"[bench] warm-up: {json.dumps(result['warmup'])}")
     for names in args.names:
-        rounds = [run_point(found, names, args, index) for index in range(args.repeat)]
+        rounds = [
+            run_point(found, names, args, index, lambda: delivery_retries(stack.config)) for index in range(args.repeat)
+        ]
         summary = summarise(rounds, args.systems)
         result["points"].append({"names": names, "rounds": rounds, "summary": summary})
         result["points"][-1]["state_bytes"] = state_bytes(stack, peer)

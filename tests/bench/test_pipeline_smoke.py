@@ -60,6 +60,7 @@ def test_every_system_verifies_and_the_result_has_every_field(tmp_path: Path) ->
         for measure in (backlog, trickle):
             assert measure["cpu_seconds_per_1000_greetings_total"] > 0
             assert measure["peak_rss_mb"]["kafka"] > 0
+            assert measure["failed_deliveries"] == 0  # no retried delivery inside a measured window
         summary = point["summary"][system]
         assert summary["correct"]
         assert set(summary["throughput.greetings_per_s_from_first_sent"]) == {"min", "median"}
