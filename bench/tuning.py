@@ -86,6 +86,11 @@ VARIANTS = (
     Variant("parallelism-2", "parallelism 2 (2 task slots)", config={"parallelism": 2, "taskmanager_slots": 2}),
     Variant("async-max-4096", "statefun.async.max-per-task 4096 (StateFun's default 32768)",
             config={"flink_overrides": (("statefun.async.max-per-task", "4096"),)}),
+    # As many requests in flight per task as the transport has connections (pool_size 1024): none waits for one.
+    # The default lets 32768 queue for them, and one that waits past the connect timeout (20 s) fails and is
+    # retried, which a backlog of many names on a loaded machine turns into a storm of retries.
+    Variant("async-max-1024", "statefun.async.max-per-task 1024, the transport's pool_size (StateFun's default 32768)",
+            config={"flink_overrides": (("statefun.async.max-per-task", "1024"),)}),
     Variant("taskmanager-2g", "taskmanager.memory.process.size 2048m (shipped 1536m)",
             config={"taskmanager_memory": "2048m"}),
     Variant("parallel-gc", "TaskManager on the Parallel collector instead of G1",
