@@ -49,7 +49,7 @@ from stack import kafka
 from stack.config import MODES, Ports, StackConfig
 from stack.kafka_auth import CONSUMER, GENERATOR, client_settings
 from stack.local import LocalStack
-from stack.logs import delivery_retries
+from stack.logs import RetryCounter, delivery_retries
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("statefun", "quix")
@@ -394,9 +394,10 @@ def measure(
         warm = name_pools("warmup", args.names[0], found)
         result["warmup"] = {name: load.throughput(target, warm[name], args.warmup) for name, target in found.items()}
         say(f"[bench] warm-up: {json.dumps(result['warmup'])}")
+    retries = RetryCounter()  # kept between the measures: each count reads only what the task logs gained
     for names in args.names:
         rounds = [
-            run_point(found, names, args, index, lambda: delivery_retries(stack.config)) for index in range(args.repeat)
+            run_point(found, names, args, index, lambda: retries.count(stack.config)) for index in range(args.repeat)
         ]
         summary = summarise(rounds, args.systems)
         result["points"].append({"names": names, "rounds": rounds, "summary": summary})
@@ -404,7 +405,7 @@ def measure(
         args.out.write_text(json.dumps(result, indent=2))
     result["job_failures"] = stack.failure_count()
     # Deliveries that failed and were retried (a closed keep-alive connection would show here): should be 0.
-    result["failed_deliveries"] = delivery_retries(stack.config)
+    result["failed_deliveries"] = retries.count(stack.config)
     result["correct"] = all(p["summary"][s]["correct"] for p in result["points"] for s in args.systems)
     if servers is not None:
         result["floor"] = floor_record(servers)

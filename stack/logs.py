@@ -1,19 +1,22 @@
 """The run folder's log files: `logs [NAME]` prints them, each line prefixed with its process name, and -f follows
-them; `delivery_retries` counts what the runtime's log says it retried, `lost_commits` the checkpoints' transactions
-it could not commit.
+them; the task logs' scanners (TaskLogScanner) count what the runtime says it retried (RetryCounter) and find the
+checkpoints' transactions it could not commit (LostCommitScanner).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Generic, TextIO, TypeVar
 
 from .config import StackConfig
 from .daemons import task_logs
 from .readiness import tail
+
+T = TypeVar("T")
 
 _RETRY = re.compile(r"Retry #\d+")
 # Flink 1.16's FlinkKafkaProducer.recoverAndCommit logs this and carries on when the broker refuses the commit of a
@@ -85,16 +88,57 @@ def follow(files: list[Path], out: TextIO, stop: threading.Event, interval: floa
         stop.wait(interval)
 
 
-def delivery_retries(config: StackConfig) -> int:
-    """The failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
-    each (a connection the greeter closed, a 5xx, a wrong content type). Counted over the logs of the processes that
-    run the tasks (daemons.task_logs) in `config`'s run folder, appended across respawns.
+class TaskLogScanner(Generic[T]):
+    """What `pattern` finds in the logs of the processes that run the tasks (daemons.task_logs) of a run folder,
+    appended across respawns. Kept by a caller that asks again (`status --watch` every second, a benchmark between
+    its measures), each scan reads only the complete lines the logs gained since the last one: a busy runtime's log
+    grows to hundreds of MB.
     """
-    return sum(
-        len(_RETRY.findall(log.read_text(encoding="utf-8", errors="replace")))
-        for log in task_logs(config)
-        if log.exists()
-    )
+
+    def __init__(self, pattern: re.Pattern[str], make: Callable[[re.Match[str]], T]) -> None:
+        self._pattern = pattern
+        self._make = make
+        self._offsets: dict[Path, int] = {}
+        self._found: dict[Path, list[T]] = {}
+
+    def scan(self, config: StackConfig) -> list[T]:
+        """Everything found so far in `config`'s task logs, log by log."""
+        for log in task_logs(config):
+            if log.exists():
+                self._read_appended(log)
+        return [item for found in self._found.values() for item in found]
+
+    def _read_appended(self, log: Path) -> None:
+        offset = self._offsets.get(log, 0)
+        if log.stat().st_size < offset:  # truncated (a --fresh start): what was found in it is gone with it
+            offset = 0
+            self._found[log] = []
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next scan
+        self._offsets[log] = offset + len(complete)
+        text = complete.decode("utf-8", "replace")
+        self._found.setdefault(log, []).extend(self._make(m) for m in self._pattern.finditer(text))
+
+
+class RetryCounter(TaskLogScanner[None]):
+    """The failed deliveries to the greeter that the runtime retried: StateFun's HTTP client logs `Retry #n` for
+    each (a connection the greeter closed, a 5xx, a wrong content type, a request that waited too long for a pooled
+    connection).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_RETRY, lambda match: None)
+
+    def count(self, config: StackConfig) -> int:
+        """The retries in `config`'s task logs so far."""
+        return len(self.scan(config))
+
+
+def delivery_retries(config: StackConfig) -> int:
+    """The retries (RetryCounter) in `config`'s task logs, read whole once."""
+    return RetryCounter().count(config)
 
 
 @dataclass(frozen=True)
@@ -107,38 +151,17 @@ class LostCommit:
     epoch: int
 
 
-class LostCommitScanner:
-    """Finds the transactions of completed checkpoints that the broker had aborted before the restored job could
-    commit them (the runtime away longer than the egress's transactionTimeout) in the task logs of a run folder.
-    Each scan reads only the complete lines appended since the last one, so `status --watch` can look every second
-    without reading logs of many MB whole each time.
+class LostCommitScanner(TaskLogScanner[LostCommit]):
+    """The transactions of completed checkpoints that the broker had aborted before the restored job could commit
+    them (the runtime away longer than the egress's transactionTimeout).
     """
 
     def __init__(self) -> None:
-        self._offsets: dict[Path, int] = {}
-        self._found: dict[Path, list[LostCommit]] = {}
+        super().__init__(_LOST_COMMIT, lambda m: LostCommit(m["at"], m["id"], int(m["producer"]), int(m["epoch"])))
 
     def scan(self, config: StackConfig) -> list[LostCommit]:
         """Every lost transaction found so far in `config`'s task logs, oldest first."""
-        for log in task_logs(config):
-            if log.exists():
-                self._read_appended(log)
-        return sorted((lost for found in self._found.values() for lost in found), key=lambda lost: lost.at)
-
-    def _read_appended(self, log: Path) -> None:
-        offset = self._offsets.get(log, 0)
-        if log.stat().st_size < offset:  # truncated (a --fresh start): what was found in it is gone with it
-            offset = 0
-            self._found[log] = []
-        with log.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next scan
-        self._offsets[log] = offset + len(complete)
-        self._found.setdefault(log, []).extend(
-            LostCommit(m["at"], m["id"], int(m["producer"]), int(m["epoch"]))
-            for m in _LOST_COMMIT.finditer(complete.decode("utf-8", "replace"))
-        )
+        return sorted(super().scan(config), key=lambda lost: lost.at)
 
 
 def lost_commits(config: StackConfig) -> list[LostCommit]:

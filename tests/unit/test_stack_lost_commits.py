@@ -5,7 +5,7 @@ from a TaskManager log of tests/faults/test_kafka_timeouts.py)."""
 from pathlib import Path
 
 from stack.config import StackConfig
-from stack.logs import LostCommit, LostCommitScanner, lost_commits
+from stack.logs import LostCommit, LostCommitScanner, RetryCounter, delivery_retries, lost_commits
 from stack.status import StackStatus, format_status
 
 TXN = "KafkaTransactionState [transactionalId=feedback-union -> functions -> Sink: example-greets-egress-be0146a9481fb47da7328992b4e31e7b-{n}, producerId={producer}, epoch={epoch}]"  # noqa: E501
@@ -69,3 +69,15 @@ def test_status_names_each_lost_transaction_with_its_time() -> None:
     line = next(line for line in format_status(status).splitlines() if line.startswith("LOST"))
     assert "2026-12-07 18:29:26,710" in line and "producer 20, epoch 1" in line
     assert "greetings are lost" in line and "transactionTimeout" in line
+
+
+def test_a_kept_retry_counter_counts_each_retry_once(tmp_path: Path) -> None:
+    config = StackConfig(run_dir=tmp_path)
+    log = tmp_path / "runtime.log"
+    retry = "2026-12-07 22:47:45,749 INFO  NettyRequest [] - Retry #{n} ToFunctionRequestSummary(...)\n"
+    log.write_text(retry.format(n=1) + retry.format(n=2))
+    counter = RetryCounter()
+    assert counter.count(config) == 2
+    with log.open("a") as handle:
+        handle.write(retry.format(n=3))
+    assert counter.count(config) == 3 == delivery_retries(config)
