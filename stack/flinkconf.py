@@ -32,6 +32,10 @@ def pipeline_entries(config: StackConfig) -> list[tuple[str, str, str]]:
         ("cluster.registration.error-delay", "1000",
          "a TaskManager that cannot reach the JobManager retries after 1 s, not Flink's 10 s: after a JobManager "
          "restart it registered up to 10 s late (RELIABILITY.md, where a recovery's seconds go)"),
+        ("statefun.async.max-per-task", "1024",
+         "no more requests in flight per task than the transport has pooled connections (pool_size 1024); "
+         "StateFun's 32768 let a backlog queue for them past the 20 s acquire timeout: retry storms and job "
+         "failures at 1,000,000 names (BENCHMARKS.md, the floor run's retries)"),
         ("state.backend", "rocksdb", OFFICIAL + ": state larger than memory"),
         ("state.backend.rocksdb.timer-service.factory", "ROCKSDB", OFFICIAL),
         ("state.backend.incremental", "true", OFFICIAL + ": checkpoints upload only new SST files"),
