@@ -129,10 +129,6 @@ class StackConfig:
     # Cluster mode: slots per TaskManager; the stack starts as many TaskManagers as the parallelism needs
     # (`taskmanagers`). One each, as on Kubernetes: rescaling starts and stops whole JVMs.
     taskmanager_slots: int = 1
-    # Cluster mode: TaskManagers started beyond those the parallelism needs, their slots registered and free. A
-    # TaskManager's kill then restarts the job on one at once, without waiting for a new JVM to start and register
-    # (RELIABILITY.md, "Where a recovery's seconds go"); each costs one idle TaskManager's memory.
-    standby_taskmanagers: int = 0
     mode: str = "single"  # one of MODES
     # Every JVM sized for this job (BENCHMARKS.md, "Every JVM sized for this job"; `scripts/bench-profile memory`).
     # The single-mode JVM's heap ceiling (without one the JVM may take a quarter of the machine's memory): 124 MB
@@ -194,11 +190,6 @@ class StackConfig:
             raise ConfigError(f"brokers {self.brokers}: expected one of {', '.join(map(str, BROKER_COUNTS))}")
         if self.brokers > 1 and self.kafka_security != "none":
             raise ConfigError("--kafka-security sasl-ssl runs one broker: it cannot be combined with --brokers 3")
-        if self.standby_taskmanagers and self.mode != "cluster":
-            raise ConfigError(
-                f"standby taskmanagers {self.standby_taskmanagers}: only the cluster mode has TaskManagers "
-                "(--mode cluster)"
-            )
         if self.parallelism < 1 or self.taskmanager_slots < 1:
             raise ConfigError(
                 f"parallelism {self.parallelism}, taskmanager slots {self.taskmanager_slots}: each must be at least 1"
@@ -206,8 +197,8 @@ class StackConfig:
 
     @property
     def taskmanagers(self) -> int:
-        """Cluster mode's TaskManagers: enough slots for the parallelism, and the standbys."""
-        return -(-self.parallelism // self.taskmanager_slots) + self.standby_taskmanagers
+        """Cluster mode's TaskManagers: enough slots for the parallelism."""
+        return -(-self.parallelism // self.taskmanager_slots)
 
     @property
     def lib_flink(self) -> Path:
@@ -402,12 +393,6 @@ UP_SETTINGS: tuple[EnvSetting, ...] = (
         "taskmanager_slots",
         _count,
         "cluster mode: slots per TaskManager (the stack starts parallelism / slots TaskManagers)",
-    ),
-    _setting(
-        "standby_taskmanagers",
-        _count,
-        "cluster mode: TaskManagers beyond the parallelism's, idle, so a lost TaskManager's job restarts on one "
-        "at once",
     ),
     _setting("greeter_workers", _count, "gunicorn workers of the greeter"),
     _setting(

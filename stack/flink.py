@@ -114,9 +114,6 @@ def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> l
         }
     if name != "jobmanager" and config.runtime_metrics:  # Prometheus scrapes a fixed address per TaskManager
         ports[f"{REPORTER_PREFIX}.port"] = prometheus_port(config, name)
-    # The REST API and `status` name each TaskManager by its process (not address:port and a random suffix), so
-    # the one running the job can be told from a standby.
-    identity = [] if name == "jobmanager" else ["-D", f"taskmanager.resource-id={name}"]
     return [
         java,
         *params.jvm_flags,
@@ -131,7 +128,6 @@ def argv(java: str, config: StackConfig, name: str, params: ResourceParams) -> l
         *params.dynamic,
         # one port per JVM for the metric query service: the shared flink-conf cannot pin two
         *(argument for key, port in ports.items() for argument in ("-D", f"{key}={port}")),
-        *identity,
     ]
 
 
